@@ -1,0 +1,251 @@
+"""Communicator: rank/size, buffer point-to-point messages, byte counters and comm timers.
+
+Every hot-path message goes through the capitalised (buffer) mpi4py methods on contiguous
+arrays; nothing here pickles. The counters are exact: bytes sent are the sizes of the
+buffers handed to MPI, bytes received are read from each completed receive's status.
+"""
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from .transport import get_transport
+
+__all__ = ["Communicator", "Request", "world"]
+
+_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
+
+
+def _nbytes(arr):
+    return int(arr.size) * arr.dtype.itemsize
+
+
+class Request:
+    """A pending non-blocking send or receive; complete it with :meth:`wait` or
+    :meth:`Communicator.waitall`."""
+
+    __slots__ = ("_req", "_status", "_arr", "_view", "_kind")
+
+    def __init__(self, req, kind, arr=None, view=None):
+        self._req = req
+        self._kind = kind
+        self._arr = arr
+        self._view = view
+        self._status = MPI.Status() if kind == "recv" else None
+
+
+class Communicator:
+    """A thin wrapper of an MPI communicator used by every hand-made collective.
+
+    Args:
+        mpi_comm: an ``mpi4py.MPI.Comm`` (default ``MPI.COMM_WORLD``).
+        transport: name of the buffer transport (``host``; GPU transports: see
+            :mod:`hpctrain.comm.transport`).
+
+    Attributes:
+        bytes_sent, bytes_recv: exact payload bytes this rank sent/received.
+        messages_sent: number of point-to-point sends.
+        comm_time: seconds spent inside communication calls.
+    """
+
+    def __init__(self, mpi_comm=None, transport="host"):
+        self._comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        self.rank = self._comm.Get_rank()
+        self.size = self._comm.Get_size()
+        self.transport = get_transport(transport)
+        self.reset_counters()
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def reset_counters(self):
+        """Zero the byte counters and the communication timer."""
+        self.bytes_sent = 0
+        self.bytes_recv = 0
+        self.messages_sent = 0
+        self.comm_time = 0.0
+
+    def counters(self):
+        """Return the counters as a dict (for metrics)."""
+        return {
+            "bytes_sent": self.bytes_sent,
+            "bytes_recv": self.bytes_recv,
+            "messages_sent": self.messages_sent,
+            "comm_time": self.comm_time,
+        }
+
+    @property
+    def mpi_comm(self):
+        """The underlying ``mpi4py`` communicator (for code inside ``hpctrain.comm``)."""
+        return self._comm
+
+    # -- blocking point-to-point ---------------------------------------------------
+    def send(self, buf, dest, tag=0):
+        """Send the contiguous array ``buf`` to rank ``dest``."""
+        t0 = time.perf_counter()
+        self._comm.Send(self.transport.send_view(buf), dest=dest, tag=tag)
+        self.bytes_sent += _nbytes(buf)
+        self.messages_sent += 1
+        self.comm_time += time.perf_counter() - t0
+
+    def recv(self, buf, source, tag=0):
+        """Receive into the contiguous array ``buf`` from rank ``source``.
+
+        Returns:
+            The number of bytes received.
+        """
+        t0 = time.perf_counter()
+        status = MPI.Status()
+        view = self.transport.recv_view(buf)
+        self._comm.Recv(view, source=source, tag=tag, status=status)
+        self.transport.finish_recv(buf, view)
+        n = status.Get_count(MPI.BYTE)
+        self.bytes_recv += n
+        self.comm_time += time.perf_counter() - t0
+        return n
+
+    def sendrecv(self, sendbuf, dest, recvbuf, source, sendtag=0, recvtag=None):
+        """Send ``sendbuf`` to ``dest`` while receiving ``recvbuf`` from ``source``.
+
+        Returns:
+            The number of bytes received.
+        """
+        t0 = time.perf_counter()
+        status = MPI.Status()
+        view = self.transport.recv_view(recvbuf)
+        self._comm.Sendrecv(
+            self.transport.send_view(sendbuf),
+            dest=dest,
+            sendtag=sendtag,
+            recvbuf=view,
+            source=source,
+            recvtag=sendtag if recvtag is None else recvtag,
+            status=status,
+        )
+        self.transport.finish_recv(recvbuf, view)
+        n = status.Get_count(MPI.BYTE)
+        self.bytes_sent += _nbytes(sendbuf)
+        self.messages_sent += 1
+        self.bytes_recv += n
+        self.comm_time += time.perf_counter() - t0
+        return n
+
+    # -- non-blocking point-to-point -----------------------------------------------
+    def isend(self, buf, dest, tag=0):
+        """Start sending ``buf`` to ``dest``; returns a :class:`Request`."""
+        t0 = time.perf_counter()
+        req = self._comm.Isend(self.transport.send_view(buf), dest=dest, tag=tag)
+        self.bytes_sent += _nbytes(buf)
+        self.messages_sent += 1
+        self.comm_time += time.perf_counter() - t0
+        return Request(req, "send")
+
+    def irecv(self, buf, source, tag=0):
+        """Start receiving into ``buf`` from ``source``; returns a :class:`Request`."""
+        t0 = time.perf_counter()
+        view = self.transport.recv_view(buf)
+        req = self._comm.Irecv(view, source=source, tag=tag)
+        self.comm_time += time.perf_counter() - t0
+        return Request(req, "recv", buf, view)
+
+    def waitall(self, requests):
+        """Complete every request in ``requests``.
+
+        Returns:
+            Bytes received by the receive requests among them, in order (0 for sends).
+        """
+        t0 = time.perf_counter()
+        reqs = [r._req for r in requests]
+        statuses = [r._status if r._status is not None else MPI.Status() for r in requests]
+        MPI.Request.Waitall(reqs, statuses)
+        counts = []
+        for r, st in zip(requests, statuses):
+            if r._kind == "recv":
+                self.transport.finish_recv(r._arr, r._view)
+                n = st.Get_count(MPI.BYTE)
+                self.bytes_recv += n
+                counts.append(n)
+            else:
+                counts.append(0)
+        self.comm_time += time.perf_counter() - t0
+        return counts
+
+    def wait(self, request):
+        """Complete one request; returns bytes received (0 for a send)."""
+        return self.waitall([request])[0]
+
+    # -- MPI's own collectives (baselines, oracles, small control messages) -----------
+    def native_allreduce(self, buf, op="sum"):
+        """MPI's ``Allreduce`` in place on ``buf`` (the baseline and test oracle)."""
+        t0 = time.perf_counter()
+        if self.size > 1:
+            self._comm.Allreduce(MPI.IN_PLACE, self.transport.send_view(buf), op=_OPS[op])
+            self.bytes_sent += _nbytes(buf)  # what this rank contributes (lower bound)
+        self.comm_time += time.perf_counter() - t0
+        return buf
+
+    def native_allgatherv(self, sendbuf, recvbuf, counts):
+        """MPI's ``Allgatherv``: ``recvbuf`` receives every rank's ``sendbuf``, rank order.
+
+        Args:
+            counts: number of elements contributed by each rank.
+        """
+        t0 = time.perf_counter()
+        counts = [int(c) for c in counts]
+        displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+        self._comm.Allgatherv(sendbuf, [recvbuf, counts, displs])
+        self.bytes_sent += _nbytes(sendbuf)
+        self.comm_time += time.perf_counter() - t0
+        return recvbuf
+
+    def allgather_array(self, arr):
+        """Gather a small 1-D array of equal length from every rank; returns (size, len)."""
+        arr = np.ascontiguousarray(arr)
+        out = np.empty((self.size,) + arr.shape, dtype=arr.dtype)
+        self._comm.Allgather(arr, out)
+        return out
+
+    def bcast_array(self, arr, root=0):
+        """Broadcast a small array in place from ``root``."""
+        self._comm.Bcast(arr, root=root)
+        return arr
+
+    def bcast_bytes(self, data, root=0):
+        """Broadcast a byte string from ``root`` (length first; no pickle)."""
+        n = np.array([len(data) if self.rank == root else 0], dtype=np.int64)
+        self._comm.Bcast(n, root=root)
+        buf = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == root else np.empty(int(n[0]), np.uint8)
+        self._comm.Bcast(buf, root=root)
+        return buf.tobytes()
+
+    def any_true(self, flag):
+        """True on every rank if ``flag`` is true on any rank (a tiny MAX allreduce)."""
+        v = np.array([1 if flag else 0], dtype=np.int32)
+        if self.size > 1:
+            self._comm.Allreduce(MPI.IN_PLACE, v, op=MPI.MAX)
+        return bool(v[0])
+
+    def barrier(self):
+        """Block until every rank arrives."""
+        self._comm.Barrier()
+
+    def split(self, color, key=None):
+        """A new :class:`Communicator` over the ranks with the same ``color``."""
+        sub = self._comm.Split(color, self.rank if key is None else key)
+        return Communicator(sub, transport=self.transport.name)
+
+    def abort(self, code=1):
+        """Abort every process of the job (use when one rank cannot continue)."""
+        MPI.COMM_WORLD.Abort(code)
+
+
+def world(transport="host"):
+    """A :class:`Communicator` over ``MPI.COMM_WORLD``."""
+    return Communicator(MPI.COMM_WORLD, transport=transport)
+
+
+def mpi_library_info():
+    """MPI standard version, library version string and vendor (for ``hpctrain info``)."""
+    version = "%d.%d" % MPI.Get_version()
+    lib = MPI.Get_library_version().strip().splitlines()[0]
+    vendor, vver = MPI.get_vendor()
+    return {"mpi_standard": version, "mpi_library": lib, "mpi_vendor": f"{vendor} {'.'.join(map(str, vver))}"}

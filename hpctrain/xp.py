@@ -1,0 +1,67 @@
+"""Array-module choice: NumPy on the CPU, CuPy on a GPU. The one place (with the kernel
+loader) that imports cupy."""
+
+import numpy as np
+
+__all__ = ["get_array_module", "cupy_or_none", "gpu_available", "to_numpy", "synchronize", "resolve_device"]
+
+
+def cupy_or_none():
+    """Return the ``cupy`` module, or None when it is not installed."""
+    try:
+        import cupy
+    except Exception:  # ImportError, or a broken CUDA install raising at import
+        return None
+    return cupy
+
+
+def gpu_available():
+    """(True, description) if CuPy sees a usable GPU, else (False, reason)."""
+    cp = cupy_or_none()
+    if cp is None:
+        return False, "CuPy is not installed (pip install 'hpctrain[gpu]')"
+    try:
+        n = cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver / no device
+        return False, f"CuPy cannot reach a GPU: {str(exc).splitlines()[0]}"
+    if n < 1:
+        return False, "no CUDA device visible"
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return True, f"{n} x {name}"
+
+
+def get_array_module(arr):
+    """``cupy`` for CuPy arrays (anything with ``__cuda_array_interface__``), else numpy."""
+    if hasattr(arr, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(arr):
+    """A NumPy array with the contents of ``arr`` (copied off the GPU if needed)."""
+    if hasattr(arr, "__cuda_array_interface__"):
+        return arr.get()
+    return np.asarray(arr)
+
+
+def synchronize(arr=None):
+    """Wait for queued GPU work (no-op for NumPy)."""
+    if arr is None or hasattr(arr, "__cuda_array_interface__"):
+        cp = cupy_or_none()
+        if cp is not None and arr is not None:
+            cp.cuda.get_current_stream().synchronize()
+
+
+def resolve_device(device):
+    """Array module for ``device`` in {'cpu', 'gpu'}."""
+    if device == "cpu":
+        return np
+    from .errors import ConfigError
+
+    ok, why = gpu_available()
+    if not ok:
+        raise ConfigError(f"--device gpu: {why}")
+    return cupy_or_none()

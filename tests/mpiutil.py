@@ -1,0 +1,87 @@
+"""Launch ``mpiexec -n N`` jobs from tests with a hard timeout; never leave processes behind.
+
+The job runs in its own process session; on timeout the whole process group (mpiexec, its
+proxies and every rank) is killed and the test fails.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+__all__ = ["mpiexec_path", "mpiexec_cmd", "run_mpi", "kill_group", "WORKERS", "HPCTRAIN"]
+
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
+_BIN = os.path.dirname(sys.executable)
+HPCTRAIN = os.path.join(_BIN, "hpctrain")
+
+
+def mpiexec_path():
+    """The ``mpiexec`` next to this Python (venv with the MPICH wheel), else on PATH."""
+    here = os.path.join(_BIN, "mpiexec")
+    if os.path.exists(here):
+        return here
+    found = shutil.which("mpiexec")
+    if not found:
+        raise RuntimeError("mpiexec not found: install hpctrain[mpich] or load an MPI module")
+    return found
+
+
+def mpiexec_cmd(n):
+    """``[mpiexec, -n, N, ...]`` with oversubscription allowed for Open MPI."""
+    exe = mpiexec_path()
+    cmd = [exe, "-n", str(n)]
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    if "Open MPI" in out or "OpenRTE" in out:
+        cmd.append("--oversubscribe")
+    return cmd
+
+
+def kill_group(proc):
+    """Kill ``proc``'s whole process group and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_mpi(n, args, timeout=120, env=None, cwd=None, check=True):
+    """Run ``mpiexec -n n <python> args...`` (or a command list starting with a program
+    path when ``args[0]`` is absolute) and return a CompletedProcess.
+
+    Args:
+        n: ranks.
+        args: arguments after the Python interpreter, e.g. ``["-m", "hpctrain", "info"]``
+            or a worker script path and its arguments.
+        timeout: seconds before the job's process group is killed and the test fails.
+        env: extra environment variables.
+        check: raise AssertionError with the output if the exit status is non-zero.
+    """
+    cmd = mpiexec_cmd(n) + ([sys.executable] if not os.path.isabs(str(args[0])) or str(args[0]).endswith(".py") else []) + [str(a) for a in args]
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    full_env["HPCTRAIN_THREADS"] = "1"
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise AssertionError(f"mpiexec -n {n} {' '.join(map(str, args))} hung for {timeout}s and was killed")
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {res.returncode}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
+        )
+    return res
