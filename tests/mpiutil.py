@@ -51,8 +51,10 @@ def kill_group(proc):
 
 
 def run_mpi(n, args, timeout=120, env=None, cwd=None, check=True):
-    """Run ``mpiexec -n n <python> args...`` (or a command list starting with a program
-    path when ``args[0]`` is absolute) and return a CompletedProcess.
+    """Run ``mpiexec -n n [python] args...`` and return a CompletedProcess.
+
+    Python is put in front when ``args[0]`` is a ``.py`` script or an option (``-m``);
+    otherwise ``args[0]`` is the program (e.g. the ``hpctrain`` console script).
 
     Args:
         n: ranks.
@@ -62,7 +64,9 @@ def run_mpi(n, args, timeout=120, env=None, cwd=None, check=True):
         env: extra environment variables.
         check: raise AssertionError with the output if the exit status is non-zero.
     """
-    cmd = mpiexec_cmd(n) + ([sys.executable] if not os.path.isabs(str(args[0])) or str(args[0]).endswith(".py") else []) + [str(a) for a in args]
+    args = [str(a) for a in args]
+    prog = [sys.executable] if args[0].endswith(".py") or args[0].startswith("-") else []
+    cmd = mpiexec_cmd(n) + prog + args
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env["HPCTRAIN_THREADS"] = "1"
