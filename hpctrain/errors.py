@@ -7,6 +7,7 @@ __all__ = [
     "CheckpointError",
     "TopologyError",
     "CommError",
+    "SilentExit",
     "EXIT_USAGE",
 ]
 
@@ -37,3 +38,7 @@ class TopologyError(HpctrainError):
 
 class CommError(HpctrainError):
     """A collective was used in a way the communicator cannot serve."""
+
+
+class SilentExit(HpctrainError):
+    """Exit with status 2 without a message: another rank already reported the error."""

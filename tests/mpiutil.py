@@ -61,7 +61,7 @@ def run_mpi(n, args, timeout=120, env=None, cwd=None, check=True):
         args: arguments after the Python interpreter, e.g. ``["-m", "hpctrain", "info"]``
             or a worker script path and its arguments.
         timeout: seconds before the job's process group is killed and the test fails.
-        env: extra environment variables.
+        env: extra environment variables; a value of None removes the variable.
         check: raise AssertionError with the output if the exit status is non-zero.
     """
     args = [str(a) for a in args]
@@ -70,7 +70,11 @@ def run_mpi(n, args, timeout=120, env=None, cwd=None, check=True):
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env["HPCTRAIN_THREADS"] = "1"
-    full_env.update(env or {})
+    for k, v in (env or {}).items():
+        if v is None:
+            full_env.pop(k, None)
+        else:
+            full_env[k] = v
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,

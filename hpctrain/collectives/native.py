@@ -18,7 +18,7 @@ def mpi_allreduce(comm, buf, op="sum"):
         ``buf``.
     """
     reduce_op(op, buf)
-    comm.native_allreduce(buf, "sum" if op == "mean" else op)
+    comm.native_allreduce(buf, "sum" if op == "mean" else op, count=True)
     if op == "mean" and comm.size > 1:
         buf /= comm.size
     return buf

@@ -174,13 +174,21 @@ class Communicator:
         return self.waitall([request])[0]
 
     # -- MPI's own collectives (baselines, oracles, small control messages) -----------
-    def native_allreduce(self, buf, op="sum"):
-        """MPI's ``Allreduce`` in place on ``buf`` (the baseline and test oracle)."""
+    def native_allreduce(self, buf, op="sum", count=False):
+        """MPI's ``Allreduce`` in place on ``buf`` (the baseline and test oracle).
+
+        Args:
+            count: add the call to the counters (for the ``mpi`` collective in training;
+                off for control messages). MPI's internal traffic is invisible here, so
+                ``bytes_sent`` grows by the buffer size, the data this rank contributes.
+        """
         t0 = time.perf_counter()
         if self.size > 1:
             self._comm.Allreduce(MPI.IN_PLACE, self.transport.send_view(buf), op=_OPS[op])
-            self.bytes_sent += _nbytes(buf)  # what this rank contributes (lower bound)
-        self.comm_time += time.perf_counter() - t0
+            if count:
+                self.bytes_sent += _nbytes(buf)
+                self.messages_sent += 1
+                self.comm_time += time.perf_counter() - t0
         return buf
 
     def native_allgatherv(self, sendbuf, recvbuf, counts):
@@ -191,6 +199,7 @@ class Communicator:
         """
         t0 = time.perf_counter()
         counts = [int(c) for c in counts]
+        self.messages_sent += 1
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
         self._comm.Allgatherv(sendbuf, [recvbuf, counts, displs])
         self.bytes_sent += _nbytes(sendbuf)

@@ -1,0 +1,28 @@
+"""Distributed momentum SGD with gradient averaging (dense baseline of paper 001)."""
+
+from .base import Algorithm
+
+__all__ = ["DMSGD"]
+
+
+class DMSGD(Algorithm):
+    """Gradient averaging with heavy-ball momentum.
+
+    g <- (1/n) sum_k g_k (the configured allreduce); v <- beta v + g; w <- w - eta v,
+    with beta = ``momentum`` and eta = ``lr``.
+    """
+
+    name = "dmsgd"
+    state_names = ("velocity",)
+
+    def __init__(self, cfg, comm, allreduce, params):
+        super().__init__(cfg, comm, allreduce, params)
+        self.momentum = cfg.momentum
+        self.velocity = params * 0
+
+    def step(self, params, grad, lr, t):
+        self.allreduce(self.comm, grad, "mean")
+        v = self.velocity
+        v *= self.momentum
+        v += grad
+        params -= lr * v

@@ -1,0 +1,1 @@
+"""Benchmarks: collectives (nccl-tests-style tables), compression operators, alpha-beta fit."""

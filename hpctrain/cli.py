@@ -1,0 +1,191 @@
+"""The ``hpctrain`` command line: a click group whose commands parse, validate and call
+library code. Every user-facing error becomes one line on stderr and exit status 2."""
+
+import importlib.metadata
+import json
+import os
+import sys
+import traceback
+
+import click
+
+from . import __version__
+from .errors import EXIT_USAGE, HpctrainError, SilentExit
+
+__all__ = ["cli", "main"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _env_rank():
+    """This process's rank from the launcher's environment (before MPI starts), or 0."""
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def _comm():
+    from .comm import world
+
+    return world()
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="hpctrain")
+def cli():
+    """hpctrain: communication-efficient distributed training over hand-made MPI collectives.
+
+    Run under MPI, e.g. `mpiexec -n 4 hpctrain train --dataset fashion-mnist`.
+    """
+
+
+@cli.command()
+def info():
+    """Versions, MPI library, world size, CuPy/GPU availability."""
+    import h5py
+    import mpi4py
+    import numpy
+
+    from .comm.communicator import mpi_library_info
+    from .threads import default_threads, local_ranks
+    from .xp import cupy_or_none, gpu_available
+
+    comm = _comm()
+    if comm.rank != 0:
+        return
+    lib = mpi_library_info()
+    cp = cupy_or_none()
+    ok, gpu = gpu_available()
+    rows = [
+        ("hpctrain", __version__),
+        ("python", sys.version.split()[0]),
+        ("numpy", numpy.__version__),
+        ("mpi4py", mpi4py.__version__),
+        ("h5py", h5py.__version__),
+        ("click", importlib.metadata.version("click")),
+        ("MPI standard", lib["mpi_standard"]),
+        ("MPI library", lib["mpi_library"]),
+        ("MPI vendor", lib["mpi_vendor"]),
+        ("world size", str(comm.size)),
+        ("ranks on this node", str(local_ranks())),
+        ("BLAS threads/rank", f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')} (default {default_threads()})"),
+        ("cupy", cp.__version__ if cp else "not installed"),
+        ("GPU", gpu if ok else f"none ({gpu})"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k:<{width}}  {v}")
+
+
+def _train_options(f):
+    """The flags of ``hpctrain train``; each overrides the same key of the TOML file."""
+    from .config import TrainConfig, _FIELDS
+
+    opts = [
+        ("--algo", str), ("--collective", str), ("--model", str), ("--dataset", str),
+        ("--data-dir", str), ("--epochs", int), ("--batch-size", int), ("--lr", float),
+        ("--momentum", float), ("--weight-decay", float), ("--seed", int), ("--dtype", str),
+        ("--threads", int), ("--out", str),
+    ]
+    for flag, typ in reversed(opts):
+        key = flag[2:].replace("-", "_")
+        fld = _FIELDS[key]
+        choices = fld.metadata.get("choices")
+        default = getattr(TrainConfig(), key)
+        help_ = f"{fld.metadata['help']} [config key {key}; default {default!r}]"
+        f = click.option(flag, key, type=click.Choice(choices) if choices else typ, default=None, help=help_)(f)
+    f = click.option("--overwrite", is_flag=True, default=None, help="reuse an existing run directory")(f)
+    f = click.option("--quiet", "-q", is_flag=True, default=None, help="no progress bar or per-epoch lines")(f)
+    return f
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_train_options
+def train(config, **overrides):
+    """Train a model; CONFIG is an optional TOML file, flags override its keys.
+
+    Writes config.toml, metrics.jsonl (one line per epoch) and summary.json into --out.
+    """
+    from .config import load_config
+    from .train import run_training
+
+    cfg = load_config(config, overrides)
+    run_training(cfg)
+
+
+@cli.group()
+def bench():
+    """Benchmarks of the collectives (nccl-tests-style output)."""
+
+
+@bench.command("allreduce")
+@click.option("--algo", "algos", default="ring,mpi", show_default=True, help="comma-separated allreduce names")
+@click.option("--min-bytes", default="1K", show_default=True, help="smallest message (e.g. 1K)")
+@click.option("--max-bytes", default="64M", show_default=True, help="largest message (e.g. 64M)")
+@click.option("--step-factor", default=4, show_default=True, type=int, help="size multiplier between rows")
+@click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1), help="timed iterations per size")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="untimed iterations per size")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64", "int32", "int64"]))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the rows as JSON")
+def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup, dtype, json_path):
+    """Time allreduce algorithms over message sizes; check every result."""
+    from .bench.allreduce import bench_allreduce, format_table
+    from .bench.common import parse_size, size_sweep
+    from .collectives import get_allreduce
+
+    names = [a.strip() for a in algos.split(",") if a.strip()]
+    for name in names:
+        get_allreduce(name)
+    sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    comm = _comm()
+    rows = bench_allreduce(comm, names, sizes, dtype, iters, warmup)
+    if comm.rank == 0:
+        click.echo(format_table(rows))
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump(rows, f, indent=1)
+
+
+def _one_line(exc):
+    text = str(exc).strip().replace("\n", " ")
+    return text or exc.__class__.__name__
+
+
+def main(argv=None):
+    """Entry point: run the CLI; map errors to one line and exit status 2."""
+    prog = "hpctrain"
+    try:
+        cli.main(args=argv, prog_name=prog, standalone_mode=False)
+    except SilentExit:
+        sys.exit(EXIT_USAGE)
+    except HpctrainError as exc:
+        click.echo(f"{prog}: error: {_one_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        if _env_rank() == 0:
+            where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) else f"{prog}: "
+            click.echo(f"{where}error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
+        rank = _env_rank()
+        click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
+        traceback.print_exc(file=sys.stderr)
+        if "mpi4py.MPI" in sys.modules:
+            from mpi4py import MPI
+
+            if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+                MPI.COMM_WORLD.Abort(1)
+        sys.exit(1)

@@ -1,0 +1,336 @@
+"""Payload (the arrays a compressor puts on the wire + their exact size) and the Compressor base.
+
+A compressor is pure array math: ``compress(x, step=, rank=, memory=) -> Payload`` and
+``decompress(payload, out)``, testable in one process. Communication code sends
+``payload.to_bytes()`` (one contiguous uint8 buffer of exactly ``payload.nbytes`` bytes)
+or the payload's arrays one by one; :meth:`Payload.from_bytes` rebuilds a payload from the
+buffer without knowing the compressor (the 32-byte header describes the layout).
+
+Wire format (little-endian), see docs/compress.md::
+
+    header  32 bytes  struct '<BBBBIQQQ': opcode, dtype code, index itemsize, bits,
+                      count, size (dense length d), step, aux (bucket size)
+    arrays  in the operator's fixed order, each C-contiguous, no padding
+"""
+
+import math
+import struct
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..xp import get_array_module
+
+__all__ = [
+    "HEADER_BYTES",
+    "OPCODES",
+    "Payload",
+    "Compressor",
+    "SparseCompressor",
+    "index_dtype",
+    "check_input",
+    "check_density",
+]
+
+HEADER_BYTES = 32
+_HEADER = struct.Struct("<BBBBIQQQ")
+assert _HEADER.size == HEADER_BYTES
+
+#: operator name -> opcode on the wire
+OPCODES = {
+    "none": 0,
+    "fp16": 1,
+    "topk": 2,
+    "approx-topk": 3,
+    "threshold": 4,
+    "randk": 5,
+    "qsgd-minmax": 6,
+    "qsgd-norm": 7,
+    "sign": 8,
+}
+_OPNAMES = {v: k for k, v in OPCODES.items()}
+_DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.float64), 2: np.dtype(np.float16)}
+_DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
+
+
+def index_dtype(size):
+    """int32 indices when every index of a length-``size`` vector fits, else int64."""
+    return np.dtype(np.int32) if size <= np.iinfo(np.int32).max else np.dtype(np.int64)
+
+
+def check_input(x):
+    """Raise TypeError unless ``x`` is a 1-D float32/float64 array; return its dtype."""
+    dt = np.dtype(x.dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"compressors take float32 or float64 arrays, got {dt}")
+    if x.ndim != 1:
+        raise TypeError(f"compressors take 1-D (flattened) arrays, got shape {x.shape}")
+    return dt
+
+
+def check_density(density):
+    """Validate density = s/d in (0, 1] (ConfigError otherwise) and return it as float."""
+    try:
+        density = float(density)
+    except (TypeError, ValueError):
+        raise ConfigError(f"density must be a number in (0, 1], got {density!r}") from None
+    if not (0.0 < density <= 1.0):
+        raise ConfigError(f"density must be in (0, 1], got {density}")
+    return density
+
+
+def _layout(opcode, dtype, idx_itemsize, bits, count, aux):
+    """(name, dtype, length) of each array of a payload, in wire order."""
+    idt = {4: np.dtype(np.int32), 8: np.dtype(np.int64)}.get(idx_itemsize)
+    nb = math.ceil(count / aux) if aux else 0
+    name = _OPNAMES[opcode]
+    if name == "none":
+        return [("values", dtype, count)]
+    if name == "fp16":
+        return [("values", np.dtype(np.float16), count)]
+    if name in ("topk", "approx-topk", "threshold"):
+        return [("indices", idt, count), ("values", dtype, count)]
+    if name == "randk":
+        return [("values", dtype, count)]
+    nscales = 2 if name == "qsgd-minmax" else 1
+    return [("codes", np.dtype(np.uint8), math.ceil(count * bits / 8)), ("scales", dtype, nb * nscales)]
+
+
+class Payload:
+    """What a compressor sends: named arrays plus the header fields, with exact wire size.
+
+    Attributes:
+        op: operator name on the wire (a key of :data:`OPCODES`).
+        size: dense length d of the compressed vector.
+        dtype: dtype of the dense vector.
+        count: selected coordinates (sparse ops) or coded elements (dense ops).
+        step: training step the payload belongs to (random-k regenerates indices from it).
+        bits: bits per code (quantizers), else 0.
+        aux: bucket size (quantizers), else 0.
+        arrays: dict name -> array (NumPy or CuPy), in wire order.
+    """
+
+    __slots__ = ("op", "size", "dtype", "count", "step", "bits", "aux", "arrays")
+
+    def __init__(self, op, size, dtype, count, arrays, step=0, bits=0, aux=0):
+        self.op = op
+        self.size = int(size)
+        self.dtype = np.dtype(dtype)
+        self.count = int(count)
+        self.step = int(step)
+        self.bits = int(bits)
+        self.aux = int(aux)
+        self.arrays = dict(arrays)
+
+    def __getitem__(self, name):
+        return self.arrays[name]
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k}={v.dtype}[{v.size}]" for k, v in self.arrays.items())
+        return f"Payload({self.op}, size={self.size}, count={self.count}, nbytes={self.nbytes}, {shapes})"
+
+    @property
+    def nbytes(self):
+        """Exact bytes on the wire: header + every array (values, indices, codes, scales)."""
+        return HEADER_BYTES + sum(int(a.size) * a.dtype.itemsize for a in self.arrays.values())
+
+    @property
+    def payload_nbytes(self):
+        """Bytes of the arrays alone (what a dense allreduce of values moves per rank)."""
+        return self.nbytes - HEADER_BYTES
+
+    def header_bytes(self):
+        """The 32-byte header as ``bytes``."""
+        idx = self.arrays.get("indices")
+        return _HEADER.pack(
+            OPCODES[self.op], _DTYPE_CODES[self.dtype], 0 if idx is None else idx.dtype.itemsize,
+            self.bits, self.count, self.size, self.step, self.aux,
+        )
+
+    def to_bytes(self):
+        """One contiguous uint8 array (NumPy or CuPy, like the payload) of ``nbytes`` bytes."""
+        arrays = list(self.arrays.values())
+        xp = get_array_module(arrays[0]) if arrays else np
+        out = xp.empty(self.nbytes, dtype=np.uint8)
+        out[:HEADER_BYTES] = xp.asarray(np.frombuffer(self.header_bytes(), dtype=np.uint8))
+        off = HEADER_BYTES
+        for a in arrays:
+            n = int(a.size) * a.dtype.itemsize
+            out[off:off + n] = xp.ascontiguousarray(a).view(np.uint8).reshape(-1)
+            off += n
+        return out
+
+    @classmethod
+    def from_bytes(cls, buf):
+        """Rebuild a payload from :meth:`to_bytes` output (NumPy or CuPy uint8 array).
+
+        Raises:
+            ValueError: when the buffer is shorter or longer than its header says.
+        """
+        xp = get_array_module(buf)
+        head = bytes(np.asarray(buf[:HEADER_BYTES].get() if xp is not np else buf[:HEADER_BYTES]).tobytes())
+        if len(head) < HEADER_BYTES:
+            raise ValueError(f"payload buffer of {len(head)} bytes has no complete header")
+        opcode, dcode, idx_itemsize, bits, count, size, step, aux = _HEADER.unpack(head)
+        if opcode not in _OPNAMES or dcode not in _DTYPES:
+            raise ValueError(f"payload header has unknown opcode {opcode} or dtype code {dcode}")
+        dtype = _DTYPES[dcode]
+        arrays = {}
+        off = HEADER_BYTES
+        for name, dt, n in _layout(opcode, dtype, idx_itemsize, bits, count, aux):
+            nbytes = n * dt.itemsize
+            if off + nbytes > buf.size:
+                raise ValueError(f"payload buffer truncated: needs {off + nbytes} bytes, has {buf.size}")
+            arrays[name] = buf[off:off + nbytes].copy().view(dt)
+            off += nbytes
+        if off != buf.size:
+            raise ValueError(f"payload buffer has {buf.size} bytes, header describes {off}")
+        return cls(_OPNAMES[opcode], size, dtype, count, arrays, step=step, bits=bits, aux=aux)
+
+
+class Compressor:
+    """Base of every operator: ``compress`` -> :class:`Payload`, ``decompress`` into a buffer.
+
+    Subclasses implement ``_compress(x, step, rank)`` and ``_decompress(payload, out)``.
+    ``compress(g, memory=u)`` gives error feedback: it compresses p = g + u and leaves
+    u <- p - decompress(sent) in ``memory`` (sparse operators do it in one fused pass).
+
+    Attributes:
+        name: registry name.
+        biased: False for unbiased operators (E[decompress(compress(x))] = x).
+        sparse: True when the payload is (indices, values) pairs.
+    """
+
+    name = "?"
+    biased = True
+    sparse = False
+
+    def compress(self, x, step=0, rank=0, memory=None):
+        """Compress ``x`` (or ``x + memory`` with error feedback).
+
+        Args:
+            x: 1-D float32/float64 NumPy or CuPy array (the gradient g).
+            step: training step (seeds the counter RNG).
+            rank: worker rank (seeds per-rank randomness; shared-seed ops ignore it).
+            memory: optional error-feedback memory u, same shape/dtype; updated in place
+                to (x + u) - decompress(payload).
+
+        Returns:
+            A :class:`Payload`.
+        """
+        check_input(x)
+        if memory is None:
+            return self._compress(x, step, rank)
+        xp = get_array_module(x)
+        p = self._add(x, memory)
+        payload = self._compress(p, step, rank)
+        q = xp.empty_like(p)
+        self._decompress(payload, q)
+        self._residual(p, q, memory)
+        return payload
+
+    def decompress(self, payload, out):
+        """Write the dense vector described by ``payload`` into ``out`` (overwritten).
+
+        Args:
+            payload: from :meth:`compress` or :meth:`Payload.from_bytes`.
+            out: 1-D array of length ``payload.size`` and dtype ``payload.dtype``.
+
+        Returns:
+            ``out``.
+        """
+        if out.size != payload.size or np.dtype(out.dtype) != payload.dtype:
+            raise ValueError(
+                f"decompress into {out.dtype}[{out.size}], payload is {payload.dtype}[{payload.size}]"
+            )
+        self._decompress(payload, out)
+        return out
+
+    def decompress_add(self, payload, out):
+        """``out += decompress(payload)`` (aggregation of several workers' payloads).
+
+        Returns:
+            ``out``.
+        """
+        xp = get_array_module(out)
+        tmp = xp.empty_like(out)
+        self.decompress(payload, tmp)
+        out += tmp
+        return out
+
+    # -- dense error feedback (GPU dispatch lives in cuda.py) --------------------------
+    @staticmethod
+    def _add(g, u):
+        if get_array_module(g) is np:
+            return g + u
+        from . import cuda
+
+        return cuda.ef_add(g, u)
+
+    @staticmethod
+    def _residual(p, q, u):
+        if get_array_module(p) is np:
+            np.subtract(p, q, out=u)
+        else:
+            from . import cuda
+
+            cuda.ef_residual(p, q, u)
+
+    def _compress(self, x, step, rank):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _decompress(self, payload, out):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SparseCompressor(Compressor):
+    """Base of the sparsifiers: payload = (indices ascending, values) pairs.
+
+    Subclasses implement ``_select(x, u, step, rank)`` returning (indices, values) and
+    updating ``u`` to (x + u) with the selected coordinates zeroed when ``u`` is given.
+    """
+
+    sparse = True
+
+    def compress(self, x, step=0, rank=0, memory=None):
+        """Select coordinates of ``x`` (or of ``x + memory``, updating memory in one pass).
+
+        Args:
+            x: 1-D float32/float64 array.
+            step, rank: seed the counter RNG where the operator is random.
+            memory: optional error-feedback memory (updated in place).
+
+        Returns:
+            A :class:`Payload` with ``indices`` and ``values``.
+        """
+        dt = check_input(x)
+        if memory is not None and (memory.shape != x.shape or np.dtype(memory.dtype) != dt):
+            raise ValueError(f"memory {memory.dtype}{memory.shape} does not match x {dt}{x.shape}")
+        idx, val = self._select(x, memory, step, rank)
+        idx = idx.astype(index_dtype(x.size), copy=False)
+        return Payload(self.name, x.size, dt, idx.size, {"indices": idx, "values": val}, step=step)
+
+    def _decompress(self, payload, out):
+        idx, val = payload["indices"], payload["values"]
+        if get_array_module(out) is np:
+            out.fill(0)
+            out[idx] = val
+        else:
+            from . import cuda
+
+            cuda.scatter(idx, val, out, add=False)
+
+    def decompress_add(self, payload, out):
+        """Scatter-add the (index, value) pairs into ``out`` (indices unique per payload).
+
+        Returns:
+            ``out``.
+        """
+        idx, val = payload["indices"], payload["values"]
+        if get_array_module(out) is np:
+            out[idx] += val
+        else:
+            from . import cuda
+
+            cuda.scatter(idx, val, out, add=True)
+        return out

@@ -1,0 +1,140 @@
+"""Random-k with a shared seed: every rank draws the same k coordinates at the same step.
+
+The coordinates are the k smallest counter-RNG keys ``hash(key(seed, step), i)``, ties
+to the lower index: a uniformly random k-subset (without replacement) that depends on
+(seed, step, d, k) only, never on the rank. So only the k values travel (a dense
+allreduce of k values suffices) and the receiver regenerates the indices from the step
+in the payload header. The CUDA twin (kernels/randomk.cu) draws the very same keys.
+"""
+
+import numpy as np
+
+from ..xp import get_array_module
+from .base import Payload, SparseCompressor, check_density, check_input, index_dtype
+from .rng import STREAM_RANDK, counter_key, hash_u64
+from .topk import k_for_density
+
+__all__ = ["randk_indices", "RandomK"]
+
+
+def randk_indices(seed, step, d, k):
+    """The shared random-k coordinates (NumPy reference).
+
+    Args:
+        seed: shared seed.
+        step: training step.
+        d: vector length.
+        k: coordinates to draw (0 <= k <= d).
+
+    Returns:
+        int64 indices, ascending.
+    """
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = hash_u64(counter_key(seed, step, 0, STREAM_RANDK), 0, d)
+    thr = np.partition(keys, k - 1)[k - 1]
+    mask = keys < thr
+    need = k - int(np.count_nonzero(mask))
+    mask[np.flatnonzero(keys == thr)[:need]] = True
+    return np.flatnonzero(mask)
+
+
+class RandomK(SparseCompressor):
+    """Random-k sparsifier (paper 000's random mask), k = round(density * d), shared seed.
+
+    The payload carries values only (op ``randk``); :meth:`indices` regenerates the
+    coordinates for a step.
+
+    Args:
+        density: s/d in (0, 1].
+        seed: shared seed (must be equal on every rank).
+    """
+
+    name = "randk"
+
+    def __init__(self, density=0.01, seed=0):
+        self.density = check_density(density)
+        self.seed = int(seed)
+        self._cache = None  # (step, d, k, on_gpu) -> indices of the last step
+
+    def indices(self, step, d, xp=np):
+        """The k shared coordinates of ``step`` for a length-d vector (NumPy or CuPy)."""
+        k = k_for_density(self.density, d)
+        key = (int(step), int(d), k, xp is not np)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        if xp is np:
+            idx = randk_indices(self.seed, step, d, k)
+        else:
+            from . import cuda
+
+            idx, _ = cuda.randk_select(None, None, counter_key(self.seed, step, 0, STREAM_RANDK), d, k,
+                                       dtype=np.float32)
+        self._cache = (key, idx)
+        return idx
+
+    def _select(self, x, memory, step, rank):
+        xp = get_array_module(x)
+        if xp is not np:
+            from . import cuda
+
+            k = k_for_density(self.density, x.size)
+            idx, val = cuda.randk_select(x, memory, counter_key(self.seed, step, 0, STREAM_RANDK), x.size, k)
+            self._cache = ((int(step), int(x.size), k, True), idx)
+            return idx, val
+        idx = self.indices(step, x.size)
+        if memory is None:
+            return idx, x[idx]
+        np.add(x, memory, out=memory)
+        val = memory[idx]
+        memory[idx] = 0
+        return idx, val
+
+    def compress(self, x, step=0, rank=0, memory=None):
+        """Values of ``x`` (or ``x + memory``) at the shared coordinates of ``step``.
+
+        Args:
+            x: 1-D float32/float64 array.
+            step: training step (with the seed, fixes the coordinates).
+            rank: ignored (the coordinates are shared).
+            memory: optional error-feedback memory (updated in place).
+
+        Returns:
+            A :class:`Payload` with ``values`` only.
+        """
+        dt = check_input(x)
+        _, val = self._select(x, memory, step, rank)
+        return Payload(self.name, x.size, dt, val.size, {"values": val}, step=step)
+
+    def _decompress(self, payload, out):
+        xp = get_array_module(out)
+        idx = self.indices(payload.step, payload.size, xp)
+        if idx.size != payload.count:
+            raise ValueError(f"random-k payload has {payload.count} values, density gives {idx.size}")
+        if xp is np:
+            out.fill(0)
+            out[idx] = payload["values"]
+        else:
+            from . import cuda
+
+            cuda.scatter(idx, payload["values"], out, add=False)
+
+    def decompress_add(self, payload, out):
+        """``out[indices] += values`` at the shared coordinates of the payload's step.
+
+        Returns:
+            ``out``.
+        """
+        xp = get_array_module(out)
+        idx = self.indices(payload.step, payload.size, xp)
+        if xp is np:
+            out[idx] += payload["values"]
+        else:
+            from . import cuda
+
+            cuda.scatter(idx, payload["values"], out, add=True)
+        return out
+
+    def index_dtype(self, d):
+        """Index dtype used for length-d vectors (indices never travel for random-k)."""
+        return index_dtype(d)

@@ -1,0 +1,112 @@
+"""Counter-based random numbers shared bit-for-bit with the CUDA kernels (kernels/common.cuh).
+
+A stream is named by a 64-bit ``key`` derived on the host from (seed, step, rank, stream);
+counter ``i`` of that stream is ``mix64(key + (i + 1) * GOLDEN)`` (the splitmix64
+finalizer), so any element's random bits can be drawn independently, in any order, on the
+CPU or on the GPU, with the very same result. Uniforms carry 53 bits:
+``(bits >> 11) * 2**-53``, exactly representable in float64.
+"""
+
+import numpy as np
+
+__all__ = [
+    "GOLDEN",
+    "STREAM_QUANTIZE",
+    "STREAM_SAMPLE",
+    "STREAM_RANDK",
+    "mix64",
+    "counter_key",
+    "hash_u64",
+    "uniform",
+    "sample_positions",
+]
+
+_M = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+_C1 = 0xBF58476D1CE4E5B9
+_C2 = 0x94D049BB133111EB
+
+#: stream tags keep the operators' draws independent of each other
+STREAM_QUANTIZE = 1
+STREAM_SAMPLE = 2
+STREAM_RANDK = 3
+
+
+def mix64(z):
+    """The splitmix64 finalizer of a Python int (mod 2**64).
+
+    Args:
+        z: an integer.
+
+    Returns:
+        The mixed 64-bit value as a Python int.
+    """
+    z &= _M
+    z = ((z ^ (z >> 30)) * _C1) & _M
+    z = ((z ^ (z >> 27)) * _C2) & _M
+    return z ^ (z >> 31)
+
+
+def counter_key(seed, step, rank=0, stream=0):
+    """The 64-bit key of the stream (seed, step, rank, stream), computed on the host.
+
+    Args:
+        seed: user seed (non-negative int).
+        step: training step.
+        rank: worker rank; pass 0 for draws every rank must share (random-k).
+        stream: one of the ``STREAM_*`` tags.
+
+    Returns:
+        A Python int in [0, 2**64).
+    """
+    k = mix64(int(seed) + GOLDEN)
+    for v in (step, rank, stream):
+        k = mix64(k ^ mix64((int(v) + GOLDEN) & _M))
+    return k
+
+
+def _mix64_array(z):
+    z = z ^ (z >> np.uint64(30))
+    z *= np.uint64(_C1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(_C2)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def hash_u64(key, start, count):
+    """Random bits of counters ``start .. start+count-1`` of the stream ``key``.
+
+    Args:
+        key: a stream key from :func:`counter_key`.
+        start, count: the counter range.
+
+    Returns:
+        A uint64 array of length ``count``.
+    """
+    i = np.arange(start + 1, start + 1 + count, dtype=np.uint64)
+    i *= np.uint64(GOLDEN)
+    i += np.uint64(key)
+    return _mix64_array(i)
+
+
+def uniform(key, count, start=0):
+    """Uniform float64 draws in [0, 1) for counters ``start .. start+count-1``.
+
+    Returns:
+        A float64 array; each value is an integer times 2**-53 (exact).
+    """
+    h = hash_u64(key, start, count)
+    h >>= np.uint64(11)
+    return h.astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def sample_positions(key, m, d):
+    """``m`` positions in [0, d), drawn with replacement: ``hash(key, j) mod d``.
+
+    Returns:
+        A uint64 array of length ``m`` (empty when ``d == 0``).
+    """
+    if d == 0 or m == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return hash_u64(key, 0, m) % np.uint64(d)

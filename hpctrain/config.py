@@ -1,0 +1,129 @@
+"""Training configuration: one dataclass, loaded from TOML, overridden by flags, validated.
+
+Config keys are the CLI flags with ``_`` for ``-`` (``batch_size`` <-> ``--batch-size``).
+Every problem raises :class:`~hpctrain.errors.ConfigError` with one clear sentence.
+"""
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field, fields
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+from .errors import ConfigError
+
+__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate"]
+
+
+def _f(default, help, choices=None, check=None):
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
+
+
+_positive = (lambda v: v > 0, "must be > 0")
+_nonneg = (lambda v: v >= 0, "must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (defaults: the Quickstart's Fashion-MNIST run)."""
+
+    algo: str = _f("dmsgd", "training algorithm", choices=("dmsgd",))
+    collective: str = _f("ring", "allreduce implementation", choices=("ring", "mpi"))
+    model: str = _f("softmax", "model", choices=("softmax",))
+    dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, or a directory of IDX files")
+    data_dir: str = _f("", "directory holding the Fashion-MNIST IDX files")
+    epochs: int = _f(5, "passes over the training set", check=_positive)
+    batch_size: int = _f(128, "mini-batch size per worker", check=_positive)
+    lr: float = _f(0.05, "learning rate (eta)", check=_positive)
+    momentum: float = _f(0.9, "momentum factor (beta), in [0, 1)", check=(lambda v: 0 <= v < 1, "must be in [0, 1)"))
+    weight_decay: float = _f(1e-4, "L2 weight decay", check=_nonneg)
+    seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
+    dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
+    threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node)", check=_nonneg)
+    out: str = _f("", "run directory (default runs/run-YYYYmmdd-HHMMSS)")
+    overwrite: bool = _f(False, "reuse an existing run directory")
+    quiet: bool = _f(False, "no progress bar or per-epoch lines")
+
+    def to_dict(self):
+        """The configuration as a plain dict."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _check_type(name, value):
+    want = _FIELDS[name].type
+    want = {"int": int, "float": float, "str": str, "bool": bool}.get(want, want)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, bool) or not isinstance(value, want):
+        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def validate(cfg):
+    """Check every field's type, choices and range; returns ``cfg``."""
+    for name, f in _FIELDS.items():
+        value = _check_type(name, getattr(cfg, name))
+        setattr(cfg, name, value)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+        check = f.metadata.get("check")
+        if check and not check[0](value):
+            raise ConfigError(f"{name} {check[1]}, got {value!r}")
+    return cfg
+
+
+def _unknown_key(key):
+    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def load_config(path=None, overrides=None):
+    """Build a validated :class:`TrainConfig` from a TOML file and flag overrides.
+
+    Args:
+        path: TOML file (flat keys, or a ``[train]`` table), or None.
+        overrides: dict of values from the command line; None values are ignored.
+
+    Returns:
+        The validated config.
+    """
+    values = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        if isinstance(data.get("train"), dict):
+            data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise _unknown_key(key)
+            values[key] = value
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _FIELDS:
+            raise _unknown_key(key)
+        values[key] = value
+    return validate(TrainConfig(**values))
+
+
+def config_to_toml(cfg):
+    """The full resolved configuration as TOML text (``[train]`` table)."""
+    return tomli_w.dumps({"train": cfg.to_dict()})

@@ -1,0 +1,100 @@
+"""What a run tells the user: per-epoch JSONL, summary JSON, config TOML, progress on rank 0.
+
+Only rank 0 writes; the library prints for the user nowhere else.
+"""
+
+import json
+import os
+import sys
+import time
+
+__all__ = ["RunWriter", "Progress", "format_rate"]
+
+
+def format_rate(x):
+    """``123456`` -> ``'123.5k'``."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{suffix}"
+    return f"{x:.1f}"
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only on a terminal and when not quiet."""
+
+    def __init__(self, total, label, enabled=True, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total, self.label, self._last = total, label, 0.0
+
+    def update(self, done, extra=""):
+        """Redraw (at most 10 times a second) with ``done`` of ``total`` finished."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < self.total:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} {extra}")
+        self.stream.flush()
+
+    def close(self):
+        """Erase the bar."""
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+class RunWriter:
+    """Writes ``config.toml``, ``metrics.jsonl`` and ``summary.json`` into the run directory.
+
+    Args:
+        run_dir: the run directory (created by the caller).
+        active: True on rank 0 only; other ranks get a writer that does nothing.
+        quiet: no per-epoch lines on stdout.
+    """
+
+    def __init__(self, run_dir, active, quiet=False):
+        self.run_dir, self.active, self.quiet = run_dir, active, quiet
+        self._metrics = None
+        if active:
+            self._metrics = open(os.path.join(run_dir, "metrics.jsonl"), "w", encoding="utf-8")
+
+    def config(self, toml_text):
+        """Record the resolved configuration next to the outputs."""
+        if self.active:
+            with open(os.path.join(self.run_dir, "config.toml"), "w", encoding="utf-8") as f:
+                f.write(toml_text)
+
+    def say(self, line):
+        """A line for the user on stdout (rank 0, unless quiet)."""
+        if self.active and not self.quiet:
+            print(line, flush=True)
+
+    def epoch(self, record):
+        """Append one epoch's record to ``metrics.jsonl`` and print its summary line."""
+        if not self.active:
+            return
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        self.say(
+            f"epoch {record['epoch']:>3}  train_loss {record['train_loss']:.4f}  "
+            f"test_loss {record['test_loss']:.4f}  test_acc {record['test_accuracy']:.4f}  "
+            f"{format_rate(record['samples_per_s'])} samples/s  comm {record['comm_time']:.2f}s  "
+            f"compute {record['compute_time']:.2f}s"
+        )
+
+    def summary(self, summary):
+        """Write ``summary.json`` (final figures and the resolved config)."""
+        if self.active:
+            with open(os.path.join(self.run_dir, "summary.json"), "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+
+    def close(self):
+        """Close the metrics file."""
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up .venv with the test extras and run the whole test suite (it launches real
+# `mpiexec -n N` jobs). Extra arguments go to pytest. Fails if no test ran.
+set -euo pipefail
+HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich,test,kernels}
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$HPCTRAIN_ROOT"
+set +e
+python -m pytest "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "hpctrain: pytest collected no tests" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,47 @@
+"""Each rank's BLAS pool is sized to its share of the node's cores."""
+
+import os
+
+import pytest
+
+from hpctrain.threads import default_threads, default_thread_env, local_ranks
+from mpiutil import run_mpi
+
+
+def test_local_ranks_from_launchers():
+    assert local_ranks({}) == 1
+    assert local_ranks({"MPI_LOCALNRANKS": "4"}) == 4
+    assert local_ranks({"OMPI_COMM_WORLD_LOCAL_SIZE": "3"}) == 3
+    assert local_ranks({"SLURM_TASKS_PER_NODE": "2(x3)", "SLURM_PROCID": "0"}) == 2
+    assert local_ranks({"SLURM_TASKS_PER_NODE": "2(x3)"}) == 1  # not launched by srun
+
+
+def test_default_threads_divides_cores():
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads({"MPI_LOCALNRANKS": "1"}) == cores
+    assert default_threads({"MPI_LOCALNRANKS": str(cores * 4)}) == 1
+    assert default_threads({"HPCTRAIN_THREADS": "3", "MPI_LOCALNRANKS": "64"}) == 3
+
+
+def test_user_setting_wins():
+    env = {"OMP_NUM_THREADS": "7", "MPI_LOCALNRANKS": "2"}
+    n = default_thread_env(env)
+    assert env["OMP_NUM_THREADS"] == "7"
+    assert env["OPENBLAS_NUM_THREADS"] == str(n)
+
+
+@pytest.mark.mpi
+def test_ranks_get_their_share_under_mpiexec(tmp_path):
+    code = (
+        "import hpctrain, numpy, os; from threadpoolctl import threadpool_info;"
+        "print('T', os.environ['OPENBLAS_NUM_THREADS'], max([p['num_threads'] for p in threadpool_info()] or [0]))"
+    )
+    cores = len(os.sched_getaffinity(0))
+    unset = {k: None for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "HPCTRAIN_THREADS")}
+    res = run_mpi(4, ["-c", code], timeout=60, env=unset)
+    want = max(1, cores // 4)
+    lines = [x.split() for x in res.stdout.splitlines() if x.startswith("T ")]
+    assert len(lines) == 4
+    for _, var, live in lines:
+        assert int(var) == want
+        assert int(live) <= want

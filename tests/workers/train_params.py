@@ -1,0 +1,29 @@
+"""mpiexec worker: train with the given CLI-style overrides, save each rank's weights.
+
+usage: train_params.py OUTDIR key=value [key=value ...]
+"""
+
+import sys
+
+import numpy as np
+
+from hpctrain.comm import world
+from hpctrain.config import load_config
+from hpctrain.train import run_training
+
+out = sys.argv[1]
+overrides = {}
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    for conv in (int, float):
+        try:
+            v = conv(v)
+            break
+        except ValueError:
+            pass
+    overrides[k] = v
+comm = world()
+overrides.setdefault("out", f"{out}/run")
+overrides.setdefault("quiet", True)
+summary = run_training(load_config(None, overrides), comm)
+np.save(f"{out}/params{comm.rank}.npy", summary["params"])
