@@ -23,8 +23,8 @@ __device__ void ht_bucket_stats(const T* x, ht_u64 n, ht_u64 bucket, int kind, T
             mn = v < mn ? v : mn;
             mx = v > mx ? v : mx;
         }
-        s0[b] = mn;
-        s1[b] = mx;
+        s0[b] = ht_add(mn, (T)0);  // canonical +0.0 (NumPy twin adds 0 too)
+        s1[b] = ht_add(mx, (T)0);
     } else {
         double acc = 0.0;
         for (ht_u64 i = lo; i < hi; ++i) {

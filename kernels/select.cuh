@@ -77,7 +77,7 @@ __device__ void ht_select_write(const T* x, const T* u, ht_u64 n, ht_u64 key, ht
     T v = (T)0;
     bool gt = false, eq = false;
     if (valid) {
-        v = ht_value(x, u, i);
+        if (val_out || mem_out) v = ht_value(x, u, i);  // random-k indices only: x is null
         ht_u64 s = ht_score<T, MODE>(x, u, i, key);
         gt = s > thr;
         eq = s == thr;

@@ -100,14 +100,14 @@ def _take_and_update(p, idx, memory):
     return val
 
 
-def _prepare(x, memory):
-    """p = x (+ memory, accumulated in place into memory) and a = |p|."""
+def _prepare(x, memory, work=None):
+    """p = x (+ memory, accumulated in place into memory) and a = |p| (into ``work``)."""
     if memory is None:
         p = x
     else:
         np.add(x, memory, out=memory)
         p = memory
-    return p, np.abs(p)
+    return p, np.abs(p, out=work)
 
 
 class TopK(SparseCompressor):
@@ -170,6 +170,13 @@ class ApproxTopK(SparseCompressor):
         self.band = (low, high)
         self.seed = int(seed)
         self.last_info = {}
+        self._work = None  # reused |p| and mask buffers (no full-size allocation per step)
+
+    def _buffers(self, d, dtype):
+        w = self._work
+        if w is None or w[0].size != d or w[0].dtype != dtype:
+            w = self._work = (np.empty(d, dtype), np.empty(d, np.bool_))
+        return w
 
     def sample_size(self, d):
         """m, the number of sampled positions for a length-d vector."""
@@ -198,11 +205,12 @@ class ApproxTopK(SparseCompressor):
             self.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
             return np.zeros(0, np.int64), x[:0].copy()
         k, (lo_k, hi_k), m, key, kk = self.plan(d, step, rank)
-        p, a = _prepare(x, memory)
+        work, mask = self._buffers(d, x.dtype)
+        p, a = _prepare(x, memory, work)
         sample = a[sample_positions(key, m, d)]
         for attempt in range(self.refine_steps + 1):
             thr = kth_largest(sample, kk)
-            mask = a >= thr
+            np.greater_equal(a, thr, out=mask)
             c = int(np.count_nonzero(mask))
             if lo_k <= c <= hi_k:
                 idx = np.flatnonzero(mask)

@@ -1,0 +1,94 @@
+"""Gradient compression operators: NumPy references with bit-identical CUDA twins.
+
+Pick an operator with :func:`get_compressor`; every one has the same interface::
+
+    comp = get_compressor("topk", density=0.01)
+    payload = comp.compress(x, step=t, rank=r)      # Payload: arrays + exact nbytes
+    comp.decompress(payload, out)
+    ef = ErrorFeedback(comp); ef.compress(g, memory, step=t, rank=r)
+
+========================  =================================  =======  =====  ==========================
+name                      what is sent                       biased   GPU    pick it when
+========================  =================================  =======  =====  ==========================
+``none``                  the dense vector                   no       yes    baseline
+``fp16``                  float16 values (16 bit)            ~no      yes    cheap 2x (fp32) / 4x (fp64)
+``topk``                  k = density*d largest |x|: idx+val yes      yes    best accuracy per bit
+``approx-topk``           |x| >= sampled threshold           yes      yes    top-k, much faster (paper 001)
+``threshold``             |x| >= fixed threshold             yes      yes    known gradient scale
+``randk``                 k shared-seed coordinates: values  yes      yes    dense allreduce of k values
+``qsgd`` / ``quantize``   b-bit stochastic codes + scales    no       yes    unbiased, b in {1,2,4,8}
+``sign``                  1-bit signs + mean-|x| scales      yes      yes    32x, with error feedback
+========================  =================================  =======  =====  ==========================
+
+Biased operators are meant to run under :class:`ErrorFeedback` (memory). See
+docs/compress.md for semantics, tie rules and the wire format.
+"""
+
+from ..errors import ConfigError
+from .base import HEADER_BYTES, Compressor, Payload, SparseCompressor
+from .fp16 import FP16, NoCompression
+from .memory import ErrorFeedback, Momentum
+from .quantize import Quantize
+from .randomk import RandomK
+from .sign import SignScale
+from .topk import ApproxTopK, Threshold, TopK
+
+__all__ = [
+    "HEADER_BYTES",
+    "Payload",
+    "Compressor",
+    "SparseCompressor",
+    "NoCompression",
+    "FP16",
+    "TopK",
+    "ApproxTopK",
+    "Threshold",
+    "RandomK",
+    "Quantize",
+    "SignScale",
+    "ErrorFeedback",
+    "Momentum",
+    "COMPRESSORS",
+    "compressor_names",
+    "get_compressor",
+]
+
+#: registry name -> class
+COMPRESSORS = {
+    "none": NoCompression,
+    "fp16": FP16,
+    "topk": TopK,
+    "approx-topk": ApproxTopK,
+    "threshold": Threshold,
+    "randk": RandomK,
+    "qsgd": Quantize,
+    "quantize": Quantize,
+    "sign": SignScale,
+}
+
+
+def compressor_names():
+    """Every registry name, sorted."""
+    return sorted(COMPRESSORS)
+
+
+def get_compressor(name, **params):
+    """Build the compressor registered as ``name`` (see the table in this module).
+
+    Args:
+        name: one of :func:`compressor_names`.
+        **params: the operator's parameters (density, bits, bucket_size, scaling, seed, ...).
+
+    Returns:
+        A :class:`Compressor`.
+
+    Raises:
+        ConfigError: unknown name, unknown parameter, or an invalid value.
+    """
+    cls = COMPRESSORS.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown compressor {name!r}; choose from {', '.join(compressor_names())}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"compressor {name!r}: {exc}") from None
