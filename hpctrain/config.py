@@ -18,7 +18,7 @@ import tomli_w
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate"]
+__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period"]
 
 
 def _f(default, help, choices=None, check=None):
@@ -46,6 +46,9 @@ class TrainConfig:
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
     threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node)", check=_nonneg)
+    checkpoint_every: str = _f("", "checkpoint period: N steps or N epochs, e.g. '200steps', '1epochs' ('' = off)")
+    keep: int = _f(3, "checkpoints to keep (0 = all)", check=_nonneg)
+    resume: str = _f("", "checkpoint to resume from: a path or 'latest' (newest in the run directory)")
     out: str = _f("", "run directory (default runs/run-YYYYmmdd-HHMMSS)")
     overwrite: bool = _f(False, "reuse an existing run directory")
     quiet: bool = _f(False, "no progress bar or per-epoch lines")
@@ -68,6 +71,20 @@ def _check_type(name, value):
     return value
 
 
+def parse_period(text):
+    """``'200steps'`` -> (200, 'steps'); ``'2epochs'``/``'1epoch'`` -> (2, 'epochs');
+    ``'50'`` -> (50, 'steps'); ``''`` -> None (off)."""
+    import re
+
+    if text == "":
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*(steps?|epochs?)?\s*", text)
+    if not m or int(m.group(1)) <= 0:
+        raise ConfigError(f"checkpoint_every must look like '200steps' or '1epochs', got {text!r}")
+    unit = (m.group(2) or "steps").rstrip("s") + "s"
+    return int(m.group(1)), unit
+
+
 def validate(cfg):
     """Check every field's type, choices and range; returns ``cfg``."""
     for name, f in _FIELDS.items():
@@ -79,6 +96,7 @@ def validate(cfg):
         check = f.metadata.get("check")
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
+    parse_period(cfg.checkpoint_every)
     return cfg
 
 

@@ -8,16 +8,25 @@ __all__ = [
     "TopologyError",
     "CommError",
     "SilentExit",
+    "TrainingDiverged",
+    "Preempted",
     "EXIT_USAGE",
+    "EXIT_DIVERGED",
+    "EXIT_PREEMPTED",
 ]
 
 EXIT_USAGE = 2
+#: NaN/Inf in loss or gradients.
+EXIT_DIVERGED = 3
+#: Stopped by SIGTERM/SIGUSR1 after writing a checkpoint (EX_TEMPFAIL: "try again").
+EXIT_PREEMPTED = 75
 
 
 class HpctrainError(Exception):
     """Base class: a problem with the user's input, reported as one line, exit status 2."""
 
     exit_code = EXIT_USAGE
+    label = "error"
 
 
 class ConfigError(HpctrainError):
@@ -41,4 +50,21 @@ class CommError(HpctrainError):
 
 
 class SilentExit(HpctrainError):
-    """Exit with status 2 without a message: another rank already reported the error."""
+    """Exit without a message: another rank already reported the error."""
+
+    def __init__(self, exit_code=EXIT_USAGE):
+        super().__init__("")
+        self.exit_code = exit_code
+
+
+class TrainingDiverged(HpctrainError):
+    """NaN or Inf in the loss or the gradients; the last good checkpoint is kept."""
+
+    exit_code = EXIT_DIVERGED
+
+
+class Preempted(HpctrainError):
+    """SIGTERM/SIGUSR1 arrived: a checkpoint was written and the run stopped early."""
+
+    exit_code = EXIT_PREEMPTED
+    label = "stopped"

@@ -54,13 +54,22 @@ class RunWriter:
         run_dir: the run directory (created by the caller).
         active: True on rank 0 only; other ranks get a writer that does nothing.
         quiet: no per-epoch lines on stdout.
+        keep_epochs_before: when resuming, keep the existing records of earlier epochs.
     """
 
-    def __init__(self, run_dir, active, quiet=False):
+    def __init__(self, run_dir, active, quiet=False, keep_epochs_before=None):
         self.run_dir, self.active, self.quiet = run_dir, active, quiet
         self._metrics = None
         if active:
-            self._metrics = open(os.path.join(run_dir, "metrics.jsonl"), "w", encoding="utf-8")
+            path = os.path.join(run_dir, "metrics.jsonl")
+            kept = []
+            if keep_epochs_before is not None and os.path.exists(path):
+                # resuming: keep the epochs finished before the checkpoint, drop later ones
+                with open(path, encoding="utf-8") as f:
+                    kept = [ln for ln in f if ln.strip() and json.loads(ln).get("epoch", 0) < keep_epochs_before]
+            self._metrics = open(path, "w", encoding="utf-8")
+            self._metrics.writelines(kept)
+            self._metrics.flush()
 
     def config(self, toml_text):
         """Record the resolved configuration next to the outputs."""

@@ -1,28 +1,42 @@
-"""The training loop: config -> data, model, algorithm -> loop -> metrics.
+"""The training loop: config -> data, model, algorithm -> loop -> metrics, checkpoints.
 
 Read top to bottom: :func:`run_training` sets up (every setup error is agreed on by all
-ranks, so one rank's bad input never leaves the others waiting), then runs epochs of
-``grad -> algorithm.step`` and evaluates on the test set after each epoch.
+ranks, so one rank's bad input never leaves the others waiting), optionally resumes
+from a checkpoint, then runs epochs of ``grad -> algorithm.step``. After every step the
+ranks agree (one tiny MAX allreduce) on whether a stop signal arrived or the loss went
+non-finite; after every epoch they evaluate on the test set.
 """
 
 import math
 import os
+import signal
 import time
 
 import numpy as np
 
 from . import __version__
-from .algorithms import get_algorithm
+from .algorithms import AlgoContext, get_algorithm
+from .checkpoint import (
+    Snapshot,
+    checkpoint_path,
+    prune_checkpoints,
+    read_checkpoint,
+    remap_world_size,
+    resolve_resume,
+    write_checkpoint,
+)
 from .collectives import get_allreduce
 from .comm import world
-from .config import config_to_toml
+from .config import config_to_toml, parse_period
 from .data import load_dataset
-from .errors import ConfigError, HpctrainError, SilentExit
+from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
 from .metrics import Progress, RunWriter
 from .models import get_model
 from .threads import limit_threads
 
-__all__ = ["run_training", "agree", "epoch_order"]
+__all__ = ["run_training", "agree", "on_root", "epoch_order", "STOP_SIGNALS"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 def agree(comm, fn):
@@ -41,48 +55,53 @@ def agree(comm, fn):
     if flags.any():
         if err is not None and comm.rank == int(np.flatnonzero(flags)[0]):
             raise err
-        raise SilentExit("")
+        raise SilentExit(err.exit_code if err is not None else 2)
+    return result
+
+
+def on_root(comm, fn):
+    """Run ``fn()`` on rank 0 only; its user-facing error ends every rank.
+
+    Returns:
+        ``fn()``'s result on rank 0, None elsewhere.
+    """
+    result, msg = None, b""
+    if comm.rank == 0:
+        try:
+            result = fn()
+        except HpctrainError as exc:
+            err, msg = exc, str(exc).encode() or b" "
+    msg = comm.bcast_bytes(msg)
+    if msg:
+        if comm.rank == 0:
+            raise err
+        raise SilentExit(2)
     return result
 
 
 def _prepare_run_dir(cfg, comm):
     """Rank 0 creates the run directory; its path (or its error) reaches every rank."""
-    path, msg = b"", b""
-    if comm.rank == 0:
+
+    def make():
         out = cfg.out or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and not (cfg.overwrite or cfg.resume):
+            raise ConfigError(f"run directory {out} already holds a run; pass --overwrite or choose another --out")
         try:
-            if os.path.exists(os.path.join(out, "metrics.jsonl")) and not cfg.overwrite:
-                raise ConfigError(f"run directory {out} already holds a run; pass --overwrite or choose another --out")
-            try:
-                os.makedirs(out, exist_ok=True)
-                probe = os.path.join(out, ".hpctrain-write-test")
-                with open(probe, "w"):
-                    pass
-                os.remove(probe)
-            except OSError as exc:
-                raise ConfigError(f"output directory {out} is not writable: {exc.strerror}") from None
-            path = out.encode()
-        except ConfigError as exc:
-            msg = str(exc).encode()
-    msg = comm.bcast_bytes(msg)
-    if msg:
-        if comm.rank == 0:
-            raise ConfigError(msg.decode())
-        raise SilentExit("")
-    return comm.bcast_bytes(path).decode()
+            os.makedirs(out, exist_ok=True)
+            probe = os.path.join(out, ".hpctrain-write-test")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as exc:
+            raise ConfigError(f"output directory {out} is not writable: {exc.strerror}") from None
+        return out
+
+    return comm.bcast_bytes((on_root(comm, make) or "").encode()).decode()
 
 
 def epoch_order(n, seed, epoch, rank):
     """This rank's sample order for ``epoch`` (a permutation of its ``n`` shard rows)."""
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, rank, 0x0DE7])).permutation(n)
-
-
-def _evaluate(comm, model, params, data):
-    """(mean test loss, test accuracy) over every rank's test slice."""
-    loss_sum, correct = model.evaluate(params, data.x_test, data.y_test)
-    tot = np.array([loss_sum, correct, data.x_test.shape[0]], dtype=np.float64)
-    comm.native_allreduce(tot)
-    return tot[0] / tot[2], tot[1] / tot[2]
 
 
 def _setup(cfg, comm):
@@ -101,6 +120,149 @@ def _setup(cfg, comm):
     return data, model, steps_per_epoch
 
 
+def _evaluate(comm, model, params, data):
+    """(mean test loss, test accuracy) over every rank's test slice."""
+    loss_sum, correct = model.evaluate(params, data.x_test, data.y_test)
+    tot = np.array([loss_sum, correct, data.x_test.shape[0]], dtype=np.float64)
+    comm.native_allreduce(tot)
+    return tot[0] / tot[2], tot[1] / tot[2]
+
+
+class StepGuard:
+    """Catches SIGTERM/SIGUSR1 and lets all ranks agree on stopping.
+
+    Every step records locally whether its loss was finite (free); every
+    ``CHECK_EVERY`` steps, before every checkpoint and at the end of each epoch, one MAX
+    allreduce of two numbers tells every rank whether a stop signal arrived anywhere and
+    the first step at which any rank saw a non-finite loss. A poisoned state is never
+    checkpointed, and a stop signal is acted on within ``CHECK_EVERY`` steps.
+    """
+
+    CHECK_EVERY = 8
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.signum = 0
+        self.first_bad = 0  # first step (1-based) with a non-finite loss on this rank
+        self._old = {}
+        for s in STOP_SIGNALS:
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        self._flags = np.zeros(2, dtype=np.int64)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def record(self, t, loss):
+        """Note step ``t``'s loss (1-based step number)."""
+        if not self.first_bad and not math.isfinite(loss):
+            self.first_bad = t
+
+    def record_params(self, t, params):
+        """Note whether the parameters after step ``t`` are finite (O(d); at checks only)."""
+        if not self.first_bad and not bool(np.isfinite(params).all()):
+            self.first_bad = t
+
+    def due(self, t):
+        """True when step ``t`` is a regular check point."""
+        return t % self.CHECK_EVERY == 0
+
+    def check(self):
+        """Returns (signal number or 0, first non-finite step over all ranks or 0)."""
+        f = self._flags
+        f[0] = self.signum
+        f[1] = -self.first_bad if self.first_bad else np.iinfo(np.int64).min
+        self.comm.native_allreduce(f, "max")
+        first_bad = 0 if f[1] == np.iinfo(np.int64).min else int(-f[1])
+        return int(f[0]), first_bad
+
+    def close(self):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class _Cursor:
+    """Where training stands: global step, epoch (1-based), next step within the epoch."""
+
+    def __init__(self, t=0, epoch=1, step_in_epoch=0, loss_sum=0.0):
+        self.t, self.epoch, self.step_in_epoch, self.loss_sum = t, epoch, step_in_epoch, loss_sum
+
+
+def _snapshot_local(params, algo, cursor):
+    arrays = {"params": params}
+    arrays.update({f"state/{k}": v for k, v in algo.state_dict().items()})
+    arrays["train/loss_sum"] = np.array([cursor.loss_sum], dtype=np.float64)
+    return arrays
+
+
+def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
+    """Gather every rank's state to rank 0 and write one checkpoint atomically."""
+    local = _snapshot_local(params, algo, cursor)
+    gathered = {k: comm.gather_array(np.asarray(v)) for k, v in local.items()}
+    path = checkpoint_path(run_dir, cursor.t)
+
+    def write():
+        meta = {
+            "world_size": comm.size, "step": cursor.t, "epoch": cursor.epoch,
+            "step_in_epoch": cursor.step_in_epoch, "steps_per_epoch": steps_per_epoch,
+            "algo": cfg.algo, "model": cfg.model, "n_params": dim, "dataset": cfg.dataset,
+            "seed": cfg.seed, "replicated": int(algo.replicated),
+        }
+        write_checkpoint(path, Snapshot(meta, config_to_toml(cfg), gathered))
+        prune_checkpoints(run_dir, cfg.keep)
+
+    on_root(comm, write)
+    return path
+
+
+def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
+    """Load the checkpoint named by ``cfg.resume`` into ``params`` and ``algo``.
+
+    Returns:
+        The restored :class:`_Cursor`.
+    """
+    local = _snapshot_local(params, algo, _Cursor())
+
+    def load():
+        path = resolve_resume(cfg.resume, run_dir)
+        snap = read_checkpoint(path)
+        meta = snap.meta
+        if meta.get("algo") != cfg.algo:
+            raise CheckpointError(f"{path} was written by algorithm {meta.get('algo')!r}, not {cfg.algo!r}")
+        if meta.get("model") != cfg.model or int(meta.get("n_params", -1)) != dim:
+            raise CheckpointError(
+                f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
+                f"this run's {cfg.model} has {dim}"
+            )
+        missing = sorted(set(local) - set(snap.arrays))
+        if missing:
+            raise CheckpointError(f"{path} lacks {missing[0]}; it was not written for this algorithm")
+        old = int(meta["world_size"])
+        if old != comm.size:
+            policies = {"params": "replicated" if int(meta.get("replicated", 0)) else "refuse",
+                        "train/loss_sum": "mean"}
+            policies.update({f"state/{k}": algo.resize_policy(k) for k in algo.state_names})
+            snap = remap_world_size(snap, comm.size, policies)
+            # continue from the same fraction of the epoch
+            frac = int(meta["step_in_epoch"]) / max(int(meta["steps_per_epoch"]), 1)
+            meta["step_in_epoch"] = min(steps_per_epoch, round(frac * steps_per_epoch))
+        return snap, path
+
+    got = on_root(comm, load)
+    head = np.zeros(3, dtype=np.int64)
+    if comm.rank == 0:
+        snap, path = got
+        head[:] = [snap.meta["step"], snap.meta["epoch"], snap.meta["step_in_epoch"]]
+    comm.bcast_array(head)
+    for name, arr in local.items():
+        comm.scatter_array(snap.arrays[name] if comm.rank == 0 else None, arr)
+    return _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0])), (
+        path if comm.rank == 0 else None
+    )
+
+
 def run_training(cfg, comm=None):
     """Train as ``cfg`` says; rank 0 writes the run directory.
 
@@ -109,7 +271,8 @@ def run_training(cfg, comm=None):
         comm: a :class:`~hpctrain.comm.Communicator` (default: MPI.COMM_WORLD).
 
     Returns:
-        The summary dict (also written to ``summary.json``), on every rank.
+        The summary dict (also written to ``summary.json``) with ``params`` added, on
+        every rank.
     """
     comm = comm or world()
     _threads = limit_threads(cfg.threads) if cfg.threads else None  # noqa: F841 (kept alive)
@@ -117,75 +280,114 @@ def run_training(cfg, comm=None):
     data, model, steps_per_epoch = agree(comm, lambda: _setup(cfg, comm))
     params = model.init_params(np, np.dtype(cfg.dtype), cfg.seed)
     grad = np.zeros_like(params)
-    algo = get_algorithm(cfg.algo)(cfg, comm, get_allreduce(cfg.collective), params)
+    ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, np)
+    algo = get_algorithm(cfg.algo)(ctx, params)
+    period = parse_period(cfg.checkpoint_every)
 
-    writer = RunWriter(run_dir, comm.rank == 0, cfg.quiet)
+    cursor, resumed_from = _Cursor(), None
+    if cfg.resume:
+        cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size)
+    writer = RunWriter(run_dir, comm.rank == 0, cfg.quiet, keep_epochs_before=cursor.epoch if cfg.resume else None)
     writer.config(config_to_toml(cfg))
     writer.say(
         f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} ranks, "
         f"{cfg.model} on {data.name} ({data.n_train_total} train / {data.n_test_total} test), "
         f"{steps_per_epoch} steps/epoch, run dir {run_dir}"
+        + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else "")
     )
-    history, t_step, t_start = [], 0, time.perf_counter()
-    train_time = 0.0
-    for epoch in range(1, cfg.epochs + 1):
-        order = epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank)
-        bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
-        comm_before, bytes_before = comm.comm_time, comm.bytes_sent
-        loss_sum = 0.0
-        t0 = time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            loss_sum += model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
-            algo.step(params, grad, cfg.lr, t_step)
-            t_step += 1
-            bar.update(i + 1, f"loss {loss_sum / (i + 1):.4f}")
-        epoch_time = time.perf_counter() - t0
-        sent_epoch = comm.bytes_sent - bytes_before
-        bar.close()
-        train_time += epoch_time
-        comm_time = comm.comm_time - comm_before
-        stats = np.array([loss_sum / steps_per_epoch, comm_time, epoch_time], dtype=np.float64)
-        comm.native_allreduce(stats)
-        stats /= comm.size
-        train_loss = float(stats[0])
-        if not math.isfinite(train_loss):
-            raise HpctrainError(f"training diverged: train loss is {train_loss} in epoch {epoch} (step {t_step}); lower --lr")
-        test_loss, test_acc = _evaluate(comm, model, params, data)
-        sent = comm.allgather_array(np.array([sent_epoch], dtype=np.int64))[:, 0]
-        record = {
-            "epoch": epoch,
-            "step": t_step,
-            "train_loss": train_loss,
-            "test_loss": float(test_loss),
-            "test_accuracy": float(test_acc),
-            "lr": cfg.lr,
-            "wall_time": float(epoch_time),
-            "comm_time": float(stats[1]),
-            "compute_time": float(stats[2] - stats[1]),
-            "samples_per_s": float(steps_per_epoch * cfg.batch_size * comm.size / stats[2]),
-            "bytes_sent_per_rank": [int(b) for b in sent],
-        }
-        history.append(record)
-        writer.epoch(record)
-    total_steps = t_step
+    history, train_time, t_start = [], 0.0, time.perf_counter()
+    guard = StepGuard(comm)
+    last_ckpt = None
+
+    def checkpoint():
+        nonlocal last_ckpt
+        last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
+
+    try:
+        while cursor.epoch <= cfg.epochs:
+            epoch = cursor.epoch
+            order = epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank)
+            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
+            comm_before, bytes_before = comm.comm_time, comm.bytes_sent
+            first = cursor.step_in_epoch
+            t0 = time.perf_counter()
+            for i in range(first, steps_per_epoch):
+                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+                algo.step(params, grad, cfg.lr, cursor.t)
+                cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
+                cursor.loss_sum += loss
+                guard.record(cursor.t, loss)
+                bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
+                ckpt_due = bool(period and period[1] == "steps" and cursor.t % period[0] == 0)
+                if ckpt_due or guard.due(cursor.t) or i + 1 == steps_per_epoch:
+                    guard.record_params(cursor.t, params)
+                    stop, first_bad = guard.check()
+                    if first_bad:
+                        err = TrainingDiverged(
+                            f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
+                            f"good checkpoint ({last_ckpt or 'none'}) is kept; lower --lr"
+                        )
+                        raise err if comm.rank == 0 else SilentExit(err.exit_code)
+                    if stop or ckpt_due:
+                        checkpoint()
+                    if stop:
+                        bar.close()
+                        name = signal.Signals(stop).name
+                        err = Preempted(f"{name} at step {cursor.t}: checkpoint {last_ckpt} written; "
+                                        f"continue with --resume latest")
+                        raise err if comm.rank == 0 else SilentExit(err.exit_code)
+            epoch_time = time.perf_counter() - t0
+            sent_epoch = comm.bytes_sent - bytes_before
+            bar.close()
+            train_time += epoch_time
+            done = steps_per_epoch - first
+            stats = np.array([cursor.loss_sum / steps_per_epoch, comm.comm_time - comm_before, epoch_time],
+                             dtype=np.float64)
+            comm.native_allreduce(stats)
+            stats /= comm.size
+            test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
+            sent = comm.allgather_array(np.array([sent_epoch], dtype=np.int64))[:, 0]
+            record = {
+                "epoch": epoch,
+                "step": cursor.t,
+                "train_loss": float(stats[0]),
+                "test_loss": float(test_loss),
+                "test_accuracy": float(test_acc),
+                "lr": cfg.lr,
+                "wall_time": float(epoch_time),
+                "comm_time": float(stats[1]),
+                "compute_time": float(stats[2] - stats[1]),
+                "samples_per_s": float(done * cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
+                "bytes_sent_per_rank": [int(b) for b in sent],
+            }
+            history.append(record)
+            writer.epoch(record)
+            cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
+            if period and period[1] == "epochs" and epoch % period[0] == 0:
+                checkpoint()
+    finally:
+        guard.close()
+        writer.close()
     summary = {
         "hpctrain_version": __version__,
         "world_size": comm.size,
         "epochs": cfg.epochs,
-        "steps": total_steps,
+        "steps": cursor.t,
         "final_train_loss": history[-1]["train_loss"] if history else None,
         "final_test_loss": history[-1]["test_loss"] if history else None,
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
         "train_time_s": train_time,
         "total_time_s": time.perf_counter() - t_start,
-        "samples_per_s": total_steps * cfg.batch_size * comm.size / train_time if train_time else 0.0,
+        "samples_per_s": (sum(r["samples_per_s"] * r["wall_time"] for r in history) / train_time
+                          if train_time else 0.0),
         "bytes_sent_per_rank": comm.allgather_array(np.array([comm.bytes_sent], dtype=np.int64))[:, 0].tolist(),
         "run_dir": run_dir,
+        "last_checkpoint": last_ckpt,
+        "resumed_from": resumed_from,
         "config": cfg.to_dict(),
     }
     writer.summary(summary)
-    writer.close()
     if history:
         writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run_dir})")
     summary["params"] = params

@@ -9,10 +9,10 @@ name        algorithm
 """
 
 from ..errors import ConfigError
-from .base import Algorithm
+from .base import AlgoContext, Algorithm
 from .dmsgd import DMSGD
 
-__all__ = ["ALGORITHMS", "get_algorithm", "Algorithm"]
+__all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "AlgoContext"]
 
 ALGORITHMS = {cls.name: cls for cls in (DMSGD,)}
 

@@ -1,35 +1,108 @@
 """The Algorithm protocol: per-rank state, one step, and state for checkpoints.
 
-An algorithm declares its state arrays in ``state_names``; ``state_dict`` and
-``load_state_dict`` are derived from that list, so a new algorithm cannot keep state a
-checkpoint forgets: anything it needs across steps must be a named state array.
+An algorithm declares every array it carries across steps in ``state_names``;
+``state_dict``/``load_state_dict`` are derived from that list, and the checkpoint writes
+exactly those arrays (plus the parameters), so a new algorithm cannot keep state that a
+checkpoint forgets. ``state_policies`` says what happens to each state array when a run
+resumes on a different number of ranks.
 """
 
-__all__ = ["Algorithm"]
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Algorithm", "AlgoContext", "RESIZE_POLICIES"]
+
+#: How a per-rank state array is mapped to a new world size on resume:
+#: ``replicated`` - identical on every rank; take rank 0's.
+#: ``sum`` - a quantity whose total over ranks matters (error-feedback memory): the
+#:   total is split evenly over the new ranks, so the sum is conserved.
+#: ``mean`` - a per-rank estimate (local momentum): every new rank gets the mean.
+#: ``refuse`` - cannot be remapped; resuming on another world size is an error.
+RESIZE_POLICIES = ("replicated", "sum", "mean", "refuse")
+
+
+@dataclass
+class AlgoContext:
+    """What an algorithm may use: config, communicator, the chosen collective, sizes.
+
+    Attributes:
+        cfg: the :class:`~hpctrain.config.TrainConfig`.
+        comm: the :class:`~hpctrain.comm.Communicator`.
+        allreduce: ``allreduce(comm, buf, op) -> buf`` chosen by ``--collective``.
+        dim: number of parameters d.
+        steps_per_epoch: iterations per epoch (for warm-ups given in epochs).
+        xp: array module (numpy or cupy).
+        extras: free-form objects set up by the trainer (e.g. a mixing matrix).
+    """
+
+    cfg: object
+    comm: object
+    allreduce: object
+    dim: int
+    steps_per_epoch: int = 1
+    xp: object = np
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def rank(self):
+        return self.comm.rank
+
+    @property
+    def size(self):
+        return self.comm.size
 
 
 class Algorithm:
     """Base class of every training algorithm.
 
+    Class attributes:
+        name: the ``--algo`` name.
+        state_names: arrays carried across steps (checkpointed, bit-identical resume).
+        state_policies: name -> one of :data:`RESIZE_POLICIES` (default ``refuse``).
+        replicated: True if the parameters are identical on every rank after each step
+            (False for decentralized and local-update algorithms between syncs).
+
     Args:
-        cfg: the :class:`~hpctrain.config.TrainConfig`.
-        comm: the :class:`~hpctrain.comm.Communicator`.
-        allreduce: the collective, ``allreduce(comm, buf, op) -> buf``.
+        ctx: the :class:`AlgoContext`.
         params: the flat parameter vector (updated in place by :meth:`step`).
     """
 
     name = "base"
     state_names = ()
+    state_policies = {}
+    replicated = True
 
-    def __init__(self, cfg, comm, allreduce, params):
-        self.cfg = cfg
-        self.comm = comm
-        self.allreduce = allreduce
+    def __init__(self, ctx, params):
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        self.comm = ctx.comm
+        self.allreduce = ctx.allreduce
+        self.stats = {}
 
     def step(self, params, grad, lr, t):
         """One iteration: ``grad`` is this rank's stochastic gradient at ``params``;
         update ``params`` in place. ``t`` is the global step (0-based)."""
         raise NotImplementedError
+
+    def count(self, key, value):
+        """Add ``value`` to the per-epoch statistic ``key`` (e.g. nonzeros sent)."""
+        self.stats[key] = self.stats.get(key, 0) + value
+
+    def pop_stats(self):
+        """Return and reset the statistics gathered since the last call."""
+        out, self.stats = self.stats, {}
+        return out
+
+    def eval_params(self, params):
+        """The parameters to evaluate: ``params`` itself for replicated algorithms; the
+        average over ranks otherwise (a copy; ``params`` is untouched)."""
+        if self.replicated:
+            return params
+        avg = params.copy()
+        self.comm.native_allreduce(avg)
+        avg /= self.comm.size
+        return avg
 
     def state_dict(self):
         """Name -> array of every state this rank carries across steps."""
@@ -39,3 +112,8 @@ class Algorithm:
         """Restore state arrays written by :meth:`state_dict` (copied in place)."""
         for k in self.state_names:
             getattr(self, k)[...] = state[k]
+
+    @classmethod
+    def resize_policy(cls, name):
+        """The :data:`RESIZE_POLICIES` entry for state ``name``."""
+        return cls.state_policies.get(name, "refuse")

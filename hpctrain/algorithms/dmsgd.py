@@ -14,10 +14,11 @@ class DMSGD(Algorithm):
 
     name = "dmsgd"
     state_names = ("velocity",)
+    state_policies = {"velocity": "replicated"}
 
-    def __init__(self, cfg, comm, allreduce, params):
-        super().__init__(cfg, comm, allreduce, params)
-        self.momentum = cfg.momentum
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.momentum = ctx.cfg.momentum
         self.velocity = params * 0
 
     def step(self, params, grad, lr, t):
