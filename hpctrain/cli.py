@@ -87,7 +87,7 @@ def _train_options(f):
         ("--algo", str), ("--collective", str), ("--model", str), ("--dataset", str),
         ("--data-dir", str), ("--epochs", int), ("--batch-size", int), ("--lr", float),
         ("--momentum", float), ("--weight-decay", float), ("--seed", int), ("--dtype", str),
-        ("--threads", int), ("--out", str),
+        ("--threads", int), ("--checkpoint-every", str), ("--keep", int), ("--resume", str), ("--out", str),
     ]
     for flag, typ in reversed(opts):
         key = flag[2:].replace("-", "_")
@@ -114,6 +114,34 @@ def train(config, **overrides):
 
     cfg = load_config(config, overrides)
     run_training(cfg)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--verify", is_flag=True, help="check every dataset's SHA-256; exit 1 on corruption")
+def inspect(checkpoint, verify):
+    """Summarise an HDF5 checkpoint (and verify its checksums)."""
+    from .checkpoint import read_checkpoint, verify_checkpoint
+
+    if verify:
+        problems = verify_checkpoint(checkpoint)
+        if problems:
+            for p in problems:
+                click.echo(f"{checkpoint}: {p}", err=True)
+            click.echo(f"hpctrain: error: {checkpoint} is corrupt ({len(problems)} problem(s))", err=True)
+            sys.exit(1)
+    snap = read_checkpoint(checkpoint)
+    m = snap.meta
+    click.echo(f"checkpoint      {checkpoint}")
+    for key in ("format_version", "hpctrain_version", "created", "world_size", "algo", "model", "n_params",
+                "dataset", "step", "epoch", "step_in_epoch", "steps_per_epoch"):
+        if key in m:
+            click.echo(f"{key:<15} {m[key]}")
+    click.echo("datasets:")
+    for name, arr in sorted(snap.arrays.items()):
+        click.echo(f"  {name:<28} {str(arr.shape):<16} {arr.dtype}")
+    if verify:
+        click.echo(f"verified        all {len(snap.arrays)} checksums match")
 
 
 @cli.group()
@@ -159,10 +187,10 @@ def main(argv=None):
     prog = "hpctrain"
     try:
         cli.main(args=argv, prog_name=prog, standalone_mode=False)
-    except SilentExit:
-        sys.exit(EXIT_USAGE)
+    except SilentExit as exc:
+        sys.exit(exc.exit_code)
     except HpctrainError as exc:
-        click.echo(f"{prog}: error: {_one_line(exc)}", err=True)
+        click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
