@@ -86,7 +86,9 @@ def _train_options(f):
     opts = [
         ("--algo", str), ("--collective", str), ("--model", str), ("--dataset", str),
         ("--data-dir", str), ("--epochs", int), ("--batch-size", int), ("--lr", float),
-        ("--momentum", float), ("--weight-decay", float), ("--seed", int), ("--dtype", str),
+        ("--momentum", float), ("--weight-decay", float), ("--lr-schedule", str), ("--lr-stage-epochs", int),
+        ("--lr-decay", float), ("--warmup-epochs", float), ("--partition", str), ("--dirichlet-alpha", float),
+        ("--test-dataset", str), ("--seed", int), ("--dtype", str),
         ("--threads", int), ("--checkpoint-every", str), ("--keep", int), ("--resume", str), ("--out", str),
     ]
     for flag, typ in reversed(opts):

@@ -32,6 +32,7 @@ from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
 from .metrics import Progress, RunWriter
 from .models import get_model
+from .schedules import make_schedule
 from .threads import limit_threads
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "STOP_SIGNALS"]
@@ -126,6 +127,17 @@ def _evaluate(comm, model, params, data):
     tot = np.array([loss_sum, correct, data.x_test.shape[0]], dtype=np.float64)
     comm.native_allreduce(tot)
     return tot[0] / tot[2], tot[1] / tot[2]
+
+
+def _consensus_distance(comm, params):
+    """(1/n) sum_i ||x_i - mean_j x_j||^2 over the ranks' parameter vectors (float64)."""
+    x = params.astype(np.float64)
+    mean = x.copy()
+    comm.native_allreduce(mean)
+    mean /= comm.size
+    d = np.array([float(((x - mean) ** 2).sum())])
+    comm.native_allreduce(d)
+    return float(d[0] / comm.size)
 
 
 class StepGuard:
@@ -283,6 +295,7 @@ def run_training(cfg, comm=None):
     ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, np)
     algo = get_algorithm(cfg.algo)(ctx, params)
     period = parse_period(cfg.checkpoint_every)
+    lr_at = make_schedule(cfg, steps_per_epoch)
 
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
@@ -308,13 +321,15 @@ def run_training(cfg, comm=None):
             epoch = cursor.epoch
             order = epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank)
             bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
-            comm_before, bytes_before = comm.comm_time, comm.bytes_sent
+            comm_before, bytes_before, recv_before = comm.comm_time, comm.bytes_sent, comm.bytes_recv
             first = cursor.step_in_epoch
+            lr = lr_at(cursor.t, epoch)
             t0 = time.perf_counter()
             for i in range(first, steps_per_epoch):
                 idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
                 loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
-                algo.step(params, grad, cfg.lr, cursor.t)
+                lr = lr_at(cursor.t, epoch)
+                algo.step(params, grad, lr, cursor.t)
                 cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
                 cursor.loss_sum += loss
                 guard.record(cursor.t, loss)
@@ -338,7 +353,7 @@ def run_training(cfg, comm=None):
                                         f"continue with --resume latest")
                         raise err if comm.rank == 0 else SilentExit(err.exit_code)
             epoch_time = time.perf_counter() - t0
-            sent_epoch = comm.bytes_sent - bytes_before
+            sent_epoch, recv_epoch = comm.bytes_sent - bytes_before, comm.bytes_recv - recv_before
             bar.close()
             train_time += epoch_time
             done = steps_per_epoch - first
@@ -347,25 +362,36 @@ def run_training(cfg, comm=None):
             comm.native_allreduce(stats)
             stats /= comm.size
             test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
-            sent = comm.allgather_array(np.array([sent_epoch], dtype=np.int64))[:, 0]
+            algo_stats = algo.pop_stats()
+            counts = comm.allgather_array(np.array(
+                [sent_epoch, recv_epoch, algo_stats.get("nnz_up", 0), algo_stats.get("nnz_down", 0)], dtype=np.int64))
+            sent, recv = counts[:, 0], counts[:, 1]
             record = {
                 "epoch": epoch,
                 "step": cursor.t,
                 "train_loss": float(stats[0]),
                 "test_loss": float(test_loss),
                 "test_accuracy": float(test_acc),
-                "lr": cfg.lr,
+                "lr": lr,
                 "wall_time": float(epoch_time),
                 "comm_time": float(stats[1]),
                 "compute_time": float(stats[2] - stats[1]),
                 "samples_per_s": float(done * cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
                 "bytes_sent_per_rank": [int(b) for b in sent],
+                "bytes_recv_per_rank": [int(b) for b in recv],
             }
+            if done and counts[:, 2].any():
+                # compression ratio of paper 001: (1/T) sum_t (sum_k |m_tk|_0 + p |dw|_0) / (p d)
+                record["compression_ratio"] = float(counts[:, 2:].sum() / (comm.size * params.size * done))
+            if not algo.replicated:
+                record["consensus_distance"] = _consensus_distance(comm, params)
             history.append(record)
             writer.epoch(record)
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if period and period[1] == "epochs" and epoch % period[0] == 0:
                 checkpoint()
+        if period and (last_ckpt is None or not last_ckpt.endswith(f"-{cursor.t:09d}.h5")):
+            checkpoint()  # the end of the run, so that it can be extended with --resume
     finally:
         guard.close()
         writer.close()

@@ -86,7 +86,13 @@ class Algorithm:
         raise NotImplementedError
 
     def count(self, key, value):
-        """Add ``value`` to the per-epoch statistic ``key`` (e.g. nonzeros sent)."""
+        """Add ``value`` to the per-epoch statistic ``key``.
+
+        The trainer reads ``nnz_up`` (nonzeros this rank sent towards aggregation, per
+        step summed: ||m_t,k||_0) and ``nnz_down`` (nonzeros of the model update sent
+        back by a server, counted once per receiving worker: p ||w_t+1 - w_t||_0) to
+        report the compression ratio of paper 001.
+        """
         self.stats[key] = self.stats.get(key, 0) + value
 
     def pop_stats(self):

@@ -23,6 +23,7 @@ class DMSGD(Algorithm):
 
     def step(self, params, grad, lr, t):
         self.allreduce(self.comm, grad, "mean")
+        self.count("nnz_up", grad.size)
         v = self.velocity
         v *= self.momentum
         v += grad
