@@ -1,0 +1,123 @@
+"""Stochastic b-bit quantization: unbiased (Monte-Carlo, 5 sigma), variance within the
+survey's bound delta^2/4 per coordinate, codes are neighbouring knobs; sign + scale."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hpctrain.compress import get_compressor
+from hpctrain.compress.quantize import bucket_stats, knobs
+from hpctrain.errors import ConfigError
+
+DRAWS = 4000
+
+
+def draws(comp, x):
+    out = np.empty((DRAWS, x.size), x.dtype)
+    for s in range(DRAWS):
+        comp.decompress(comp.compress(x, step=s, rank=1), out[s])
+    return out
+
+
+def knob_params(x, comp):
+    s0, s1 = bucket_stats(x, comp.bucket_size, comp.scaling)
+    lo, delta = knobs(comp.scaling, s0, s1, comp.levels)
+    n = x.size
+    lo_e = np.repeat(lo, comp.bucket_size)[:n].astype(np.float64)
+    de = np.repeat(delta, comp.bucket_size)[:n].astype(np.float64)
+    t = np.where(de > 0, (x - lo_e) / np.where(de > 0, de, 1), 0)
+    return lo_e, de, t - np.floor(t)
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "norm"])
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_unbiased_and_variance_bound(bits, scaling):
+    rng = np.random.default_rng(bits)
+    x = rng.standard_normal(48) * np.exp(rng.standard_normal(48))
+    comp = get_compressor("qsgd", bits=bits, bucket_size=20, scaling=scaling, seed=9)
+    q = draws(comp, x)
+    lo_e, delta, frac = knob_params(x, comp)
+    # each draw is one of the two neighbouring knobs
+    c = np.round((q - lo_e) / np.where(delta > 0, delta, 1))
+    base = np.floor((x - lo_e) / np.where(delta > 0, delta, 1) + 1e-12)
+    assert np.all((c == base) | (c == base + 1) | (delta == 0))
+    # unbiased: Monte-Carlo mean within 5 sigma (sigma = delta sqrt(f(1-f)/N)) + rounding slack
+    sigma = delta * np.sqrt(frac * (1 - frac) / DRAWS)
+    slack = 1e-12 * (np.abs(x) + np.abs(lo_e) + delta)
+    assert np.all(np.abs(q.mean(0) - x) <= 5 * sigma + slack)
+    # variance: per coordinate delta^2 f(1-f) <= delta^2/4 (survey); empirical within 5 sigma
+    emp = q.var(0)
+    true = delta**2 * frac * (1 - frac)
+    assert np.all(emp <= delta**2 / 4 * (1 + 5 / math.sqrt(DRAWS)) + slack)
+    sd = np.sqrt(np.sum((delta**2 * np.abs(1 - 2 * frac)) ** 2 * frac * (1 - frac) / DRAWS)) + 1e-300
+    assert abs(emp.sum() - true.sum()) <= 5 * sd + 4 * true.sum() / DRAWS + slack.sum()
+
+
+def test_float32_quantizer_is_unbiased():
+    x = np.random.default_rng(0).uniform(-2, 3, 40).astype(np.float32)
+    comp = get_compressor("qsgd", bits=2, bucket_size=40)
+    q = draws(comp, x).astype(np.float64)
+    lo_e, delta, frac = knob_params(x.astype(np.float64), comp)
+    sigma = delta * np.sqrt(frac * (1 - frac) / DRAWS)
+    assert np.all(np.abs(q.mean(0) - x) <= 5 * sigma + 1e-6)
+
+
+def test_different_ranks_draw_independently():
+    x = np.linspace(-1, 1, 1000)
+    comp = get_compressor("qsgd", bits=1)
+    a, b = comp.compress(x, step=0, rank=0), comp.compress(x, step=0, rank=1)
+    assert not np.array_equal(a["codes"], b["codes"])
+    assert np.array_equal(a["codes"], comp.compress(x, step=0, rank=0)["codes"])
+
+
+def test_constant_and_zero_buckets_exact():
+    for scaling in ("minmax", "norm"):
+        comp = get_compressor("qsgd", bits=4, bucket_size=8, scaling=scaling)
+        x = np.array([3.0] * 8 + [0.0] * 8 + [-1.5] * 3)
+        out = np.empty_like(x)
+        comp.decompress(comp.compress(x), out)
+        if scaling == "minmax":
+            assert np.array_equal(out, x)
+        else:
+            assert np.array_equal(out[8:16], x[8:16])
+
+
+def test_norm_bucket_stats_are_sequential_float64():
+    x = np.random.default_rng(5).standard_normal(1030).astype(np.float32)
+    s0, _ = bucket_stats(x, 512, "norm")
+    ref = []
+    for b in range(0, 1030, 512):
+        acc = 0.0
+        for v in x[b:b + 512].astype(np.float64):
+            acc = acc + v * v
+        ref.append(np.float32(math.sqrt(acc)))
+    assert np.array_equal(s0, np.array(ref, np.float32))
+
+
+def test_wire_size_formula():
+    d, bucket = 10_001, 512
+    nb = math.ceil(d / bucket)
+    for bits in (1, 2, 4, 8):
+        p = get_compressor("qsgd", bits=bits, bucket_size=bucket).compress(np.ones(d, np.float32))
+        assert p.nbytes == 32 + math.ceil(d * bits / 8) + nb * 2 * 4
+        p = get_compressor("qsgd", bits=bits, bucket_size=bucket, scaling="norm").compress(np.ones(d))
+        assert p.nbytes == 32 + math.ceil(d * bits / 8) + nb * 8
+
+
+@pytest.mark.parametrize("params", [{"bits": 3}, {"bits": 0}, {"bits": 16}, {"bucket_size": 0},
+                                    {"scaling": "l3"}, {"bits": 4.5}])
+def test_invalid_parameters(params):
+    with pytest.raises(ConfigError):
+        get_compressor("qsgd", **params)
+
+
+def test_sign_scale():
+    x = np.array([1.0, -2.0, 0.0, -0.0, 3.0, -4.0, 0.5])
+    comp = get_compressor("sign", bucket_size=4)
+    p = comp.compress(x)
+    out = np.empty_like(x)
+    comp.decompress(p, out)
+    s1, s2 = (1 + 2 + 0 + 0) / 4, (3 + 4 + 0.5) / 3
+    assert out.tolist() == [s1, -s1, s1, s1, s2, -s2, s2]
+    assert p.nbytes == 32 + 1 + 2 * 8
