@@ -1,7 +1,7 @@
-"""Data sets and sharding: IDX (Fashion-MNIST), a deterministic synthetic generator.
+"""Data sets and sharding: IDX (Fashion-MNIST), LIBSVM, HDF5, a deterministic synthetic set.
 
-Each rank keeps only its own shard of the training set (an iid split of a permutation
-drawn from the seed, identical on every rank) and its contiguous slice of the test set.
+Each rank keeps only its own shard of the training set (iid or non-iid split drawn
+from the seed, identical on every rank) and its contiguous slice of the test set.
 """
 
 import gzip
@@ -15,6 +15,7 @@ from .errors import DataError
 __all__ = [
     "Dataset",
     "read_idx",
+    "read_libsvm",
     "shard_indices",
     "synthetic",
     "load_dataset",
@@ -93,14 +94,40 @@ def read_idx(path, rows=None):
     return arr.astype(dtype.newbyteorder("="), copy=rows is None)
 
 
-def shard_indices(n, rank, size, seed):
-    """This rank's rows of an iid split of ``n`` samples over ``size`` ranks.
+def shard_indices(n, rank, size, seed, partition="iid", labels=None, alpha=0.5):
+    """This rank's rows of a split of ``n`` samples over ``size`` ranks.
 
-    The permutation depends only on ``seed``, so every rank computes the same one and the
-    shards are disjoint and cover all samples. Returned sorted (sequential reads).
+    Every rank computes the same split from ``seed``; the shards are disjoint and cover
+    all samples. Returned sorted (sequential reads).
+
+    Args:
+        partition: ``iid`` (a random permutation cut into near-equal parts),
+            ``label-sorted`` (samples sorted by label, cut into contiguous near-equal
+            parts: each rank sees few classes), or ``dirichlet`` (for each class, its
+            samples are divided over ranks in proportions drawn from Dirichlet(alpha):
+            small alpha, very skewed shards of unequal size).
+        labels: integer labels of all ``n`` samples (needed for the non-iid splits).
+        alpha: Dirichlet concentration.
     """
-    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(n)
-    return np.sort(np.array_split(perm, size)[rank])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    perm = rng.permutation(n)
+    if partition == "iid":
+        return np.sort(np.array_split(perm, size)[rank])
+    if labels is None or len(labels) != n:
+        raise DataError(f"partition {partition!r} needs the labels of all {n} samples")
+    labels = np.asarray(labels)
+    if partition == "label-sorted":
+        order = perm[np.argsort(labels[perm], kind="stable")]
+        return np.sort(np.array_split(order, size)[rank])
+    if partition == "dirichlet":
+        mine = []
+        for c in np.unique(labels):
+            idx = perm[labels[perm] == c]
+            share = rng.dirichlet(np.full(size, alpha))
+            cuts = (np.cumsum(share)[:-1] * idx.size).astype(np.int64)
+            mine.append(np.split(idx, cuts)[rank])
+        return np.sort(np.concatenate(mine))
+    raise DataError(f"unknown partition {partition!r}")
 
 
 def _slice(n, rank, size):
@@ -146,34 +173,6 @@ def _idx_path(directory, stem):
     return None
 
 
-def _load_idx_dir(directory, rank, size, seed, name):
-    paths = {k: _idx_path(directory, stem) for k, stem in _FMNIST.items()}
-    missing = [_FMNIST[k] + "[.gz]" for k, p in paths.items() if p is None]
-    if missing:
-        raise DataError(f"data file not found: {os.path.join(directory, missing[0])}")
-    y_all = read_idx(paths["train_y"])
-    n = y_all.shape[0]
-    rows = shard_indices(n, rank, size, seed)
-    x_train = read_idx(paths["train_x"], rows)
-    if read_idx_count(paths["train_x"]) != n:
-        raise DataError(f"{paths['train_x']}: {read_idx_count(paths['train_x'])} images but {n} labels")
-    y_test_all = read_idx(paths["test_y"])
-    sl = _slice(y_test_all.shape[0], rank, size)
-    x_test_all = read_idx(paths["test_x"])
-    if x_test_all.shape[0] != y_test_all.shape[0]:
-        raise DataError(f"{paths['test_x']}: {x_test_all.shape[0]} images but {y_test_all.shape[0]} labels")
-    if x_test_all.shape[1:] != x_train.shape[1:]:
-        raise DataError(f"feature dimension mismatch: train {x_train.shape[1:]} vs test {x_test_all.shape[1:]}")
-    x_test = x_test_all[sl]
-    d = int(np.prod(x_train.shape[1:]))
-    to_f = lambda a: (a.reshape(a.shape[0], d).astype(np.float32) / np.float32(255.0))
-    n_classes = int(max(y_all.max(), y_test_all.max())) + 1
-    return Dataset(
-        to_f(x_train), y_all[rows].astype(np.int64), to_f(x_test), y_test_all[sl].astype(np.int64),
-        d, max(n_classes, 10), n, y_test_all.shape[0], name,
-    )
-
-
 def read_idx_count(path):
     """Number of items (first dimension) an IDX file's header declares."""
     with _open(path) as f:
@@ -181,24 +180,172 @@ def read_idx_count(path):
     return int(np.frombuffer(header[4:8], dtype=">u4")[0])
 
 
-def load_dataset(spec, rank=0, size=1, seed=0, data_dir=""):
-    """Load this rank's part of the data set named by ``spec``.
+@dataclass
+class _Source:
+    """A whole data set before sharding: all training labels, a row reader, the test set."""
 
-    Args:
-        spec: ``fashion-mnist`` (IDX files from ``data_dir``, ``$HPCTRAIN_DATA`` or
-            Debian's ``dataset-fashion-mnist``), ``synthetic``, or a directory holding
-            ``train-images-idx3-ubyte[.gz]`` and the three other IDX files.
-        rank, size: this rank and the world size (sharding).
-        seed: shuffling seed shared by all ranks.
+    y_train: np.ndarray
+    read_x: object  # rows -> float array (n_rows, d)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_features: int
+    n_classes: int
+    name: str
+
+
+def _holdout(n, seed, frac=0.1):
+    """(train rows, test rows): a seeded 90/10 split for data sets without a test file."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57])).permutation(n)
+    k = max(1, int(round(n * frac)))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _check_labels(path, y_train, y_test):
+    for name, y in (("training", y_train), ("test", y_test)):
+        if y.size and y.min() < 0:
+            raise DataError(f"{path}: {name} label {int(y.min())} is out of range (labels must be >= 0)")
+    n_classes = int(y_train.max()) + 1 if y_train.size else 0
+    if y_test.size and int(y_test.max()) >= n_classes:
+        raise DataError(
+            f"{path}: test label {int(y_test.max())} is out of range (training labels are 0..{n_classes - 1})"
+        )
+    return max(n_classes, 2)
+
+
+def _idx_source(directory, name):
+    paths = {k: _idx_path(directory, stem) for k, stem in _FMNIST.items()}
+    missing = [_FMNIST[k] + "[.gz]" for k, p in paths.items() if p is None]
+    if missing:
+        raise DataError(f"data file not found: {os.path.join(directory, missing[0])}")
+    y_all = read_idx(paths["train_y"]).astype(np.int64)
+    n = y_all.shape[0]
+    x_test = read_idx(paths["test_x"])
+    y_test = read_idx(paths["test_y"]).astype(np.int64)
+    if x_test.shape[0] != y_test.shape[0]:
+        raise DataError(f"{paths['test_x']}: {x_test.shape[0]} images but {y_test.shape[0]} labels")
+    d = int(np.prod(x_test.shape[1:]))
+    scale = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / np.float32(255.0)  # noqa: E731
+
+    def read_x(rows):
+        x = read_idx(paths["train_x"], rows)
+        if read_idx_count(paths["train_x"]) != n:
+            raise DataError(f"{paths['train_x']}: {read_idx_count(paths['train_x'])} images but {n} labels")
+        if x.shape[1:] != x_test.shape[1:]:
+            raise DataError(f"feature dimension mismatch: train images {x.shape[1:]} vs test {x_test.shape[1:]}")
+        return scale(x)
+
+    n_classes = max(_check_labels(directory, y_all, y_test), 10)
+    return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name)
+
+
+def read_libsvm(path):
+    """Parse a LIBSVM text file: ``label idx:val idx:val ...`` with 1-based indices.
 
     Returns:
-        A :class:`Dataset`.
+        (labels as float64 array, list of (indices 0-based int64, values float32) per row,
+        largest feature index + 1).
     """
+    if not os.path.exists(path):
+        raise DataError(f"data file not found: {path}")
+    labels, rows, dim = [], [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            try:
+                labels.append(float(parts[0]))
+                pairs = [p.split(":", 1) for p in parts[1:]]
+                idx = np.array([int(i) for i, _ in pairs], dtype=np.int64)
+                val = np.array([float(v) for _, v in pairs], dtype=np.float32)
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')") from None
+            if idx.size and idx.min() < 1:
+                raise DataError(f"{path}:{lineno}: feature index {int(idx.min())} is not >= 1")
+            rows.append((idx - 1, val))
+            dim = max(dim, int(idx.max()) if idx.size else 0)
+    if not labels:
+        raise DataError(f"{path}: no samples")
+    return np.array(labels), rows, dim
+
+
+def _dense(rows, dim):
+    x = np.zeros((len(rows), dim), dtype=np.float32)
+    for i, (idx, val) in enumerate(rows):
+        x[i, idx] = val
+    return x
+
+
+def _libsvm_source(path, test_path, seed):
+    y_raw, rows, dim = read_libsvm(path)
+    if test_path:
+        ty_raw, trows, tdim = read_libsvm(test_path)
+        if tdim > dim:
+            raise DataError(
+                f"feature dimension mismatch: {test_path} uses feature {tdim} but {path} has {dim} features"
+            )
+    else:
+        tr, te = _holdout(len(rows), seed)
+        ty_raw, trows = y_raw[te], [rows[i] for i in te]
+        y_raw, rows = y_raw[tr], [rows[i] for i in tr]
+    if np.any(y_raw != np.round(y_raw)):
+        raise DataError(f"{path}: labels must be integers (classification)")
+    classes = np.unique(y_raw)
+    if set(classes.tolist()) <= {-1.0, 1.0}:
+        classes = np.array([-1.0, 1.0])
+    unknown = np.setdiff1d(np.unique(ty_raw), classes)
+    if unknown.size:
+        raise DataError(f"{test_path or path}: test label {unknown[0]:g} is out of range (not a training label)")
+    y = np.searchsorted(classes, y_raw).astype(np.int64)
+    y_test = np.searchsorted(classes, ty_raw).astype(np.int64)
+    x = _dense(rows, dim)
+    return _Source(y, lambda r: x[r], _dense(trows, dim), y_test, dim, max(len(classes), 2), f"libsvm:{path}")
+
+
+def _hdf5_source(path, test_path, seed):
+    import h5py
+
+    def read(p, xname, yname, required=True):
+        if not os.path.exists(p):
+            raise DataError(f"data file not found: {p}")
+        try:
+            with h5py.File(p, "r") as f:
+                if xname not in f or yname not in f:
+                    if required:
+                        raise DataError(f"{p}: needs datasets '{xname}' and '{yname}'")
+                    return None, None
+                x, y = f[xname][()], f[yname][()]
+        except OSError:
+            raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
+        if x.shape[0] != y.shape[0]:
+            raise DataError(f"{p}: {xname} has {x.shape[0]} rows but {yname} has {y.shape[0]}")
+        if y.dtype.kind not in "iu":
+            raise DataError(f"{p}: {yname} must hold integer class labels, got {y.dtype}")
+        return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
+
+    x, y = read(path, "x", "y")
+    if test_path:
+        xt, yt = read(test_path, "x", "y")
+    else:
+        xt, yt = read(path, "x_test", "y_test", required=False)
+        if xt is None:
+            tr, te = _holdout(x.shape[0], seed)
+            x, y, xt, yt = x[tr], y[tr], x[te], y[te]
+    if xt.shape[1:] != x.shape[1:]:
+        raise DataError(f"feature dimension mismatch: train has {x.shape[1]} features, test has {xt.shape[1]}")
+    n_classes = _check_labels(path, y, yt)
+    return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}")
+
+
+def _synthetic_source(seed):
+    xtr, ytr, xte, yte = synthetic(seed=seed)
+    return _Source(ytr, lambda r: xtr[r], xte, yte, xtr.shape[1], 10, "synthetic")
+
+
+def _source(spec, seed, data_dir, test_spec):
     if spec == "synthetic":
-        xtr, ytr, xte, yte = synthetic(seed=seed)
-        rows = shard_indices(xtr.shape[0], rank, size, seed)
-        sl = _slice(xte.shape[0], rank, size)
-        return Dataset(xtr[rows], ytr[rows], xte[sl], yte[sl], xtr.shape[1], 10, xtr.shape[0], xte.shape[0], spec)
+        return _synthetic_source(seed)
     if spec == "fashion-mnist":
         directory = find_fashion_mnist(data_dir)
         if directory is None:
@@ -207,7 +354,44 @@ def load_dataset(spec, rank=0, size=1, seed=0, data_dir=""):
                 f"Fashion-MNIST not found in {where} (apt-get install dataset-fashion-mnist, "
                 "or --data-dir DIR with the IDX files)"
             )
-        return _load_idx_dir(directory, rank, size, seed, spec)
+        return _idx_source(directory, spec)
+    kind, sep, path = spec.partition(":")
+    if sep and kind == "libsvm":
+        return _libsvm_source(path, test_spec.removeprefix("libsvm:"), seed)
+    if sep and kind in ("hdf5", "h5"):
+        return _hdf5_source(path, test_spec.partition(":")[2] if ":" in test_spec else test_spec, seed)
     if os.path.isdir(spec):
-        return _load_idx_dir(spec, rank, size, seed, spec)
-    raise DataError(f"data set not found: {spec} (use fashion-mnist, synthetic or a directory of IDX files)")
+        return _idx_source(spec, spec)
+    raise DataError(
+        f"data set not found: {spec} (use fashion-mnist, synthetic, libsvm:PATH, hdf5:PATH or a directory of IDX files)"
+    )
+
+
+def load_dataset(spec, rank=0, size=1, seed=0, data_dir="", partition="iid", alpha=0.5, test_spec=""):
+    """Load this rank's part of the data set named by ``spec``.
+
+    Args:
+        spec: ``fashion-mnist`` (IDX files from ``data_dir``, ``$HPCTRAIN_DATA`` or
+            Debian's ``dataset-fashion-mnist``), ``synthetic``, ``libsvm:PATH`` (LIBSVM
+            text; labels {-1,+1} are binary, other integer labels are classes in sorted
+            order), ``hdf5:PATH`` (datasets ``x`` and ``y``, optionally ``x_test`` and
+            ``y_test``), or a directory holding ``train-images-idx3-ubyte[.gz]`` and the
+            three other IDX files. Without a test set, a seeded 10% of the training file
+            is held out.
+        rank, size: this rank and the world size (sharding).
+        seed: split/shuffling seed shared by all ranks.
+        partition, alpha: how training samples are split over ranks (see
+            :func:`shard_indices`).
+        test_spec: a separate test file for ``libsvm:``/``hdf5:`` data sets.
+
+    Returns:
+        A :class:`Dataset` with this rank's training shard and test slice.
+    """
+    src = _source(spec, seed, data_dir, test_spec)
+    n = src.y_train.shape[0]
+    rows = shard_indices(n, rank, size, seed, partition, src.y_train, alpha)
+    if rows.size == 0:
+        raise DataError(f"rank {rank} got no training samples with partition {partition!r}; use more data or a larger alpha")
+    sl = _slice(src.y_test.shape[0], rank, size)
+    return Dataset(src.read_x(rows), src.y_train[rows], src.x_test[sl], src.y_test[sl], src.n_features,
+                   src.n_classes, n, src.y_test.shape[0], src.name)

@@ -35,7 +35,7 @@ from .models import get_model
 from .schedules import make_schedule
 from .threads import limit_threads
 
-__all__ = ["run_training", "agree", "on_root", "epoch_order", "STOP_SIGNALS"]
+__all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -105,9 +105,19 @@ def epoch_order(n, seed, epoch, rank):
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, rank, 0x0DE7])).permutation(n)
 
 
+def batch_rows(order, i, batch):
+    """Rows of batch ``i`` in the epoch order; wraps around shards smaller than the
+    epoch (non-iid partitions give unequal shards, every rank runs the same steps)."""
+    lo = i * batch
+    if lo + batch <= order.size:
+        return order[lo : lo + batch]
+    return order[np.arange(lo, lo + batch) % order.size]
+
+
 def _setup(cfg, comm):
     """Load this rank's data and build the model (no communication: run under agree)."""
-    data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir)
+    data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir, cfg.partition,
+                        cfg.dirichlet_alpha, cfg.test_dataset)
     model = get_model(cfg.model, data.n_features, data.n_classes)
     dtype = np.dtype(cfg.dtype)
     data.x_train = data.x_train.astype(dtype, copy=False)
@@ -326,7 +336,7 @@ def run_training(cfg, comm=None):
             lr = lr_at(cursor.t, epoch)
             t0 = time.perf_counter()
             for i in range(first, steps_per_epoch):
-                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                idx = batch_rows(order, i, cfg.batch_size)
                 loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
                 lr = lr_at(cursor.t, epoch)
                 algo.step(params, grad, lr, cursor.t)

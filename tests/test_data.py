@@ -84,3 +84,87 @@ def test_idx_directory_label_count_mismatch(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(2))
     with pytest.raises(DataError):
         load_dataset(str(tmp_path), rank=0, size=1)
+
+
+def test_libsvm_binary_and_dims(tmp_path):
+    from hpctrain.data import read_libsvm
+
+    p = tmp_path / "a.svm"
+    p.write_text("+1 1:0.5 3:2\n-1 2:1.5  # comment\n\n+1 3:-1\n")
+    y, rows, dim = read_libsvm(p)
+    assert list(y) == [1, -1, 1] and dim == 3
+    ds = load_dataset(f"libsvm:{p}", test_spec=str(p))
+    assert ds.n_features == 3 and ds.n_classes == 2
+    assert np.array_equal(ds.x_train, np.array([[0.5, 0, 2], [0, 1.5, 0], [0, 0, -1]], dtype=np.float32))
+    assert list(ds.y_train) == [1, 0, 1]
+
+
+@pytest.mark.parametrize("line, match", [("1 a:2\n", "malformed LIBSVM line"), ("x 1:2\n", "malformed"),
+                                         ("1 0:2\n", "not >= 1")])
+def test_libsvm_malformed(tmp_path, line, match):
+    p = tmp_path / "bad.svm"
+    p.write_text("1 1:1\n" + line)
+    with pytest.raises(DataError, match=match):
+        load_dataset(f"libsvm:{p}")
+
+
+def test_libsvm_test_label_and_dimension_checks(tmp_path):
+    tr, te = tmp_path / "tr", tmp_path / "te"
+    tr.write_text("1 1:1\n2 2:1\n")
+    te.write_text("3 1:1\n")
+    with pytest.raises(DataError, match="test label 3 is out of range"):
+        load_dataset(f"libsvm:{tr}", test_spec=str(te))
+    te.write_text("1 5:1\n")
+    with pytest.raises(DataError, match="feature dimension mismatch"):
+        load_dataset(f"libsvm:{tr}", test_spec=str(te))
+
+
+def test_hdf5_dataset_and_checks(tmp_path):
+    import h5py
+
+    p = tmp_path / "d.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(p, "w") as f:
+        f["x"] = rng.standard_normal((40, 3, 2))
+        f["y"] = rng.integers(0, 3, 40)
+        f["x_test"] = rng.standard_normal((10, 3, 2))
+        f["y_test"] = rng.integers(0, 3, 10)
+    ds = load_dataset(f"hdf5:{p}", rank=0, size=2)
+    assert ds.x_train.shape == (20, 6) and ds.x_test.shape == (5, 6) and ds.n_train_total == 40
+    with h5py.File(p, "a") as f:
+        del f["x_test"]
+        f["x_test"] = rng.standard_normal((10, 5))
+    with pytest.raises(DataError, match="feature dimension mismatch"):
+        load_dataset(f"hdf5:{p}")
+    with h5py.File(p, "a") as f:
+        del f["x_test"], f["y"]
+        f["x_test"] = rng.standard_normal((10, 3, 2))
+        f["y"] = -np.ones(40, dtype=np.int64)
+    with pytest.raises(DataError, match="out of range"):
+        load_dataset(f"hdf5:{p}")
+
+
+def test_hdf5_holdout_without_test_set(tmp_path):
+    import h5py
+
+    p = tmp_path / "d.h5"
+    with h5py.File(p, "w") as f:
+        f["x"] = np.arange(200, dtype=np.float32).reshape(100, 2)
+        f["y"] = np.arange(100) % 2
+    ds = load_dataset(f"hdf5:{p}")
+    assert ds.n_train_total == 90 and ds.n_test_total == 10
+    seen = set(ds.x_train[:, 0].tolist()) | set(ds.x_test[:, 0].tolist())
+    assert len(seen) == 100
+
+
+@pytest.mark.parametrize("partition", ["label-sorted", "dirichlet"])
+def test_non_iid_partitions_cover_and_skew(partition):
+    labels = np.repeat(np.arange(4), 50)
+    size = 4
+    parts = [shard_indices(200, r, size, 1, partition, labels, alpha=0.1) for r in range(size)]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(200))
+    # each rank sees a skewed label mix: its most common label is well above the 25% of iid
+    top = [np.bincount(labels[p], minlength=4).max() / max(p.size, 1) for p in parts if p.size]
+    assert np.mean(top) > 0.6
+    iid = [shard_indices(200, r, size, 1) for r in range(size)]
+    assert np.mean([np.bincount(labels[p], minlength=4).max() / p.size for p in iid]) < 0.45
