@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-__all__ = ["mpiexec_path", "mpiexec_cmd", "run_mpi", "kill_group", "WORKERS", "HPCTRAIN"]
+__all__ = ["mpiexec_path", "mpiexec_cmd", "run_mpi", "kill_group", "descendants", "WORKERS", "HPCTRAIN"]
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
 _BIN = os.path.dirname(sys.executable)
@@ -41,12 +41,39 @@ def mpiexec_cmd(n):
     return cmd
 
 
+def descendants(pid):
+    """Every live process below ``pid`` (MPICH's proxies start their own sessions, so
+    killing the process group alone can miss the ranks)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def kill_group(proc):
-    """Kill ``proc``'s whole process group and reap it."""
+    """Kill ``proc``, its process group and every descendant, and reap it."""
+    pids = descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     proc.wait()
 
 
