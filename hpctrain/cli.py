@@ -90,6 +90,9 @@ def _train_options(f):
         ("--lr-decay", float), ("--warmup-epochs", float), ("--partition", str), ("--dirichlet-alpha", float),
         ("--test-dataset", str), ("--seed", int), ("--dtype", str),
         ("--threads", int), ("--checkpoint-every", str), ("--keep", int), ("--resume", str), ("--out", str),
+        ("--hidden", int), ("--compressor", str), ("--density", float), ("--bits", int), ("--aggregation", str),
+        ("--sparsity-warmup-epochs", float), ("--clip", float), ("--sync-period", int), ("--adagrad-eps", float),
+        ("--adagrad-b0", float), ("--adaalter-warmup", int), ("--topology", str), ("--staleness", int),
     ]
     for flag, typ in reversed(opts):
         key = flag[2:].replace("-", "_")
@@ -98,6 +101,8 @@ def _train_options(f):
         default = getattr(TrainConfig(), key)
         help_ = f"{fld.metadata['help']} [config key {key}; default {default!r}]"
         f = click.option(flag, key, type=click.Choice(choices) if choices else typ, default=None, help=help_)(f)
+    f = click.option("--nesterov/--no-nesterov", "nesterov", default=None,
+                     help="Nesterov momentum (Option II) for prsgd-momentum / dmomentum [config key nesterov]")(f)
     f = click.option("--overwrite", is_flag=True, default=None, help="reuse an existing run directory")(f)
     f = click.option("--quiet", "-q", is_flag=True, default=None, help="no progress bar or per-epoch lines")(f)
     return f
@@ -151,6 +156,40 @@ def bench():
     """Benchmarks of the collectives (nccl-tests-style output)."""
 
 
+@bench.command("compress")
+@click.option("--ops", default="topk,approx-topk,randk,qsgd:bits=4,sign,fp16", show_default=True,
+              help="operators separated by ',' (or by ';' when one has several parameters), parameters as "
+                   "name:key=value (qsgd:bits=2); 'argpartition' is NumPy's exact selection baseline")
+@click.option("--sizes", default="1M,10M", show_default=True, help="comma-separated element counts (K, M, G = 10^3, 10^6, 10^9)")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu"]))
+@click.option("--density", default=None, type=float, help="s/d for sparsifiers that do not name one")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(min=0))
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the rows as JSON")
+def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json_path):
+    """Time compress+pack and unpack+decompress of each operator (min/median over repeats)."""
+    from .bench.compress import format_compress_table, run_compress_bench
+    from .errors import ConfigError
+
+    names = [o.strip() for o in ops.split(";" if ";" in ops else ",") if o.strip()]
+    if density is not None:
+        names = [f"{n}:density={density}" if n in ("topk", "approx-topk", "randk") else n for n in names]
+    counts = []
+    for text in sizes.split(","):
+        t = text.strip().upper()
+        mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(t[-1:], 1)
+        try:
+            counts.append(int(float(t[:-1] if mult > 1 else t) * mult))
+        except ValueError:
+            raise ConfigError(f"invalid element count {text!r} (use e.g. 1M, 100M, 5000)") from None
+    rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
+    click.echo(format_compress_table(rows))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+
+
 @bench.command("allreduce")
 @click.option("--algo", "algos", default="ring,mpi", show_default=True, help="comma-separated allreduce names")
 @click.option("--min-bytes", default="1K", show_default=True, help="smallest message (e.g. 1K)")
@@ -177,6 +216,97 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
         if json_path:
             with open(json_path, "w", encoding="utf-8") as f:
                 json.dump(rows, f, indent=1)
+
+
+def _sweep_options(f):
+    """--min-bytes/--max-bytes/--step-factor/--iters/--warmup/--dtype of the collective benchmarks."""
+    for opt in reversed([
+        click.option("--min-bytes", default="1K", show_default=True, help="smallest message per rank (e.g. 1K)"),
+        click.option("--max-bytes", default="64M", show_default=True, help="largest message per rank (e.g. 64M)"),
+        click.option("--step-factor", default=4, show_default=True, type=int, help="size multiplier between rows"),
+        click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1), help="timed iterations per size"),
+        click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="untimed iterations per size"),
+        click.option("--dtype", default="float32", show_default=True,
+                     type=click.Choice(["float32", "float64", "int32", "int64"])),
+    ]):
+        f = opt(f)
+    return f
+
+
+@bench.command("collective")
+@click.option("--algo", "algos", default="ring,recursive,multi-ps,ps,mpi,auto", show_default=True,
+              help="comma-separated: allreduce names, gossip, sparse-allgather[-mpi]")
+@_sweep_options
+@click.option("--check/--no-check", default=True, show_default=True, help="count wrong elements (#wrong)")
+@click.option("--topology", default="ring", show_default=True, help="gossip graph: builder name or W .npy/.csv")
+@click.option("--density", default=0.01, show_default=True, type=float, help="non-zeros per rank, sparse-allgather")
+@click.option("--transport", default="host", show_default=True,
+              type=click.Choice(["auto", "host", "cuda-aware", "staged"]), help="how buffers reach MPI")
+@click.option("--refit", is_flag=True, help="rerun the alpha-beta fit first (cached for auto)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the rows as JSON")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="also write the rows as CSV")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="log-log plot (PNG) with alpha-beta lines")
+def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup, dtype, check, topology, density,
+                         transport, refit, json_path, csv_path, plot_path):
+    """Time every collective over message sizes (nccl-tests columns, OSU min/avg/max)."""
+    from .bench.collective import format_rows, plot_rows, run_cli, write_rows
+    from .bench.common import parse_size, size_sweep
+    from .comm import world
+
+    sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    comm = world(transport)
+    rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit)
+    if comm.rank == 0:
+        click.echo(format_rows(rows))
+        write_rows(rows, json_path, csv_path)
+        if plot_path:
+            plot_rows(rows, plot_path, fit)
+
+
+@bench.command("fit")
+@click.option("--min-bytes", default="1K", show_default=True, help="smallest ping-pong message")
+@click.option("--max-bytes", default="16M", show_default=True, help="largest ping-pong message")
+@click.option("--step-factor", default=4, show_default=True, type=int, help="size multiplier")
+@click.option("--algo", "algos", default="ring,multi-ps,ps,ring-unpartitioned,recursive", show_default=True,
+              help="algorithms to compare with their predictions")
+@click.option("--compare-min", default="64K", show_default=True, help="smallest size of the comparison")
+@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="timed iterations per size")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--no-cache", is_flag=True, help="do not write the fit to the cache")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the fit and rows as JSON")
+def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, dtype, no_cache, json_path):
+    """Fit alpha, beta by ping-pong; predicted vs measured per algorithm; cache for auto."""
+    from .bench.common import parse_size, size_sweep
+    from .bench.fit import format_fit, run_fit
+
+    sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    compare = [s for s in sizes if s >= parse_size(compare_min)]
+    names = [a.strip() for a in algos.split(",") if a.strip()]
+    comm = _comm()
+    res = run_fit(comm, sizes, compare, names, dtype, iters, save=not no_cache)
+    if comm.rank == 0:
+        click.echo(format_fit(res))
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump(res, f, indent=1)
+
+
+@cli.command("topology")
+@click.argument("name", required=False)
+@click.option("-n", "--ranks", "n", type=click.IntRange(min=1), help="number of ranks (world size)")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="validate a custom W (.npy or .csv)")
+def topology_cmd(name, n, path):
+    """Build or validate a mixing matrix: W (or its pattern), degree, spectral gap.
+
+    NAME is ring, torus, exponential, complete or star; or give --file W.npy.
+    """
+    from .errors import ConfigError
+    from .topology import build, format_report
+
+    if (name is None) == (path is None):
+        raise ConfigError("give a topology NAME or --file W.npy (one of them)")
+    click.echo(format_report(build(name, n, path)))
+
 
 
 def _one_line(exc):
