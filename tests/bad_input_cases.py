@@ -1,0 +1,173 @@
+"""The bad-input cases: each is a command that must print one clear line on stderr and
+exit with status 2. tests/test_bad_input.py runs them and checks docs/errors.md against
+their real messages (HPCTRAIN_UPDATE_DOCS=1 rewrites the file)."""
+
+import gzip
+import os
+
+import h5py
+import numpy as np
+
+__all__ = ["CASES", "Case"]
+
+
+class Case:
+    """One bad input: ``setup(tmp)`` prepares files and returns the hpctrain arguments."""
+
+    def __init__(self, name, what, setup, expect, ranks=1):
+        self.name, self.what, self.setup, self.expect, self.ranks = name, what, setup, expect, ranks
+
+
+def _train(*args):
+    return lambda tmp: ["train", "--dataset", "synthetic", "--epochs", "1", "--out", f"{tmp}/run", *args]
+
+
+def _toml(text):
+    def setup(tmp):
+        with open(f"{tmp}/bad.toml", "w") as f:
+            f.write(text)
+        return ["train", f"{tmp}/bad.toml", "--out", f"{tmp}/run"]
+    return setup
+
+
+def _write_idx(path, arr, magic=None):
+    arr = np.asarray(arr, dtype=np.uint8)
+    head = magic or bytes([0, 0, 8, arr.ndim])
+    with open(path, "wb") as f:
+        f.write(head + np.array(arr.shape, dtype=">u4").tobytes() + arr.tobytes())
+
+
+def _idx_dir(tmp, damage=None):
+    d = f"{tmp}/idx"
+    os.makedirs(d, exist_ok=True)
+    for stem, n in (("train", 40), ("t10k", 10)):
+        _write_idx(f"{d}/{stem}-images-idx3-ubyte", np.zeros((n, 2, 2)))
+        _write_idx(f"{d}/{stem}-labels-idx1-ubyte", np.arange(n) % 10)
+    if damage == "truncate":
+        p = f"{d}/train-images-idx3-ubyte"
+        data = open(p, "rb").read()
+        open(p, "wb").write(data[:-7])
+    if damage == "magic":
+        _write_idx(f"{d}/t10k-labels-idx1-ubyte", np.zeros(10), magic=bytes([0x1F, 0x8B + 1, 8, 1]))
+    if damage == "missing":
+        os.remove(f"{d}/t10k-images-idx3-ubyte")
+    return ["train", "--dataset", d, "--batch-size", "4", "--out", f"{tmp}/run"]
+
+
+def _libsvm(train, test=None):
+    def setup(tmp):
+        with open(f"{tmp}/a.svm", "w") as f:
+            f.write(train)
+        args = ["train", "--dataset", f"libsvm:{tmp}/a.svm", "--batch-size", "1", "--out", f"{tmp}/run"]
+        if test is not None:
+            with open(f"{tmp}/t.svm", "w") as f:
+                f.write(test)
+            args += ["--test-dataset", f"{tmp}/t.svm"]
+        return args
+    return setup
+
+
+def _h5_dim_mismatch(tmp):
+    with h5py.File(f"{tmp}/d.h5", "w") as f:
+        f["x"], f["y"] = np.zeros((20, 4)), np.arange(20) % 2
+        f["x_test"], f["y_test"] = np.zeros((5, 3)), np.arange(5) % 2
+    return ["train", "--dataset", f"hdf5:{tmp}/d.h5", "--batch-size", "2", "--out", f"{tmp}/run"]
+
+
+def _ckpt(tmp):
+    """A real checkpoint of a 1-epoch synthetic dmsgd run (made once per test session)."""
+    return os.environ["HPCTRAIN_TEST_CKPT"]
+
+
+def _resume_from(edit=None, extra=()):
+    def setup(tmp):
+        src = _ckpt(tmp)
+        dst = f"{tmp}/ckpt.h5"
+        with open(src, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+        if edit:
+            edit(dst)
+        return ["train", "--dataset", "synthetic", "--epochs", "2", "--out", f"{tmp}/run", "--resume", dst, *extra]
+    return setup
+
+
+def _truncate(p):
+    data = open(p, "rb").read()
+    open(p, "wb").write(data[: len(data) // 3])
+
+
+def _flip(p):
+    with h5py.File(p, "r") as f:
+        off = f["params"].id.get_offset()
+    data = bytearray(open(p, "rb").read())
+    data[off + 8] ^= 0x40
+    open(p, "wb").write(bytes(data))
+
+
+def _attr(key, value):
+    def edit(p):
+        with h5py.File(p, "a") as f:
+            f.attrs[key] = value
+    return edit
+
+
+def _existing_run(tmp):
+    os.makedirs(f"{tmp}/run", exist_ok=True)
+    open(f"{tmp}/run/metrics.jsonl", "w").write('{"epoch": 1}\n')
+    return ["train", "--dataset", "synthetic", "--out", f"{tmp}/run"]
+
+
+def _out_under_file(tmp):
+    open(f"{tmp}/afile", "w").close()
+    return ["train", "--dataset", "synthetic", "--out", f"{tmp}/afile/run"]
+
+
+CASES = [
+    Case("typo-option", "a mistyped option", lambda t: ["train", "--lrr", "0.1"], "No such option '--lrr'. Did you mean '--lr'?"),
+    Case("typo-command", "a mistyped command", lambda t: ["trian"], "No such command 'trian'"),
+    Case("unknown-algo", "an unknown algorithm", _train("--algo", "sgdx"), "'sgdx' is not one of"),
+    Case("unknown-collective", "an unknown collective", _train("--collective", "tree"), "'tree' is not one of"),
+    Case("unknown-model", "an unknown model", _train("--model", "cnn"), "'cnn' is not one of"),
+    Case("unknown-key", "an unknown config key (the closest is suggested)", _toml("[train]\nbatchsize = 3\n"),
+         "unknown config key 'batchsize' (did you mean 'batch_size'?)"),
+    Case("wrong-type-toml", "a value of the wrong type in TOML", _toml('epochs = "ten"\n'), "epochs must be int"),
+    Case("wrong-type-flag", "a value of the wrong type on the command line", _train("--epochs", "ten"),
+         "'ten' is not a valid integer"),
+    Case("lr-nonpositive", "lr <= 0", _train("--lr", "0"), "lr must be > 0"),
+    Case("momentum-range", "momentum outside [0, 1)", _train("--momentum", "1.0"), "momentum must be in [0, 1)"),
+    Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be >= 0"),
+    Case("checkpoint-period", "a malformed checkpoint period", _train("--checkpoint-every", "5minutes"),
+         "checkpoint_every must look like"),
+    Case("bad-toml", "a TOML syntax error", _toml("lr = = 1\n"), "invalid TOML"),
+    Case("config-missing", "a config file that does not exist", lambda t: ["train", f"{t}/none.toml"],
+         "config file not found"),
+    Case("batch-too-large", "a batch larger than a shard (2 ranks)", _train("--batch-size", "100000"),
+         "batch_size 100000 is larger than a shard", ranks=2),
+    Case("data-missing", "a data file that does not exist",
+         lambda t: ["train", "--dataset", f"libsvm:{t}/none.svm", "--out", f"{t}/run"], "data file not found"),
+    Case("idx-file-missing", "an IDX directory lacking a file", lambda t: _idx_dir(t, "missing"),
+         "data file not found"),
+    Case("idx-truncated", "a truncated IDX file", lambda t: _idx_dir(t, "truncate"), "truncated IDX data"),
+    Case("idx-magic", "an IDX file with a wrong magic number", lambda t: _idx_dir(t, "magic"), "bad magic number"),
+    Case("libsvm-malformed", "a malformed LIBSVM line", _libsvm("1 1:0.5\n1 2:x\n"), "a.svm:2: malformed LIBSVM line"),
+    Case("label-out-of-range", "a test label the training set does not have", _libsvm("1 1:1\n2 2:1\n", "7 1:1\n"),
+         "test label 7 is out of range"),
+    Case("feature-dim-mismatch", "train and test feature dimensions differ", _h5_dim_mismatch,
+         "feature dimension mismatch"),
+    Case("run-exists", "an existing run directory without --overwrite", _existing_run, "pass --overwrite"),
+    Case("out-not-writable", "an output directory that cannot be created", _out_under_file, "is not writable"),
+    Case("ckpt-missing", "a checkpoint that does not exist",
+         lambda t: ["train", "--dataset", "synthetic", "--out", f"{t}/run", "--resume", f"{t}/none.h5"],
+         "checkpoint not found"),
+    Case("ckpt-latest-none", "--resume latest in a run without checkpoints",
+         lambda t: ["train", "--dataset", "synthetic", "--out", f"{t}/run", "--resume", "latest"], "no checkpoint in"),
+    Case("ckpt-truncated", "a truncated checkpoint", _resume_from(_truncate), "truncated or not HDF5"),
+    Case("ckpt-checksum", "a checkpoint whose data no longer matches its checksum", _resume_from(_flip),
+         "checksum mismatch in dataset params"),
+    Case("ckpt-newer-format", "a checkpoint of a newer format version", _resume_from(_attr("format_version", 99)),
+         "checkpoint format version 99 is newer"),
+    Case("ckpt-other-algo", "a checkpoint of another algorithm", _resume_from(_attr("algo", "gmc")),
+         "was written by algorithm 'gmc', not 'dmsgd'"),
+    Case("ckpt-model-shape", "a checkpoint of a model of another shape", _resume_from(_attr("n_params", 7850)),
+         "holds a softmax model with 7850 parameters"),
+]

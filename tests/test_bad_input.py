@@ -1,0 +1,90 @@
+"""Every bad input gives one clear line on stderr and exit status 2, no traceback, and
+nothing overwritten; docs/errors.md shows each real message (checked here)."""
+
+import os
+import subprocess
+
+import pytest
+
+from bad_input_cases import CASES
+from mpiutil import HPCTRAIN, run_mpi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOC = os.path.join(ROOT, "docs", "errors.md")
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    ck = base / "ckrun"
+    res = subprocess.run([HPCTRAIN, "train", "--dataset", "synthetic", "--epochs", "1", "--checkpoint-every",
+                          "1epochs", "-q", "--out", str(ck)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    os.environ["HPCTRAIN_TEST_CKPT"] = sorted((ck / "checkpoints").iterdir())[-1].as_posix()
+    out = {}
+    for case in CASES:
+        tmp = base / case.name
+        tmp.mkdir()
+        args = case.setup(str(tmp))
+        snapshot = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
+        if case.ranks == 1:
+            r = subprocess.run([HPCTRAIN, *args], capture_output=True, text=True, timeout=60, cwd=tmp)
+        else:
+            r = run_mpi(case.ranks, [HPCTRAIN, *args], timeout=60, cwd=tmp, check=False)
+        changed = [str(p) for p, b in snapshot.items() if not p.exists() or p.read_bytes() != b]
+        shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>") for a in args]
+        out[case.name] = (r.returncode, r.stderr.replace(str(tmp), "<tmp>"), changed, shown)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(results, case):
+    rc, err, changed, _ = results[case.name]
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert rc == 2, (rc, err)
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert case.expect in lines[0], lines[0]
+    assert not changed, f"bad input modified {changed}"
+
+
+def test_enough_cases():
+    assert len(CASES) >= 25
+
+
+def render(results):
+    lines = [
+        "# Error messages",
+        "",
+        "Every bad input ends the job with **one line on stderr and exit status 2** (once per",
+        "job, whatever the number of ranks), never a traceback, and leaves existing files",
+        "(run directories, checkpoints) untouched. Other exit statuses: 1 for a bug or a",
+        "system failure (the rank prints `rank R: <error>` and a traceback, then the job is",
+        "aborted through MPI), 3 when the loss or parameters become NaN/Inf, 75 when",
+        "SIGTERM/SIGUSR1 stopped the run after writing a checkpoint.",
+        "",
+        "This page is generated from `tests/bad_input_cases.py` by running each case;",
+        "`tests/test_bad_input.py` fails when it drifts (`HPCTRAIN_UPDATE_DOCS=1 pytest",
+        "tests/test_bad_input.py` rewrites it). `<tmp>` stands for the case's directory.",
+        "",
+        "| case | bad input | command | message (stderr) |",
+        "|---|---|---|---|",
+    ]
+    for case in CASES:
+        rc, err, _, args = results[case.name]
+        cmd = "hpctrain " + " ".join(args)
+        if case.ranks > 1:
+            cmd = f"mpiexec -n {case.ranks} {cmd}"
+        msg = err.strip().replace("|", "\\|")
+        lines.append(f"| `{case.name}` | {case.what} | `{cmd}` | `{msg}` |")
+    return "\n".join(lines) + "\n"
+
+
+def test_errors_doc_is_current(results):
+    text = render(results)
+    if os.environ.get("HPCTRAIN_UPDATE_DOCS"):
+        with open(DOC, "w", encoding="utf-8") as f:
+            f.write(text)
+    assert os.path.exists(DOC), "docs/errors.md is missing: run HPCTRAIN_UPDATE_DOCS=1 pytest tests/test_bad_input.py"
+    with open(DOC, encoding="utf-8") as f:
+        assert f.read() == text, "docs/errors.md is out of date: HPCTRAIN_UPDATE_DOCS=1 pytest tests/test_bad_input.py"
