@@ -117,3 +117,15 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     for p in found:
         assert verify_checkpoint(p) == []
         assert np.isfinite(h5py.File(p, "r")["params"][()]).all()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n,bad", [(2, 1), (4, 2), (5, 4)])
+def test_bad_input_on_one_rank_ends_every_rank(tmp_path, n, bad):
+    t0 = time.monotonic()
+    res = run_mpi(n, [os.path.join(WORKERS, "one_rank_bad_data.py"), bad, "--", *TRAIN, "--out", tmp_path / "r"],
+                  timeout=60, check=False)
+    assert time.monotonic() - t0 < 15
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert f"/scratch/node{bad}/train.h5: truncated" in lines[0]
