@@ -1,15 +1,23 @@
-"""Ring AllReduce by hand: reduce-scatter then allgather over n chunks (survey 003, §
-communication cost: 2(n-1) alpha + 2(n-1)/n S beta).
+"""Ring AllReduce by hand: reduce-scatter then allgather over n chunks (survey 003, §1.3.3:
+2(n-1) alpha + 2(n-1)/n S beta).
 
-Each rank exchanges with its ring neighbours only, with ``Sendrecv`` on contiguous views
-of the caller's buffer. The reduction is in place; the only temporary is one chunk-sized
-receive buffer owned by the communicator and reused across calls.
+Each rank exchanges with its ring neighbours only. Small chunks go with one ``Sendrecv``
+per step. Large chunks are pipelined: a reduce-scatter step posts one ``Irecv`` per
+segment, and adds segment k while segments k+1... are still arriving, so the reduction
+overlaps the transfer. The reduction is in place; the only temporary is one chunk-sized
+receive buffer owned by the communicator (``collectives/_buffers.py``), reused across
+calls: no allocation per call once warm.
 """
 
 from ..errors import CommError
 from ._buffers import scratch
 
-__all__ = ["ring_allreduce", "chunk_bounds", "REDUCE_UFUNCS"]
+__all__ = ["ring_allreduce", "chunk_bounds", "reduce_op", "REDUCE_UFUNCS", "SEGMENT_BYTES", "PIPELINE_MIN_BYTES"]
+
+#: segment size of the pipelined reduce-scatter (bytes)
+SEGMENT_BYTES = 1 << 20
+#: chunks at least this large are pipelined (smaller ones use one Sendrecv per step)
+PIPELINE_MIN_BYTES = 4 << 20
 
 
 def _ufuncs():
@@ -42,6 +50,20 @@ def reduce_op(op, buf):
     return ufunc
 
 
+def _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg):
+    """One reduce-scatter step in segments: send ``send`` right, add left's data into ``dst``."""
+    reqs = []
+    nseg = (max(send.size, dst.size) + seg - 1) // seg
+    for k in range(nseg):
+        reqs.append(comm.irecv(tmp[k * seg : (k + 1) * seg], left, tag=k))
+    sends = [comm.isend(send[k * seg : (k + 1) * seg], right, tag=k) for k in range(nseg)]
+    for k in range(nseg):
+        comm.wait(reqs[k])
+        d = dst[k * seg : (k + 1) * seg]
+        ufunc(d, tmp[k * seg : k * seg + d.size], out=d)
+    comm.waitall(sends)
+
+
 def ring_allreduce(comm, buf, op="sum"):
     """AllReduce ``buf`` in place over ``comm`` with the bandwidth-optimal ring.
 
@@ -59,7 +81,11 @@ def ring_allreduce(comm, buf, op="sum"):
         return buf
     bounds = chunk_bounds(buf.size, n)
     right, left = (r + 1) % n, (r - 1) % n
-    tmp = scratch(comm, "ring", bounds[1] - bounds[0], buf)
+    clen = bounds[1] - bounds[0]
+    tmp = scratch(comm, "ring", clen, buf)
+    itemsize = buf.dtype.itemsize
+    seg = max(1, SEGMENT_BYTES // itemsize)
+    pipelined = clen * itemsize >= PIPELINE_MIN_BYTES
 
     def chunk(i):
         i %= n
@@ -68,9 +94,12 @@ def ring_allreduce(comm, buf, op="sum"):
     # reduce-scatter: after n-1 steps rank r owns the full reduction of chunk r+1
     for s in range(n - 1):
         send, dst = chunk(r - s), chunk(r - s - 1)
-        recv = tmp[: dst.size]
-        comm.sendrecv(send, right, recv, left)
-        ufunc(dst, recv, out=dst)
+        if pipelined:
+            _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg)
+        else:
+            recv = tmp[: dst.size]
+            comm.sendrecv(send, right, recv, left)
+            ufunc(dst, recv, out=dst)
     if op == "mean":
         own = chunk(r + 1)
         own /= n

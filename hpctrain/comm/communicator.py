@@ -40,8 +40,8 @@ class Communicator:
 
     Args:
         mpi_comm: an ``mpi4py.MPI.Comm`` (default ``MPI.COMM_WORLD``).
-        transport: name of the buffer transport (``host``; GPU transports: see
-            :mod:`hpctrain.comm.transport`).
+        transport: name of the buffer transport (``host``, ``cuda-aware``, ``staged``,
+            ``auto``: see :mod:`hpctrain.comm.transport`) or a transport object.
 
     Attributes:
         bytes_sent, bytes_recv: exact payload bytes this rank sent/received.
@@ -53,7 +53,7 @@ class Communicator:
         self._comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
-        self.transport = get_transport(transport)
+        self.transport = get_transport(transport) if isinstance(transport, str) else transport
         self.reset_counters()
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -82,7 +82,10 @@ class Communicator:
     def send(self, buf, dest, tag=0):
         """Send the contiguous array ``buf`` to rank ``dest``."""
         t0 = time.perf_counter()
-        self._comm.Send(self.transport.send_view(buf), dest=dest, tag=tag)
+        tr = self.transport
+        view = tr.send_view(buf)
+        self._comm.Send(view, dest=dest, tag=tag)
+        tr.release(view)
         self.bytes_sent += _nbytes(buf)
         self.messages_sent += 1
         self.comm_time += time.perf_counter() - t0
@@ -95,9 +98,11 @@ class Communicator:
         """
         t0 = time.perf_counter()
         status = MPI.Status()
-        view = self.transport.recv_view(buf)
+        tr = self.transport
+        view = tr.recv_view(buf)
         self._comm.Recv(view, source=source, tag=tag, status=status)
-        self.transport.finish_recv(buf, view)
+        tr.finish_recv(buf, view)
+        tr.release(view)
         n = status.Get_count(MPI.BYTE)
         self.bytes_recv += n
         self.comm_time += time.perf_counter() - t0
@@ -111,9 +116,11 @@ class Communicator:
         """
         t0 = time.perf_counter()
         status = MPI.Status()
-        view = self.transport.recv_view(recvbuf)
+        tr = self.transport
+        view = tr.recv_view(recvbuf)
+        sview = tr.send_view(sendbuf)
         self._comm.Sendrecv(
-            self.transport.send_view(sendbuf),
+            sview,
             dest=dest,
             sendtag=sendtag,
             recvbuf=view,
@@ -121,7 +128,9 @@ class Communicator:
             recvtag=sendtag if recvtag is None else recvtag,
             status=status,
         )
-        self.transport.finish_recv(recvbuf, view)
+        tr.finish_recv(recvbuf, view)
+        tr.release(view)
+        tr.release(sview)
         n = status.Get_count(MPI.BYTE)
         self.bytes_sent += _nbytes(sendbuf)
         self.messages_sent += 1
@@ -133,11 +142,12 @@ class Communicator:
     def isend(self, buf, dest, tag=0):
         """Start sending ``buf`` to ``dest``; returns a :class:`Request`."""
         t0 = time.perf_counter()
-        req = self._comm.Isend(self.transport.send_view(buf), dest=dest, tag=tag)
+        view = self.transport.send_view(buf)
+        req = self._comm.Isend(view, dest=dest, tag=tag)
         self.bytes_sent += _nbytes(buf)
         self.messages_sent += 1
         self.comm_time += time.perf_counter() - t0
-        return Request(req, "send")
+        return Request(req, "send", buf, view)
 
     def irecv(self, buf, source, tag=0):
         """Start receiving into ``buf`` from ``source``; returns a :class:`Request`."""
@@ -158,14 +168,16 @@ class Communicator:
         statuses = [r._status if r._status is not None else MPI.Status() for r in requests]
         MPI.Request.Waitall(reqs, statuses)
         counts = []
+        tr = self.transport
         for r, st in zip(requests, statuses):
             if r._kind == "recv":
-                self.transport.finish_recv(r._arr, r._view)
+                tr.finish_recv(r._arr, r._view)
                 n = st.Get_count(MPI.BYTE)
                 self.bytes_recv += n
                 counts.append(n)
             else:
                 counts.append(0)
+            tr.release(r._view)
         self.comm_time += time.perf_counter() - t0
         return counts
 
@@ -184,7 +196,11 @@ class Communicator:
         """
         t0 = time.perf_counter()
         if self.size > 1:
-            self._comm.Allreduce(MPI.IN_PLACE, self.transport.send_view(buf), op=_OPS[op])
+            tr = self.transport
+            view = tr.send_view(buf)
+            self._comm.Allreduce(MPI.IN_PLACE, view, op=_OPS[op])
+            tr.finish_recv(buf, view)
+            tr.release(view)
             if count:
                 self.bytes_sent += _nbytes(buf)
                 self.messages_sent += 1
@@ -201,7 +217,12 @@ class Communicator:
         counts = [int(c) for c in counts]
         self.messages_sent += 1
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
-        self._comm.Allgatherv(sendbuf, [recvbuf, counts, displs])
+        tr = self.transport
+        sview, rview = tr.send_view(sendbuf), tr.recv_view(recvbuf)
+        self._comm.Allgatherv(sview, [rview, (counts, displs)])
+        tr.finish_recv(recvbuf, rview)
+        tr.release(sview)
+        tr.release(rview)
         self.bytes_sent += _nbytes(sendbuf)
         self.comm_time += time.perf_counter() - t0
         return recvbuf
@@ -211,6 +232,18 @@ class Communicator:
         arr = np.ascontiguousarray(arr)
         out = np.empty((self.size,) + arr.shape, dtype=arr.dtype)
         self._comm.Allgather(arr, out)
+        return out
+
+    def gather_array(self, arr, root=0):
+        """Gather equal-shaped arrays to ``root``; returns (size, *shape) there, None elsewhere."""
+        arr = np.ascontiguousarray(arr)
+        out = np.empty((self.size,) + arr.shape, dtype=arr.dtype) if self.rank == root else None
+        self._comm.Gather(arr, out, root=root)
+        return out
+
+    def scatter_array(self, stacked, out, root=0):
+        """Scatter ``stacked[r]`` (on ``root``, shape (size, *out.shape)) into ``out`` on rank r."""
+        self._comm.Scatter(np.ascontiguousarray(stacked) if self.rank == root else None, out, root=root)
         return out
 
     def bcast_array(self, arr, root=0):

@@ -1,0 +1,173 @@
+"""Multi-server parameter server: the vector is sharded over S servers; every worker sends
+shard s to server s, the servers reduce and send the result back (survey 003, §1.3.4:
+2(n-1)(alpha + S/n beta) when every rank is also a server, the ring's cost).
+
+Two placements:
+
+* co-located (``servers=None``; the ``multi-ps`` allreduce): every rank is a worker and
+  the server of shard r (S = n). The result is the reduction over all n ranks.
+* dedicated (``servers=k``): the last k ranks only aggregate, ranks 0..n-k-1 compute.
+  Workers' ``buf`` ends with the reduction over the **n-k workers only** (servers
+  contribute nothing); ``mean`` divides by n-k. A server's ``buf`` gives length and dtype
+  and on return its own shard (``shard_bounds(len)[j]`` for server j) holds the
+  reduced shard; the rest of a server's ``buf`` is untouched.
+
+The server-side reduce step is a pluggable *reducer*: :class:`DenseSum` now; a sparse
+(indices/values) or quantized reducer only has to implement the same three methods
+(``encode``, ``wire_buffer``, ``reduce_into``). Servers always reduce the contributions
+in worker-rank order, so both placements give bit-identical results on the same data.
+"""
+
+from ..errors import CommError
+from ._buffers import scratch
+from .ring import chunk_bounds, reduce_op
+
+__all__ = ["MultiPS", "DenseSum", "multi_ps_allreduce"]
+
+
+class DenseSum:
+    """Dense shards on the wire; the server reduces them element-wise in worker order."""
+
+    name = "dense"
+
+    def encode(self, comm, shard, key):
+        """The array a worker sends for ``shard`` (dense: the shard itself, no copy)."""
+        return shard
+
+    def wire_buffer(self, comm, key, shard_len, like):
+        """A receive buffer big enough for one worker's payload of a ``shard_len`` shard."""
+        return scratch(comm, key, shard_len, like)
+
+    def reduce_into(self, acc, payloads, nbytes, ufunc):
+        """``acc`` <- reduction of the decoded ``payloads`` (in the given order).
+
+        Args:
+            acc: output shard.
+            payloads: received (or own) payload arrays, one per worker, in rank order.
+            nbytes: bytes actually received for each payload (variable for sparse).
+            ufunc: the element-wise reduction (``np.add``, ``np.maximum``, ...).
+        """
+        acc[...] = payloads[0]
+        for p in payloads[1:]:
+            ufunc(acc, p, out=acc)
+        return acc
+
+
+class MultiPS:
+    """A multi-server parameter server over ``comm``.
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator`.
+        servers: None for co-located (every rank serves one shard), or k (1 <= k < n)
+            dedicated server ranks n-k..n-1.
+        reducer: the server-side reduce step (default :class:`DenseSum`).
+    """
+
+    def __init__(self, comm, servers=None, reducer=None):
+        n = comm.size
+        if servers is not None and not (1 <= int(servers) < n):
+            raise CommError(f"multi-ps with dedicated servers needs 1 <= servers < {n} ranks, got {servers}")
+        self.comm = comm
+        self.servers = None if servers is None else int(servers)
+        self.reducer = reducer or DenseSum()
+
+    @property
+    def workers(self):
+        """Number of ranks that contribute data."""
+        return self.comm.size if self.servers is None else self.comm.size - self.servers
+
+    def is_server(self, rank=None):
+        """Whether ``rank`` (default: this rank) aggregates a shard."""
+        rank = self.comm.rank if rank is None else rank
+        return self.servers is None or rank >= self.workers
+
+    def shard_bounds(self, length):
+        """Offsets of the shards of a ``length``-element vector, one per server."""
+        return chunk_bounds(length, self.comm.size if self.servers is None else self.servers)
+
+    def allreduce(self, buf, op="sum"):
+        """Reduce ``buf`` through the servers, in place (see the module docstring).
+
+        Returns:
+            ``buf``.
+        """
+        ufunc = reduce_op(op, buf)
+        if self.comm.size == 1:
+            return buf
+        if self.servers is None:
+            return self._colocated(buf, op, ufunc)
+        return self._dedicated(buf, op, ufunc)
+
+    def _colocated(self, buf, op, ufunc):
+        comm, red = self.comm, self.reducer
+        n, r = comm.size, comm.rank
+        b = chunk_bounds(buf.size, n)
+        shard = lambda i: buf[b[i] : b[i + 1]]  # noqa: E731
+        own = shard(r)
+        # phase 1: shard s -> server s; receive every worker's copy of my shard
+        payloads, recvs = [None] * n, []
+        for i in range(1, n):
+            src = (r - i) % n
+            payloads[src] = red.wire_buffer(comm, ("mps-in", src), own.size, buf)
+            recvs.append((src, comm.irecv(payloads[src], src, tag=30)))
+        sends = [comm.isend(red.encode(comm, shard((r + i) % n), ("mps-out", i)), (r + i) % n, tag=30)
+                 for i in range(1, n)]
+        counts = comm.waitall([q for _, q in recvs])
+        nbytes = [0] * n
+        for (src, _), c in zip(recvs, counts):
+            nbytes[src] = c
+        payloads[r] = red.encode(comm, own, ("mps-own",))
+        nbytes[r] = own.size * own.dtype.itemsize
+        acc = scratch(comm, "mps-acc", own.size, buf)
+        red.reduce_into(acc, payloads, nbytes, ufunc)
+        if op == "mean":
+            acc /= n
+        comm.waitall(sends)
+        own[...] = acc
+        # phase 2: every server sends its reduced shard to every other rank
+        reqs = [comm.irecv(shard((r - i) % n), (r - i) % n, tag=31) for i in range(1, n)]
+        reqs += [comm.isend(own, (r + i) % n, tag=31) for i in range(1, n)]
+        comm.waitall(reqs)
+        return buf
+
+    def _dedicated(self, buf, op, ufunc):
+        comm, red = self.comm, self.reducer
+        w, k, r = self.workers, self.servers, comm.rank
+        b = chunk_bounds(buf.size, k)
+        if r < w:  # worker: send shard j to server j, then receive the reduced shards
+            sends = [comm.isend(red.encode(comm, buf[b[j] : b[j + 1]], ("mps-out", j)), w + j, tag=32)
+                     for j in range(k)]
+            comm.waitall(sends)
+            comm.waitall([comm.irecv(buf[b[j] : b[j + 1]], w + j, tag=33) for j in range(k)])
+            return buf
+        j = r - w
+        own = buf[b[j] : b[j + 1]]
+        payloads = [red.wire_buffer(comm, ("mps-in", src), own.size, buf) for src in range(w)]
+        nbytes = comm.waitall([comm.irecv(payloads[src], src, tag=32) for src in range(w)])
+        acc = scratch(comm, "mps-acc", own.size, buf)
+        red.reduce_into(acc, payloads, nbytes, ufunc)
+        if op == "mean":
+            acc /= w
+        comm.waitall([comm.isend(acc, src, tag=33) for src in range(w)])
+        own[...] = acc
+        return buf
+
+
+def multi_ps_allreduce(comm, buf, op="sum"):
+    """AllReduce ``buf`` in place with the co-located multi-server parameter server.
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator`.
+        buf: contiguous 1-D NumPy (or CuPy) array, any length.
+        op: ``sum``, ``mean``, ``max`` or ``min``.
+
+    Returns:
+        ``buf``, holding the reduction on every rank.
+    """
+    if comm.size == 1:
+        reduce_op(op, buf)
+        return buf
+    mps = comm.__dict__.get("_multi_ps")
+    if mps is None:
+        mps = comm.__dict__["_multi_ps"] = MultiPS(comm)
+    return mps.allreduce(buf, op)

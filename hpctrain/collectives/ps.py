@@ -1,0 +1,43 @@
+"""Single parameter server AllReduce by point-to-point messages (survey 003, §1.3.2:
+2N(alpha + S beta) for N workers; here rank 0 is server and worker, N = n-1 senders).
+
+Every worker sends its vector to rank 0, which receives them one after another (in rank
+order, so the sum is deterministic), reduces, and sends the result back to each worker.
+The server's link carries 2(n-1)S bytes: the bottleneck the ring removes.
+"""
+
+from ._buffers import scratch
+from .ring import reduce_op
+
+__all__ = ["ps_allreduce"]
+
+ROOT = 0
+
+
+def ps_allreduce(comm, buf, op="sum"):
+    """AllReduce ``buf`` in place through a single parameter server (rank 0).
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator`.
+        buf: contiguous 1-D NumPy (or CuPy) array, any length.
+        op: ``sum``, ``mean``, ``max`` or ``min``.
+
+    Returns:
+        ``buf``, holding the reduction on every rank.
+    """
+    ufunc = reduce_op(op, buf)
+    n, r = comm.size, comm.rank
+    if n == 1:
+        return buf
+    if r == ROOT:
+        tmp = scratch(comm, "ps", buf.size, buf)
+        for src in range(1, n):
+            comm.recv(tmp, src, tag=20)
+            ufunc(buf, tmp, out=buf)
+        if op == "mean":
+            buf /= n
+        comm.waitall([comm.isend(buf, dst, tag=21) for dst in range(1, n)])
+    else:
+        comm.send(buf, ROOT, tag=20)
+        comm.recv(buf, ROOT, tag=21)
+    return buf
