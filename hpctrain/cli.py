@@ -124,6 +124,16 @@ def train(config, **overrides):
 
 
 @cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="image file (PNG)")
+def plot(run_dirs, out):
+    """Plot loss/accuracy vs epoch and vs bytes communicated for RUN_DIRS on one figure."""
+    from .plot import plot_runs
+
+    click.echo(plot_runs(run_dirs, out))
+
+
+@cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--verify", is_flag=True, help="check every dataset's SHA-256; exit 1 on corruption")
 def inspect(checkpoint, verify):
@@ -266,7 +276,7 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
 @bench.command("fit")
 @click.option("--min-bytes", default="1K", show_default=True, help="smallest ping-pong message")
 @click.option("--max-bytes", default="16M", show_default=True, help="largest ping-pong message")
-@click.option("--step-factor", default=4, show_default=True, type=int, help="size multiplier")
+@click.option("--step-factor", default=2, show_default=True, type=int, help="size multiplier")
 @click.option("--algo", "algos", default="ring,multi-ps,ps,ring-unpartitioned,recursive", show_default=True,
               help="algorithms to compare with their predictions")
 @click.option("--compare-min", default="64K", show_default=True, help="smallest size of the comparison")

@@ -6,13 +6,12 @@ busbw (GB/s), #wrong. Time is the slowest rank's mean per iteration; busbw = alg
 rank counts and with the link bandwidth.
 """
 
-import time
-
 import numpy as np
 
 from ..collectives import get_allreduce
+from .common import time_call, timing_fields
 
-__all__ = ["bench_allreduce", "format_table", "check_allreduce"]
+__all__ = ["bench_allreduce", "format_table", "check_allreduce", "busbw_factor"]
 
 
 def check_allreduce(comm, fn, count, dtype):
@@ -39,31 +38,29 @@ def bench_allreduce(comm, algos, sizes, dtype="float32", iters=20, warmup=5, che
     """
     dt = np.dtype(dtype)
     rows = []
+    factor = busbw_factor("allreduce", comm.size)
     for name in algos:
         fn = get_allreduce(name)
         for size in sizes:
             count = size // dt.itemsize
             buf = np.zeros(count, dtype=dt)  # zeros: sums stay 0, no overflow or denormals
-            for _ in range(warmup):
-                fn(comm, buf, "sum")
-            comm.barrier()
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                fn(comm, buf, "sum")
-            mine = (time.perf_counter() - t0) / iters
-            times = comm.allgather_array(np.array([mine]))[:, 0]
+            times = time_call(comm, lambda: fn(comm, buf, "sum"), iters, warmup)
             wrong = check_allreduce(comm, fn, count, dt) if check else -1
-            t = float(times.max())
             nbytes = count * dt.itemsize
-            algbw = nbytes / t / 1e9 if t > 0 else 0.0
-            factor = 2 * (comm.size - 1) / comm.size
-            rows.append({
-                "algo": name, "size": nbytes, "count": count, "type": dt.name, "ranks": comm.size,
-                "time_us": t * 1e6, "algbw": algbw, "busbw": algbw * factor, "wrong": wrong,
-                "min_us": float(times.min()) * 1e6, "avg_us": float(times.mean()) * 1e6,
-                "max_us": float(times.max()) * 1e6,
-            })
+            rows.append({"algo": name, "size": nbytes, "count": count, "type": dt.name, "ranks": comm.size,
+                         "wrong": wrong, **timing_fields(times, nbytes, factor)})
     return rows
+
+
+def busbw_factor(kind, n, degree=2):
+    """busbw / algbw for a collective ``kind`` on ``n`` ranks (docs/benchmarks.md).
+
+    allreduce 2(n-1)/n (nccl-tests); allgather (n-1)/n; gossip ``degree`` (each rank
+    sends its whole vector to every neighbour); 1 for n = 1.
+    """
+    if n <= 1:
+        return 1.0
+    return {"allreduce": 2 * (n - 1) / n, "allgather": (n - 1) / n, "gossip": float(degree)}[kind]
 
 
 def format_table(rows):

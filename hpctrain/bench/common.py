@@ -1,10 +1,10 @@
-"""Shared pieces of the benchmarks: size parsing and size sweeps."""
+"""Shared pieces of the benchmarks: size parsing, size sweeps, timing and bandwidth figures."""
 
 import re
 
 from ..errors import ConfigError
 
-__all__ = ["parse_size", "size_sweep", "format_bytes"]
+__all__ = ["parse_size", "size_sweep", "format_bytes", "time_call", "timing_fields"]
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
@@ -41,3 +41,40 @@ def format_bytes(n):
         if n >= div and n % div == 0:
             return f"{n // div}{suffix}"
     return str(n)
+
+
+def time_call(comm, fn, iters, warmup):
+    """Mean seconds per call of ``fn()`` on every rank (barrier before timing).
+
+    Returns:
+        A NumPy array with one mean time per rank (gathered on every rank).
+    """
+    import time
+
+    import numpy as np
+
+    for _ in range(warmup):
+        fn()
+    comm.barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    mine = (time.perf_counter() - t0) / iters
+    return comm.allgather_array(np.array([mine]))[:, 0]
+
+
+def timing_fields(times, nbytes, busbw_factor):
+    """nccl-tests/OSU figures from per-rank times: time (slowest rank), algbw, busbw, min/avg/max.
+
+    Args:
+        times: seconds per rank.
+        nbytes: message size the bandwidths refer to.
+        busbw_factor: busbw = algbw x factor (allreduce: 2(n-1)/n).
+    """
+    t = float(max(times))
+    algbw = nbytes / t / 1e9 if t > 0 else 0.0
+    return {
+        "time_us": t * 1e6, "algbw": algbw, "busbw": algbw * busbw_factor,
+        "min_us": float(min(times)) * 1e6, "avg_us": float(sum(times) / len(times)) * 1e6,
+        "max_us": t * 1e6,
+    }
