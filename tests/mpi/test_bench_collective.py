@@ -1,0 +1,61 @@
+"""`hpctrain bench collective` and `hpctrain bench fit` run, check results, write files."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from mpiutil import HPCTRAIN
+
+ALL = "ring,ps,multi-ps,gossip,ring-unpartitioned,sparse-allgather,sparse-allgather-mpi,mpi,auto,recursive"
+
+
+@pytest.mark.mpi
+def test_bench_fit_then_collective_with_prediction_and_plot(mpirun, tmp_path):
+    env = {"HPCTRAIN_CACHE": str(tmp_path / "cache")}
+    fit = mpirun(2, [HPCTRAIN, "bench", "fit", "--min-bytes", "1K", "--max-bytes", "1M", "--step-factor", "4",
+                     "--compare-min", "64K", "--iters", "2", "--json", tmp_path / "fit.json"], timeout=120, env=env)
+    assert "R^2" in fit.stdout and "predicted vs measured" in fit.stdout and "crossovers" in fit.stdout
+    cached = json.loads((tmp_path / "cache" / "alpha_beta.json").read_text())
+    assert cached["alpha"] >= 0 and cached["beta"] > 0 and 0 < cached["r2"] <= 1
+    out = tmp_path / "rows.json"
+    args = [HPCTRAIN, "bench", "collective", "--algo", ALL, "--min-bytes", "4", "--max-bytes", "64K",
+            "--step-factor", "16", "--iters", "2", "--warmup", "1", "--dtype", "float64",
+            "--json", out, "--csv", tmp_path / "rows.csv"]
+    try:
+        import matplotlib  # noqa: F401
+
+        args += ["--plot", tmp_path / "plot.png"]
+    except ImportError:
+        pass
+    res = mpirun(2, args, timeout=120, env=env)
+    rows = json.loads(out.read_text())
+    assert {r["algo"] for r in rows} == set(ALL.split(","))
+    assert all(r["wrong"] == 0 for r in rows), [r for r in rows if r["wrong"]]
+    assert all(r.get("pred_us") is not None for r in rows if r["algo"] in ("ring", "ps", "multi-ps"))
+    assert "Avg bus bandwidth" in res.stdout and "in-place" in res.stdout and "out-of-place" in res.stdout
+    with open(tmp_path / "rows.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    if "--plot" in args:
+        assert os.path.getsize(tmp_path / "plot.png") > 1000
+
+
+@pytest.mark.mpi
+def test_bench_collective_four_ranks_all_correct(mpirun, tmp_path):
+    out = tmp_path / "rows.json"
+    mpirun(4, [HPCTRAIN, "bench", "collective", "--algo", ALL, "--min-bytes", "1K", "--max-bytes", "1M",
+               "--step-factor", "32", "--iters", "1", "--warmup", "0", "--topology", "exponential",
+               "--json", out], timeout=150, env={"HPCTRAIN_CACHE": str(tmp_path)})
+    rows = json.loads(out.read_text())
+    assert len(rows) == 10 * 3 and all(r["wrong"] == 0 and r["ranks"] == 4 for r in rows)
+
+
+@pytest.mark.mpi
+def test_bench_collective_rejects_bad_input(mpirun, tmp_path):
+    res = mpirun(2, [HPCTRAIN, "bench", "collective", "--algo", "ring,warp"], timeout=60, check=False)
+    assert res.returncode == 2 and "unknown algorithm 'warp'" in res.stderr
+    (tmp_path / "w.csv").write_text("1,0\n0,1\n")
+    res = mpirun(2, [HPCTRAIN, "bench", "collective", "--algo", "gossip", "--topology", tmp_path / "w.csv",
+                     "--max-bytes", "1K"], timeout=60, check=False)
+    assert res.returncode == 2 and "disconnected" in res.stderr
