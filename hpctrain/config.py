@@ -18,12 +18,27 @@ import tomli_w
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period"]
+__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "ALGO_NAMES"]
 
 
 def _f(default, help, choices=None, check=None):
     return field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
+
+#: every --algo name (the classes live in hpctrain/algorithms; kept here so config stays import-light)
+ALGO_NAMES = ("dmsgd", "dsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "ecsgd", "doublesqueeze",
+              "prsgd-momentum", "dmomentum", "dpsgd", "local-sgd", "adagrad", "local-adaalter", "asgd")
+
+#: compressors each compressed algorithm accepts (others ignore --compressor)
+ALGO_COMPRESSORS = {
+    "mdsgd": ("topk", "randk", "approx-topk"), "dgc": ("topk", "randk", "approx-topk"),
+    "gmc": ("topk", "randk", "approx-topk"), "csgd": ("qsgd", "randk"),
+    "ecsgd": ("sign", "qsgd", "topk", "randk"), "doublesqueeze": ("sign", "qsgd", "topk", "randk"),
+}
+
+#: aggregations each algorithm implements (others must keep the default allreduce)
+ALGO_AGGREGATIONS = {"gmc": ("allreduce", "ps"), "csgd": ("allreduce", "ps", "ring"),
+                     "ecsgd": ("allreduce", "ps"), "doublesqueeze": ("allreduce", "ps")}
 
 _positive = (lambda v: v > 0, "must be > 0")
 _nonneg = (lambda v: v >= 0, "must be >= 0")
@@ -33,9 +48,10 @@ _nonneg = (lambda v: v >= 0, "must be >= 0")
 class TrainConfig:
     """Every setting of a training run (defaults: the Quickstart's Fashion-MNIST run)."""
 
-    algo: str = _f("dmsgd", "training algorithm", choices=("dmsgd",))
+    algo: str = _f("dmsgd", "training algorithm (see hpctrain/algorithms/__init__.py)", choices=ALGO_NAMES)
     collective: str = _f("ring", "allreduce implementation", choices=("ring", "mpi"))
-    model: str = _f("softmax", "model", choices=("softmax",))
+    model: str = _f("softmax", "model", choices=("softmax", "mlp"))
+    hidden: int = _f(128, "hidden units of the mlp model (one ReLU layer)", check=_positive)
     dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, or a directory of IDX files")
     data_dir: str = _f("", "directory holding the Fashion-MNIST IDX files")
     epochs: int = _f(5, "passes over the training set", check=_positive)
@@ -47,6 +63,23 @@ class TrainConfig:
     lr_stage_epochs: int = _f(10, "epochs per stage (stagewise: lr0/(s+1); step: lr0*lr_decay^s)", check=_positive)
     lr_decay: float = _f(0.1, "step schedule factor", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     warmup_epochs: float = _f(0.0, "linear lr warm-up length in epochs", check=_nonneg)
+    compressor: str = _f("topk", "compression operator / mask of the compressed algorithms",
+                         choices=("topk", "approx-topk", "randk", "qsgd", "sign", "none"))
+    density: float = _f(0.01, "fraction of coordinates sent, s/d, in (0, 1]", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
+    bits: int = _f(8, "bits per coordinate of the qsgd quantizer (b), one of 1, 2, 4, 8",
+                   check=(lambda v: v in (1, 2, 4, 8), "must be one of 1, 2, 4, 8"))
+    aggregation: str = _f("allreduce", "how compressed updates are aggregated (gmc, csgd, ecsgd, doublesqueeze)",
+                          choices=("allreduce", "ps", "ring"))
+    sparsity_warmup_epochs: float = _f(0.0, "DGC sparsity warm-up: density falls from 0.25 to --density over these epochs", check=_nonneg)
+    clip: float = _f(0.0, "DGC local gradient clipping: max gradient norm over all ranks (0 = off)", check=_nonneg)
+    sync_period: int = _f(8, "local steps between synchronizations (I of PR-SGD, H of local SGD / AdaAlter)", check=_positive)
+    nesterov: bool = _f(False, "Nesterov momentum (Option II of PR-SGD-Momentum / decentralized momentum)")
+    adagrad_eps: float = _f(1e-2, "AdaGrad / AdaAlter epsilon (denominator B^2 + t' eps^2)", check=_positive)
+    adagrad_b0: float = _f(1.0, "AdaGrad / AdaAlter initial denominator b0 (B^2 starts at b0^2)", check=_nonneg)
+    adaalter_warmup: int = _f(0, "AdaAlter lr warm-up steps: lr * min(1, t / warmup) (0 = off)", check=_nonneg)
+    topology: str = _f("ring", "graph of the decentralized algorithms (ring: W = 1/3 self and neighbours; complete: W = J/n)",
+                       choices=("ring", "complete"))
+    staleness: int = _f(0, "asgd bounded staleness tau: the server rejects gradients older than tau steps", check=_nonneg)
     partition: str = _f("iid", "how the training set is split over ranks", choices=("iid", "label-sorted", "dirichlet"))
     dirichlet_alpha: float = _f(0.5, "Dirichlet concentration for partition = dirichlet", check=_positive)
     test_dataset: str = _f("", "separate test file for libsvm:/hdf5: data sets")
@@ -104,6 +137,12 @@ def validate(cfg):
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
+    allowed = ALGO_COMPRESSORS.get(cfg.algo)
+    if allowed and cfg.compressor not in allowed:
+        raise ConfigError(f"algo {cfg.algo} takes compressor {', '.join(allowed)}; got {cfg.compressor!r}")
+    aggs = ALGO_AGGREGATIONS.get(cfg.algo, ("allreduce",))
+    if cfg.aggregation not in aggs:
+        raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")
     return cfg
 
 

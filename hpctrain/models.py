@@ -9,7 +9,7 @@ import numpy as np
 from .errors import ConfigError
 from .xp import get_array_module
 
-__all__ = ["SoftmaxRegression", "get_model", "MODELS"]
+__all__ = ["SoftmaxRegression", "MLP", "get_model", "MODELS"]
 
 
 def _log_softmax_grad(logits, y):
@@ -87,7 +87,80 @@ class SoftmaxRegression:
         return total, correct
 
 
-MODELS = {"softmax": SoftmaxRegression}
+class MLP:
+    """One-hidden-layer perceptron with ReLU and softmax output, manual backprop.
+
+    loss = mean_i CE(softmax(relu(x_i W1 + b1) W2 + b2), y_i) + weight_decay/2 (||W1||^2 + ||W2||^2)
+
+    Parameters are one flat vector laid out as W1 (d, h), b1 (h,), W2 (h, c), b2 (c,).
+
+    Args:
+        n_features: input dimension d.
+        n_classes: number of classes c.
+        hidden: hidden units h.
+    """
+
+    name = "mlp"
+
+    def __init__(self, n_features, n_classes, hidden=128):
+        self.n_features = int(n_features)
+        self.n_classes = int(n_classes)
+        self.hidden = int(hidden)
+        d, h, c = self.n_features, self.hidden, self.n_classes
+        self.size = d * h + h + h * c + c
+
+    def init_params(self, xp=np, dtype=np.float32, seed=0):
+        """He-normal W1, Glorot-normal W2, zero biases, drawn from ``seed`` (same on every rank)."""
+        d, h, c = self.n_features, self.hidden, self.n_classes
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x4D4C50]))
+        host = np.zeros(self.size, dtype=np.float64)
+        w1, _, w2, _ = self.views(host)
+        w1[...] = rng.normal(0.0, np.sqrt(2.0 / d), size=(d, h))
+        w2[...] = rng.normal(0.0, np.sqrt(2.0 / (h + c)), size=(h, c))
+        return xp.asarray(host.astype(dtype))
+
+    def views(self, params):
+        """(W1, b1, W2, b2) as views of ``params``."""
+        d, h, c = self.n_features, self.hidden, self.n_classes
+        o1, o2, o3 = d * h, d * h + h, d * h + h + h * c
+        return params[:o1].reshape(d, h), params[o1:o2], params[o2:o3].reshape(h, c), params[o3:]
+
+    def _forward(self, params, x):
+        w1, b1, w2, b2 = self.views(params)
+        pre = x @ w1 + b1
+        act = pre * (pre > 0)
+        return pre, act, act @ w2 + b2
+
+    def logits(self, params, x):
+        """Class scores for the rows of ``x``."""
+        return self._forward(params, x)[2]
+
+    def loss_grad(self, params, x, y, grad, weight_decay=0.0):
+        """Loss on the batch ``(x, y)``; writes the gradient into ``grad``.
+
+        Returns:
+            The loss as a Python float (data term + weight-decay term).
+        """
+        w1, _, w2, _ = self.views(params)
+        gw1, gb1, gw2, gb2 = self.views(grad)
+        pre, act, logits = self._forward(params, x)
+        loss, dlogits = _log_softmax_grad(logits, y)
+        gw2[...] = act.T @ dlogits
+        dlogits.sum(axis=0, out=gb2)
+        dact = dlogits @ w2.T
+        dact *= pre > 0
+        gw1[...] = x.T @ dact
+        dact.sum(axis=0, out=gb1)
+        if weight_decay:
+            gw1 += weight_decay * w1
+            gw2 += weight_decay * w2
+            loss += 0.5 * weight_decay * (float((w1 * w1).sum()) + float((w2 * w2).sum()))
+        return loss
+
+    evaluate = SoftmaxRegression.evaluate
+
+
+MODELS = {"softmax": SoftmaxRegression, "mlp": MLP}
 
 
 def get_model(name, n_features, n_classes, **kwargs):
