@@ -1,0 +1,185 @@
+"""Shared pieces of the algorithms: compressor choice, sparse aggregation, payload p2p, mixing.
+
+Only communicator calls (``send``/``recv``/``isend``/``irecv``) and the hand-made
+collectives are used here; no MPI import.
+"""
+
+import numpy as np
+
+from ..collectives import sparse_allgather
+from ..collectives.sparse import ring_allgatherv
+from ..compress import Payload, get_compressor
+from ..compress.topk import k_for_density
+
+__all__ = [
+    "SERVER",
+    "make_compressor",
+    "density_at",
+    "sparse_pairs",
+    "sparse_sum",
+    "send_pairs",
+    "recv_pairs",
+    "send_payload",
+    "recv_payload",
+    "allgather_payloads",
+    "mixing_matrix",
+    "k_of",
+    "unbiased_scale",
+]
+
+#: the rank that plays the parameter server in the ``ps`` forms (it is also a worker)
+SERVER = 0
+
+
+def make_compressor(cfg, name=None, density=None):
+    """The compressor named by ``cfg.compressor`` (or ``name``) with the config's knobs.
+
+    Args:
+        cfg: the TrainConfig (density, bits, seed).
+        name: override of ``cfg.compressor``.
+        density: override of ``cfg.density`` (sparsity warm-up).
+
+    Returns:
+        A :class:`~hpctrain.compress.Compressor`.
+    """
+    name = name or cfg.compressor
+    density = cfg.density if density is None else density
+    if name in ("topk", "approx-topk"):
+        return get_compressor(name, density=density)
+    if name == "randk":
+        return get_compressor(name, density=density, seed=cfg.seed)
+    if name == "qsgd":
+        return get_compressor(name, bits=cfg.bits, seed=cfg.seed)
+    return get_compressor(name)
+
+
+def density_at(cfg, t, steps_per_epoch, start=0.25):
+    """Density s/d at step ``t`` under DGC's sparsity warm-up.
+
+    For the first ``sparsity_warmup_epochs`` epochs the density falls geometrically per
+    epoch from ``start`` (0.25, DGC's 75 % sparsity) to ``cfg.density``:
+    density_e = start * (density / start)^(e / warmup_epochs), e = completed epochs.
+
+    Returns:
+        The density as a float.
+    """
+    warm = cfg.sparsity_warmup_epochs
+    if warm <= 0 or cfg.density >= start:
+        return cfg.density
+    e = t // max(int(steps_per_epoch), 1)
+    if e >= warm:
+        return cfg.density
+    return float(start * (cfg.density / start) ** (e / warm))
+
+
+def sparse_pairs(comp, payload, step, xp=np):
+    """(indices, values) of a sparse payload (random-k regenerates its shared indices)."""
+    if "indices" in payload.arrays:
+        return payload["indices"], payload["values"]
+    return comp.indices(step, payload.size, xp), payload["values"]
+
+
+def sparse_sum(comm, comp, payload, out, step, allreduce):
+    """Sum every rank's sparse ``payload`` into the dense ``out`` (the same on every rank).
+
+    Random-k payloads share their coordinates, so their k values are summed with the dense
+    ``allreduce``; top-k payloads are gathered (hand-made ring allgatherv) and scatter-added
+    in rank order.
+
+    Returns:
+        ``out``.
+    """
+    if comp.name == "randk":
+        vals = payload["values"].copy()
+        allreduce(comm, vals, "sum")
+        out[...] = 0
+        out[comp.indices(step, out.size)] = vals
+        return out
+    idx, val = sparse_pairs(comp, payload, step)
+    return sparse_allgather(comm, idx, val, out)
+
+
+def send_pairs(comm, idx, val, dest, tag):
+    """Send a sparse vector (count, indices as int64, values) to ``dest``."""
+    comm.send(np.array([idx.size], dtype=np.int64), dest, tag=tag)
+    if idx.size:
+        comm.send(np.ascontiguousarray(idx, dtype=np.int64), dest, tag=tag + 1)
+        comm.send(np.ascontiguousarray(val), dest, tag=tag + 2)
+
+
+def recv_pairs(comm, source, dtype, tag):
+    """Receive a sparse vector sent by :func:`send_pairs`; returns (indices, values)."""
+    n = np.zeros(1, dtype=np.int64)
+    comm.recv(n, source, tag=tag)
+    idx = np.empty(int(n[0]), dtype=np.int64)
+    val = np.empty(int(n[0]), dtype=dtype)
+    if idx.size:
+        comm.recv(idx, source, tag=tag + 1)
+        comm.recv(val, source, tag=tag + 2)
+    return idx, val
+
+
+def send_payload(comm, payload, dest, tag):
+    """Send a :class:`Payload` as its exact wire bytes (length first)."""
+    buf = payload.to_bytes()
+    comm.send(np.array([buf.size], dtype=np.int64), dest, tag=tag)
+    comm.send(buf, dest, tag=tag + 1)
+
+
+def recv_payload(comm, source, tag):
+    """Receive a payload sent by :func:`send_payload`."""
+    n = np.zeros(1, dtype=np.int64)
+    comm.recv(n, source, tag=tag)
+    buf = np.empty(int(n[0]), dtype=np.uint8)
+    comm.recv(buf, source, tag=tag + 1)
+    return Payload.from_bytes(buf)
+
+
+def allgather_payloads(comm, payload):
+    """Every rank's payload, in rank order, via the hand-made ring allgatherv of wire bytes."""
+    buf = payload.to_bytes()
+    counts = comm.allgather_array(np.array([buf.size], dtype=np.int64))[:, 0]
+    gathered = np.empty(int(counts.sum()), dtype=np.uint8)
+    ring_allgatherv(comm, (buf,), (gathered,), counts)
+    off = np.concatenate([[0], np.cumsum(counts)])
+    return [Payload.from_bytes(gathered[off[r]:off[r + 1]]) for r in range(comm.size)]
+
+
+def mixing_matrix(name, n):
+    """Doubly stochastic mixing matrix W of ``n`` ranks.
+
+    Uses :mod:`hpctrain.topology` when it exists; otherwise ``ring`` is the survey's
+    W = 1/3 (self, left, right) (n = 2: 1/3 self, 2/3 the other) and ``complete`` is J/n.
+
+    Returns:
+        An n x n float64 array.
+    """
+    try:  # pragma: no cover - depends on the topology module landing
+        from .. import topology
+
+        build = getattr(topology, "mixing_matrix", None)
+        if build is not None:
+            W = build(name, n)
+            return np.asarray(getattr(W, "matrix", W), dtype=np.float64)
+    except ImportError:
+        pass
+    if name == "complete" or n == 1:
+        return np.full((n, n), 1.0 / n)
+    W = np.zeros((n, n))
+    for i in range(n):
+        for j in (i - 1, i, i + 1):
+            W[i, j % n] += 1.0 / 3.0
+    return W
+
+
+def k_of(density, d):
+    """Coordinates a top-k/random-k mask keeps for ``density`` of a length-``d`` vector."""
+    return k_for_density(density, d)
+
+
+def unbiased_scale(comp, d):
+    """d / k for random-k (unbiased randomized sparsification), 1 otherwise."""
+    if comp.name == "randk":
+        return d / k_of(comp.density, d)
+    return 1.0
+

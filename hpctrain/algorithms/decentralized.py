@@ -1,0 +1,77 @@
+"""Decentralized SGD on a mixing matrix W: D-PSGD (survey 003) and decentralized momentum (002 Algorithm 2).
+
+W is doubly stochastic (``--topology ring``: 1/3 self and each ring neighbour, the
+survey's Section 5; ``complete``: J/n). Each step exchanges vectors with graph neighbours
+only (the gossip mixer), never a global collective.
+
+D-PSGD:  x_i <- sum_j W_ij (x_j - lr g_j)      (local step, then neighbourhood average)
+D-Momentum (momentum beta)::
+
+    u~_i = beta u_i + g_i;   x~_i = x_i - lr u~_i           (Option I)
+                             x~_i = x_i - lr (beta u~_i + g_i)  (Option II, --nesterov)
+    u_i <- sum_j W_ji u~_j;  x_i <- sum_j W_ji x~_j          (one gossip of [x~; u~])
+
+With W = J/n D-PSGD is ``model-avg`` and D-Momentum is ``dmsgd`` (to rounding).
+"""
+
+from ..collectives import gossip
+from ..collectives.gossip import neighbours
+from ._common import mixing_matrix
+from .base import Algorithm
+
+__all__ = ["DPSGD", "DMomentum"]
+
+
+def _matrix(ctx):
+    W = ctx.extras.get("mixing")
+    return mixing_matrix(ctx.cfg.topology, ctx.size) if W is None else W
+
+
+class DPSGD(Algorithm):
+    """Decentralized parallel SGD: local step, then one gossip step with W."""
+
+    name = "dpsgd"
+    replicated = False
+
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.W = _matrix(ctx)
+        self.degree = len(neighbours(self.W, ctx.rank)[1]) if ctx.size > 1 else 0
+
+    def step(self, params, grad, lr, t):
+        params -= lr * grad
+        gossip(self.comm, params, self.W)
+        self.count("nnz_up", self.degree * params.size)
+
+
+class DMomentum(Algorithm):
+    """Decentralized momentum SGD: local momentum step, gossip of x and u."""
+
+    name = "dmomentum"
+    replicated = False
+    state_names = ("velocity",)
+    state_policies = {"velocity": "mean"}
+
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.W = _matrix(ctx)
+        self.degree = len(neighbours(self.W, ctx.rank)[1]) if ctx.size > 1 else 0
+        self.momentum = ctx.cfg.momentum
+        self.nesterov = ctx.cfg.nesterov
+        self.velocity = params * 0
+        self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
+
+    def step(self, params, grad, lr, t):
+        d, u = params.size, self.velocity
+        u *= self.momentum
+        u += grad
+        if self.nesterov:
+            params -= lr * (self.momentum * u + grad)
+        else:
+            params -= lr * u
+        self.buf[:d] = params
+        self.buf[d:] = u
+        gossip(self.comm, self.buf, self.W)
+        params[...] = self.buf[:d]
+        u[...] = self.buf[d:]
+        self.count("nnz_up", self.degree * 2 * d)

@@ -1,0 +1,111 @@
+"""Error-compensated SGD (EC-SGD) and DoubleSqueeze (survey 003, eqs 3.8-3.12).
+
+Worker n, with compressor Q (1-bit ``sign``, b-bit ``qsgd``, ``topk`` or ``randk``)::
+
+    v_t^(n)     = g_t^(n) + delta_{t-1}^(n)                  (3.8)
+    delta_t^(n) = v_t^(n) - Q(v_t^(n))                        (3.9, worker memory)
+
+EC-SGD steps with the average x_{t+1} = x_t - lr (1/N) sum_n Q(v_t^(n)). DoubleSqueeze
+also compresses what the server sends, with a server memory delta::
+
+    v_t     = (1/N) sum_n Q(v_t^(n)) + delta_{t-1}            (3.10)
+    delta_t = v_t - Q(v_t)                                    (3.11)
+    x_{t+1} = x_t - lr Q(v_t)                                 (3.12)
+
+``aggregation = ps``: rank 0 is the server (EC-SGD sends the dense average back,
+DoubleSqueeze sends Q(v_t)). ``aggregation = allreduce``: every rank gathers the workers'
+payloads (ring allgatherv) and, for DoubleSqueeze, runs the server step itself; the
+server memory is then replicated and the server's Q uses the RNG stream of rank N.
+"""
+
+
+
+from ._common import SERVER, allgather_payloads, make_compressor, recv_payload, send_payload
+from .base import Algorithm
+
+__all__ = ["ECSGD", "DoubleSqueeze"]
+
+
+class ECSGD(Algorithm):
+    """EC-SGD: worker-side error compensation, uncompressed server reply."""
+
+    name = "ecsgd"
+    state_names = ("memory",)
+    state_policies = {"memory": "sum"}
+    server_compresses = False
+
+    def __init__(self, ctx, params):
+        super().__init__(ctx, params)
+        self.comp = make_compressor(ctx.cfg)
+        self.memory = params * 0
+        self.server_memory = params * 0
+        self.total = params * 0
+        self.tmp = params * 0
+        self.trace = None
+
+    def _floats(self, payload):
+        return payload.payload_nbytes // payload.dtype.itemsize
+
+    def _average(self, payloads, out):
+        out[...] = 0
+        for p in payloads:
+            self.comp.decompress_add(p, out)
+        out /= self.comm.size
+        return out
+
+    def _server(self, t):
+        """Turn the worker average in ``total`` into the step direction (in place)."""
+        if not self.server_compresses:
+            return None
+        if self.trace is not None:
+            self.trace.update(server_input=self.total.copy(), server_memory_old=self.server_memory.copy())
+        down = self.comp.compress(self.total, step=t, rank=self.comm.size, memory=self.server_memory)
+        self.comp.decompress(down, self.total)
+        if self.trace is not None:
+            self.trace.update(server_sent=self.total.copy(), server_memory_new=self.server_memory.copy())
+        return down
+
+    def step(self, params, grad, lr, t):
+        comm, n, r = self.comm, self.comm.size, self.comm.rank
+        if self.trace is not None:
+            self.trace.update(input=grad.copy(), memory_old=self.memory.copy())
+        mine = self.comp.compress(grad, step=t, rank=r, memory=self.memory)
+        self.count("nnz_up", self._floats(mine))
+        if self.trace is not None:
+            sent = params * 0
+            self.comp.decompress(mine, sent)
+            self.trace.update(sent=sent, memory_new=self.memory.copy())
+        total = self.total
+        if self.cfg.aggregation == "ps" and n > 1:
+            if r == SERVER:
+                payloads = [mine] + [recv_payload(comm, s, tag=500) for s in range(n) if s != SERVER]
+                self._average(payloads, total)
+                down = self._server(t)
+                for dst in range(n):
+                    if dst != SERVER:
+                        if down is None:
+                            comm.send(total, dst, tag=510)
+                        else:
+                            send_payload(comm, down, dst, tag=510)
+            else:
+                send_payload(comm, mine, SERVER, tag=500)
+                if self.server_compresses:
+                    self.comp.decompress(recv_payload(comm, SERVER, tag=510), total)
+                else:
+                    comm.recv(total, SERVER, tag=510)
+        else:
+            self._average(allgather_payloads(comm, mine), total)
+            self._server(t)
+        params -= lr * total
+
+
+class DoubleSqueeze(ECSGD):
+    """DoubleSqueeze: EC-SGD plus server-side error compensation of the reply."""
+
+    name = "doublesqueeze"
+    state_names = ("memory", "server_memory")
+    state_policies = {"memory": "sum", "server_memory": "replicated"}
+    server_compresses = True
+
+
+
