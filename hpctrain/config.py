@@ -77,8 +77,8 @@ class TrainConfig:
     adagrad_eps: float = _f(1e-2, "AdaGrad / AdaAlter epsilon (denominator B^2 + t' eps^2)", check=_positive)
     adagrad_b0: float = _f(1.0, "AdaGrad / AdaAlter initial denominator b0 (B^2 starts at b0^2)", check=_nonneg)
     adaalter_warmup: int = _f(0, "AdaAlter lr warm-up steps: lr * min(1, t / warmup) (0 = off)", check=_nonneg)
-    topology: str = _f("ring", "graph of the decentralized algorithms (ring: W = 1/3 self and neighbours; complete: W = J/n)",
-                       choices=("ring", "complete"))
+    topology: str = _f("ring", "mixing graph of dpsgd/dmomentum (ring: W = 1/3 self and neighbours; complete: J/n)",
+                       choices=("ring", "torus", "exponential", "complete", "star"))
     staleness: int = _f(0, "asgd bounded staleness tau: the server rejects gradients older than tau steps", check=_nonneg)
     partition: str = _f("iid", "how the training set is split over ranks", choices=("iid", "label-sorted", "dirichlet"))
     dirichlet_alpha: float = _f(0.5, "Dirichlet concentration for partition = dirichlet", check=_positive)

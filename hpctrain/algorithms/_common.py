@@ -10,6 +10,7 @@ from ..collectives import sparse_allgather
 from ..collectives.sparse import ring_allgatherv
 from ..compress import Payload, get_compressor
 from ..compress.topk import k_for_density
+from .. import topology
 
 __all__ = [
     "SERVER",
@@ -146,30 +147,14 @@ def allgather_payloads(comm, payload):
 
 
 def mixing_matrix(name, n):
-    """Doubly stochastic mixing matrix W of ``n`` ranks.
-
-    Uses :mod:`hpctrain.topology` when it exists; otherwise ``ring`` is the survey's
-    W = 1/3 (self, left, right) (n = 2: 1/3 self, 2/3 the other) and ``complete`` is J/n.
+    """Doubly stochastic mixing matrix W of ``n`` ranks from :func:`hpctrain.topology.build`
+    (``ring``: 1/3 self and each neighbour, J/n for n <= 3; ``torus``, ``exponential``,
+    ``complete`` = J/n, ``star``).
 
     Returns:
         An n x n float64 array.
     """
-    try:  # pragma: no cover - depends on the topology module landing
-        from .. import topology
-
-        build = getattr(topology, "mixing_matrix", None)
-        if build is not None:
-            W = build(name, n)
-            return np.asarray(getattr(W, "matrix", W), dtype=np.float64)
-    except ImportError:
-        pass
-    if name == "complete" or n == 1:
-        return np.full((n, n), 1.0 / n)
-    W = np.zeros((n, n))
-    for i in range(n):
-        for j in (i - 1, i, i + 1):
-            W[i, j % n] += 1.0 / 3.0
-    return W
+    return topology.build(name, n).matrix
 
 
 def k_of(density, d):

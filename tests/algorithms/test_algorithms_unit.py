@@ -106,7 +106,7 @@ def test_asgd_normal_schedule_reaches_but_never_exceeds_tau():
     ({"algo": "csgd", "compressor": "topk"}, "algo csgd takes compressor qsgd, randk"),
     ({"algo": "gmc", "aggregation": "ring"}, "algo gmc supports aggregation allreduce, ps"),
     ({"algo": "dsgd", "aggregation": "ps"}, "algo dsgd supports aggregation allreduce"),
-    ({"topology": "star"}, "unknown topology 'star'"),
+    ({"topology": "line"}, "unknown topology 'line'"),
     ({"algo": "nope"}, "unknown algo 'nope'"),
 ])
 def test_config_errors_are_one_clear_line(ov, msg):
@@ -116,14 +116,14 @@ def test_config_errors_are_one_clear_line(ov, msg):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
-@pytest.mark.parametrize("name", ["ring", "complete"])
+@pytest.mark.parametrize("name", ["ring", "complete", "torus", "star"])
 def test_mixing_matrices_are_doubly_stochastic(name, n):
     W = mixing_matrix(name, n)
     assert W.shape == (n, n) and (W >= 0).all()
     np.testing.assert_allclose(W.sum(0), 1)
     np.testing.assert_allclose(W.sum(1), 1)
     np.testing.assert_allclose(W, W.T)
-    if name == "ring" and n >= 3:
+    if name == "ring" and n >= 4:
         assert W[0, 0] == W[0, 1] == W[0, n - 1] == pytest.approx(1 / 3) and np.count_nonzero(W[0]) == 3
 
 
