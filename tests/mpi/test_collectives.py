@@ -35,9 +35,9 @@ def _assert_allreduce_results(path, n):
 @pytest.mark.mpi
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_every_allreduce_matches_mpi(mpirun, tmp_path, n):
-    # lengths 0, 1, n-1, n, n+1, 1009 (prime), 2^20; float32/float64/int32/int64; sum/mean/max
-    mpirun(n, [os.path.join(WORKERS, "allreduce_cases.py"), tmp_path, *ALGOS], timeout=180)
-    assert _assert_allreduce_results(tmp_path, n) >= n * len(ALGOS) * 4 * 2 * 4
+    # lengths 0, 1, n-1, n, n+1, 1009 (prime), 2^20; float32/float64/int32/int64; sum/mean/max/min
+    mpirun(n, [os.path.join(WORKERS, "collective_cases.py"), tmp_path, *ALGOS], timeout=180)
+    assert _assert_allreduce_results(tmp_path, n) >= n * len(ALGOS) * (4 * 3 * 4 + 3)
 
 
 def _misc_checks(path, n):
