@@ -74,6 +74,17 @@ def info():
         ("cupy", cp.__version__ if cp else "not installed"),
         ("GPU", gpu if ok else f"none ({gpu})"),
     ]
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):  # shown only inside a Slurm job; nothing here needs Slurm
+        job = env["SLURM_JOB_ID"]
+        if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+            job += f" (array {env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']})"
+        rows += [
+            ("Slurm job", f"{job} on {env.get('SLURM_JOB_NODELIST', '?')}"),
+            ("Slurm restarts", env.get("SLURM_RESTART_COUNT", "0")),
+            ("Slurm tasks", f"{env.get('SLURM_NTASKS', '?')} ({env.get('SLURM_TASKS_PER_NODE', '?')} per node)"),
+            ("Slurm local rank", env.get("SLURM_LOCALID", "- (not an srun task)")),
+        ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
@@ -84,7 +95,7 @@ def _train_options(f):
     from .config import TrainConfig, _FIELDS
 
     opts = [
-        ("--algo", str), ("--collective", str), ("--model", str), ("--dataset", str),
+        ("--algo", str), ("--collective", str), ("--device", str), ("--transport", str), ("--model", str), ("--dataset", str),
         ("--data-dir", str), ("--epochs", int), ("--batch-size", int), ("--lr", float),
         ("--momentum", float), ("--weight-decay", float), ("--lr-schedule", str), ("--lr-stage-epochs", int),
         ("--lr-decay", float), ("--warmup-epochs", float), ("--partition", str), ("--dirichlet-alpha", float),
@@ -92,7 +103,7 @@ def _train_options(f):
         ("--threads", int), ("--checkpoint-every", str), ("--keep", int), ("--resume", str), ("--out", str),
         ("--hidden", int), ("--compressor", str), ("--density", float), ("--bits", int), ("--aggregation", str),
         ("--sparsity-warmup-epochs", float), ("--clip", float), ("--sync-period", int), ("--adagrad-eps", float),
-        ("--adagrad-b0", float), ("--adaalter-warmup", int), ("--topology", str), ("--staleness", int),
+        ("--adagrad-b0", float), ("--adaalter-warmup", int), ("--topology", str), ("--topology-file", str), ("--staleness", int),
     ]
     for flag, typ in reversed(opts):
         key = flag[2:].replace("-", "_")

@@ -16,6 +16,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from .collectives import ALLREDUCE
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "ALGO_NAMES"]
@@ -49,7 +50,11 @@ class TrainConfig:
     """Every setting of a training run (defaults: the Quickstart's Fashion-MNIST run)."""
 
     algo: str = _f("dmsgd", "training algorithm (see hpctrain/algorithms/__init__.py)", choices=ALGO_NAMES)
-    collective: str = _f("ring", "allreduce implementation", choices=("ring", "mpi"))
+    collective: str = _f("ring", "allreduce implementation (hpctrain/collectives)", choices=tuple(ALLREDUCE))
+    device: str = _f("cpu", "where arrays live: cpu (NumPy) or gpu (CuPy, one GPU per rank by local rank)",
+                     choices=("cpu", "gpu"))
+    transport: str = _f("auto", "how GPU buffers reach MPI: cuda-aware, staged (pinned host copies), auto, host",
+                        choices=("auto", "cuda-aware", "staged", "host"))
     model: str = _f("softmax", "model", choices=("softmax", "mlp"))
     hidden: int = _f(128, "hidden units of the mlp model (one ReLU layer)", check=_positive)
     dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, or a directory of IDX files")
@@ -79,6 +84,7 @@ class TrainConfig:
     adaalter_warmup: int = _f(0, "AdaAlter lr warm-up steps: lr * min(1, t / warmup) (0 = off)", check=_nonneg)
     topology: str = _f("ring", "mixing graph of dpsgd/dmomentum (ring: W = 1/3 self and neighbours; complete: J/n)",
                        choices=("ring", "torus", "exponential", "complete", "star"))
+    topology_file: str = _f("", "custom mixing matrix W (.npy or .csv) for dpsgd/dmomentum; overrides --topology")
     staleness: int = _f(0, "asgd bounded staleness tau: the server rejects gradients older than tau steps", check=_nonneg)
     partition: str = _f("iid", "how the training set is split over ranks", choices=("iid", "label-sorted", "dirichlet"))
     dirichlet_alpha: float = _f(0.5, "Dirichlet concentration for partition = dirichlet", check=_positive)

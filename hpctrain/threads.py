@@ -13,7 +13,7 @@ threadpoolctl, which also works after NumPy has loaded.
 
 import os
 
-__all__ = ["THREAD_VARS", "local_ranks", "default_threads", "default_thread_env", "limit_threads"]
+__all__ = ["THREAD_VARS", "local_ranks", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -33,6 +33,26 @@ _LOCAL_SIZE_VARS = (
     "MV2_COMM_WORLD_LOCAL_SIZE",
     "PMI_LOCAL_SIZE",
 )
+
+
+_LOCAL_RANK_VARS = (
+    "MPI_LOCALRANKID",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "MV2_COMM_WORLD_LOCAL_RANK",
+    "PMI_LOCAL_RANK",
+    "SLURM_LOCALID",
+)
+
+
+def local_rank(environ=None):
+    """This process's index among the ranks on its node (0 when unknown), from the
+    launcher's environment; used to pick one GPU per rank."""
+    env = os.environ if environ is None else environ
+    for var in _LOCAL_RANK_VARS:
+        value = env.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def _cores():

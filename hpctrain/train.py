@@ -33,7 +33,9 @@ from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, Sile
 from .metrics import Progress, RunWriter
 from .models import get_model
 from .schedules import make_schedule
-from .threads import limit_threads
+from .threads import limit_threads, local_rank
+from .topology import build as build_topology
+from .xp import get_array_module, resolve_device, to_numpy
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
@@ -111,24 +113,27 @@ def batch_rows(order, i, batch):
     lo = i * batch
     if lo + batch <= order.size:
         return order[lo : lo + batch]
-    return order[np.arange(lo, lo + batch) % order.size]
+    xp = get_array_module(order)
+    return order[xp.arange(lo, lo + batch) % order.size]
 
 
-def _setup(cfg, comm):
+def _setup(cfg, comm, xp):
     """Load this rank's data and build the model (no communication: run under agree)."""
     data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir, cfg.partition,
                         cfg.dirichlet_alpha, cfg.test_dataset)
-    model = get_model(cfg.model, data.n_features, data.n_classes)
+    model = get_model(cfg.model, data.n_features, data.n_classes, **({"hidden": cfg.hidden} if cfg.model == "mlp" else {}))
     dtype = np.dtype(cfg.dtype)
-    data.x_train = data.x_train.astype(dtype, copy=False)
-    data.x_test = data.x_test.astype(dtype, copy=False)
+    data.x_train = xp.asarray(data.x_train.astype(dtype, copy=False))
+    data.x_test = xp.asarray(data.x_test.astype(dtype, copy=False))
+    data.y_train, data.y_test = xp.asarray(data.y_train), xp.asarray(data.y_test)
+    mixing = build_topology(path=cfg.topology_file, n=comm.size).matrix if cfg.topology_file else None
     steps_per_epoch = (data.n_train_total // comm.size) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(
             f"batch_size {cfg.batch_size} is larger than a shard ({data.n_train_total // comm.size} "
             f"samples per rank on {comm.size} ranks)"
         )
-    return data, model, steps_per_epoch
+    return data, model, steps_per_epoch, mixing
 
 
 def _evaluate(comm, model, params, data):
@@ -184,7 +189,7 @@ class StepGuard:
 
     def record_params(self, t, params):
         """Note whether the parameters after step ``t`` are finite (O(d); at checks only)."""
-        if not self.first_bad and not bool(np.isfinite(params).all()):
+        if not self.first_bad and not bool(get_array_module(params).isfinite(params).all()):
             self.first_bad = t
 
     def due(self, t):
@@ -213,6 +218,7 @@ class _Cursor:
 
 
 def _snapshot_local(params, algo, cursor):
+    """Name -> this rank's array of everything a checkpoint holds (device arrays as is)."""
     arrays = {"params": params}
     arrays.update({f"state/{k}": v for k, v in algo.state_dict().items()})
     arrays["train/loss_sum"] = np.array([cursor.loss_sum], dtype=np.float64)
@@ -222,7 +228,7 @@ def _snapshot_local(params, algo, cursor):
 def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
     """Gather every rank's state to rank 0 and write one checkpoint atomically."""
     local = _snapshot_local(params, algo, cursor)
-    gathered = {k: comm.gather_array(np.asarray(v)) for k, v in local.items()}
+    gathered = {k: comm.gather_array(to_numpy(v)) for k, v in local.items()}
     path = checkpoint_path(run_dir, cursor.t)
 
     def write():
@@ -279,7 +285,9 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
         head[:] = [snap.meta["step"], snap.meta["epoch"], snap.meta["step_in_epoch"]]
     comm.bcast_array(head)
     for name, arr in local.items():
-        comm.scatter_array(snap.arrays[name] if comm.rank == 0 else None, arr)
+        host = np.empty(arr.shape, dtype=arr.dtype)
+        comm.scatter_array(snap.arrays[name] if comm.rank == 0 else None, host)
+        arr[...] = get_array_module(arr).asarray(host)
     return _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0])), (
         path if comm.rank == 0 else None
     )
@@ -296,13 +304,18 @@ def run_training(cfg, comm=None):
         The summary dict (also written to ``summary.json``) with ``params`` added, on
         every rank.
     """
-    comm = comm or world()
+    xp = resolve_device(cfg.device, local_rank())
+    if comm is None:
+        transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
+        comm = world(transport)
     _threads = limit_threads(cfg.threads) if cfg.threads else None  # noqa: F841 (kept alive)
     run_dir = _prepare_run_dir(cfg, comm)
-    data, model, steps_per_epoch = agree(comm, lambda: _setup(cfg, comm))
-    params = model.init_params(np, np.dtype(cfg.dtype), cfg.seed)
-    grad = np.zeros_like(params)
-    ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, np)
+    data, model, steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, xp))
+    params = model.init_params(xp, np.dtype(cfg.dtype), cfg.seed)
+    grad = xp.zeros_like(params)
+    ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, xp)
+    if mixing is not None:
+        ctx.extras["mixing"] = mixing
     algo = get_algorithm(cfg.algo)(ctx, params)
     period = parse_period(cfg.checkpoint_every)
     lr_at = make_schedule(cfg, steps_per_epoch)
@@ -329,7 +342,7 @@ def run_training(cfg, comm=None):
     try:
         while cursor.epoch <= cfg.epochs:
             epoch = cursor.epoch
-            order = epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank)
+            order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
             bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
             comm_before, bytes_before, recv_before = comm.comm_time, comm.bytes_sent, comm.bytes_recv
             first = cursor.step_in_epoch

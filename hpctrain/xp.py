@@ -55,8 +55,13 @@ def synchronize(arr=None):
             cp.cuda.get_current_stream().synchronize()
 
 
-def resolve_device(device):
-    """Array module for ``device`` in {'cpu', 'gpu'}."""
+def resolve_device(device, local_rank=0):
+    """Array module for ``device`` in {'cpu', 'gpu'}; for 'gpu', also selects this rank's
+    GPU: ``local_rank`` modulo the visible devices (one GPU per rank on a node).
+
+    Raises:
+        ConfigError: 'gpu' without CuPy or without a usable GPU.
+    """
     if device == "cpu":
         return np
     from .errors import ConfigError
@@ -64,4 +69,6 @@ def resolve_device(device):
     ok, why = gpu_available()
     if not ok:
         raise ConfigError(f"--device gpu: {why}")
-    return cupy_or_none()
+    cp = cupy_or_none()
+    cp.cuda.Device(local_rank % cp.cuda.runtime.getDeviceCount()).use()
+    return cp

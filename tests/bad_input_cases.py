@@ -111,6 +111,20 @@ def _attr(key, value):
     return edit
 
 
+def _w_file(rows, name="W.csv"):
+    def setup(tmp):
+        with open(f"{tmp}/{name}", "w") as f:
+            f.write(rows)
+        return ["train", "--algo", "dpsgd", "--topology-file", f"{tmp}/{name}", "--dataset", "synthetic",
+                "--epochs", "1", "--out", f"{tmp}/run"]
+    return setup
+
+
+def _resume_dpsgd_other_size(tmp):
+    return ["train", "--algo", "dpsgd", "--dataset", "synthetic", "--epochs", "2", "--out", f"{tmp}/run",
+            "--resume", os.environ["HPCTRAIN_TEST_CKPT_DPSGD"]]
+
+
 def _existing_run(tmp):
     os.makedirs(f"{tmp}/run", exist_ok=True)
     open(f"{tmp}/run/metrics.jsonl", "w").write('{"epoch": 1}\n')
@@ -170,4 +184,20 @@ CASES = [
          "was written by algorithm 'gmc', not 'dmsgd'"),
     Case("ckpt-model-shape", "a checkpoint of a model of another shape", _resume_from(_attr("n_params", 7850)),
          "holds a softmax model with 7850 parameters"),
+    Case("density-range", "s/d outside (0, 1]", _train("--algo", "gmc", "--density", "0"), "density must be in (0, 1]"),
+    Case("bits-range", "quantization bits outside {1, 2, 4, 8}", _train("--algo", "csgd", "--compressor", "qsgd",
+                                                                           "--bits", "3"), "bits must be one of 1, 2, 4, 8"),
+    Case("unknown-topology", "an unknown topology", _train("--algo", "dpsgd", "--topology", "hypercube"),
+         "'hypercube' is not one of"),
+    Case("w-malformed", "a mixing-matrix file that is not numbers", _w_file("a,b\nc,d\n"), "cannot read mixing matrix"),
+    Case("w-non-stochastic", "a mixing matrix whose rows do not sum to 1 (2 ranks)", _w_file("0.5,0.6\n0.5,0.4\n"),
+         "row 0 of the mixing matrix sums to 1.1", ranks=2),
+    Case("w-wrong-size", "a mixing matrix for another world size", _w_file("0.5,0.5\n0.5,0.5\n"),
+         "mixing matrix is 2x2 but the world has 1 ranks"),
+    Case("w-disconnected", "a disconnected mixing graph (2 ranks)", _w_file("1,0\n0,1\n"),
+         "the graph of the mixing matrix is disconnected", ranks=2),
+    Case("w-asymmetric", "a non-symmetric mixing matrix (3 ranks)", _w_file("0.5,0.5,0\n0,0.5,0.5\n0.5,0,0.5\n"),
+         "mixing matrix is not symmetric", ranks=3),
+    Case("ckpt-world-size", "resuming a decentralized run on another number of ranks", _resume_dpsgd_other_size,
+         "cannot be remapped to 3 ranks; resume with mpiexec -n 2", ranks=3),
 ]

@@ -21,6 +21,10 @@ def results(tmp_path_factory):
                           "1epochs", "-q", "--out", str(ck)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     os.environ["HPCTRAIN_TEST_CKPT"] = sorted((ck / "checkpoints").iterdir())[-1].as_posix()
+    dp = base / "dprun"
+    run_mpi(2, [HPCTRAIN, "train", "--algo", "dpsgd", "--dataset", "synthetic", "--epochs", "1", "--checkpoint-every",
+                "1epochs", "-q", "--out", dp], timeout=120)
+    os.environ["HPCTRAIN_TEST_CKPT_DPSGD"] = sorted((dp / "checkpoints").iterdir())[-1].as_posix()
     out = {}
     for case in CASES:
         tmp = base / case.name
@@ -32,8 +36,10 @@ def results(tmp_path_factory):
         else:
             r = run_mpi(case.ranks, [HPCTRAIN, *args], timeout=60, cwd=tmp, check=False)
         changed = [str(p) for p, b in snapshot.items() if not p.exists() or p.read_bytes() != b]
-        shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>") for a in args]
-        out[case.name] = (r.returncode, r.stderr.replace(str(tmp), "<tmp>"), changed, shown)
+        shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
+                 .replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>") for a in args]
+        err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
+        out[case.name] = (r.returncode, err, changed, shown)
     return out
 
 
