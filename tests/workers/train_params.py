@@ -10,6 +10,7 @@ import numpy as np
 from hpctrain.comm import world
 from hpctrain.config import load_config
 from hpctrain.train import run_training
+from hpctrain.xp import to_numpy
 
 out = sys.argv[1]
 overrides = {}
@@ -26,4 +27,4 @@ comm = world()
 overrides.setdefault("out", f"{out}/run")
 overrides.setdefault("quiet", True)
 summary = run_training(load_config(None, overrides), comm)
-np.save(f"{out}/params{comm.rank}.npy", summary["params"])
+np.save(f"{out}/params{comm.rank}.npy", to_numpy(summary["params"]))
