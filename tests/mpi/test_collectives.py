@@ -15,6 +15,7 @@ ALGOS = ["ring", "recursive", "multi-ps", "ps", "ring-unpartitioned", "auto"]
 
 def _assert_allreduce_results(path, n):
     checked = 0
+    first = np.load(path / "rank0.npz")
     for r in range(n):
         res = np.load(path / f"rank{r}.npz")
         for key in res.files:
@@ -28,6 +29,8 @@ def _assert_allreduce_results(path, n):
             else:
                 tol = 1e-5 if got.dtype == np.float32 else 1e-12
                 np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * n, err_msg=base)
+            # every rank holds the very same bits (replicated training relies on it)
+            assert np.array_equal(got, first[key]), f"{base}: rank {r} differs from rank 0"
             checked += 1
     return checked
 
