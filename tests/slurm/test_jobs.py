@@ -1,0 +1,188 @@
+"""The real jobs/*.sbatch scripts submitted to a real (private, single-node) Slurm.
+
+Each test submits a script from the repository root with overrides for a tiny run
+(environment variables through ``--export=ALL``, resources on the sbatch command line),
+polls ``scontrol show job`` with a timeout, and checks what the job wrote.
+"""
+
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JOBS = os.path.join(REPO, "jobs")
+VENV = sys.prefix
+TINY = "jobs/configs/tiny-a.toml"
+
+
+def job_env(tmp_path, **extra):
+    env = {"RUN_ROOT": tmp_path, "VENV": VENV, "HPCTRAIN_THREADS": 1, "PYTHONUNBUFFERED": 1,
+           "HPCTRAIN_CACHE": tmp_path / "cache"}
+    env.update(extra)
+    return env
+
+
+def output_of(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return f"(no output file {path})"
+
+
+def submit(slurm, tmp_path, script, options=(), args=(), **env):
+    """sbatch jobs/SCRIPT from the repository root; output to tmp_path/<name>-<id>.out."""
+    out = "%x-%A_%a.out" if any(o.startswith("--array") for o in options) else "%x-%j.out"
+    return slurm.sbatch(os.path.join(JOBS, script), ["-o", str(tmp_path / out), *options],
+                        env=job_env(tmp_path, **env), args=args, cwd=REPO)
+
+
+def wait_done(slurm, job, out, timeout=90, **kw):
+    """Wait for ``job`` to end; assert that every task COMPLETED with exit code 0."""
+    try:
+        tasks = slurm.wait(job, timeout=timeout, **kw)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- job output\n{output_of(out)[-4000:]}") from None
+    for t in tasks:
+        assert t["JobState"] == "COMPLETED" and t["ExitCode"] == "0:0", (
+            f"job {t['JobId']}: {t['JobState']} exit {t['ExitCode']}\n--- output\n"
+            f"{output_of(t.get('StdOut', out))[-4000:]}\n{slurm.logs(1500)}")
+    return tasks
+
+
+def final_checkpoint(run_dir):
+    path = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.h5")))[-1]
+    with h5py.File(path, "r") as f:
+        return f["params"][()], int(f.attrs["step"])
+
+
+def check_run_dir(run_dir, epochs, world_size):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    assert [r["epoch"] for r in lines] == list(range(1, epochs + 1))
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["world_size"] == world_size
+    assert glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.h5"))
+    return summary
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_train_sbatch_runs_4_ranks(slurm, tmp_path, launcher):
+    job = submit(slurm, tmp_path, "train.sbatch", CONFIG=TINY, LAUNCHER=launcher)
+    out = tmp_path / f"train-{job}.out"
+    wait_done(slurm, job, out)
+    text = output_of(out)
+    assert ("running: srun --mpi=pmi2 --wait=60 hpctrain train" if launcher == "srun" else
+            "running: mpiexec -n 4 hpctrain train") in text, text
+    assert "on 4 ranks" in text, text
+    check_run_dir(tmp_path / f"train-{job}", epochs=2, world_size=4)
+
+
+def test_preempted_job_requeues_and_resumes_bit_identical(slurm, tmp_path):
+    """SIGUSR1 to the batch shell mid-run -> checkpoint -> exit 75 -> scontrol requeue ->
+    the rerun (Restarts=1) resumes and ends bit-identical to an uninterrupted job."""
+    common = dict(CONFIG=TINY, CHECKPOINT_EVERY="1steps", KEEP=2, TRAIN_ARGS="--epochs 3")
+    ref = submit(slurm, tmp_path, "train.sbatch", **common)
+    job = submit(slurm, tmp_path, "train.sbatch", **common)
+    run_dir, out = tmp_path / f"train-{job}", tmp_path / f"train-{job}.out"
+
+    t_end = time.monotonic() + 60
+    while not glob.glob(str(run_dir / "checkpoints" / "ckpt-*.h5")):
+        state = (slurm.job(job) or [{}])[0].get("JobState")
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job ended early: {state}\n{output_of(out)}"
+        assert time.monotonic() < t_end, f"no checkpoint after 60 s\n{output_of(out)}"
+        time.sleep(0.05)
+    res = slurm.run(["scancel", "--signal=USR1", "--batch", job])
+    assert res.returncode == 0, res.stderr
+
+    tasks = wait_done(slurm, job, out, timeout=120, cond=lambda ts: ts[0].get("Restarts") == "1")
+    assert tasks[0]["Restarts"] == "1"
+    wait_done(slurm, ref, tmp_path / f"train-{ref}.out", timeout=60)
+
+    text = output_of(out)
+    assert "got SIGUSR1; forwarding it to the job step" in text, text
+    assert "stopped: SIGUSR1 at step" in text, text
+    assert f"(exit 75); requeueing job {job}" in text, text
+    assert "restart 1: resuming from the latest checkpoint" in text, text
+    assert "resumed from" in text and "--resume latest" in text, text
+    stopped_at = int(text.split("stopped: SIGUSR1 at step ")[1].split(":")[0])
+
+    want, want_step = final_checkpoint(tmp_path / f"train-{ref}")
+    got, got_step = final_checkpoint(run_dir)
+    assert 0 < stopped_at < want_step == got_step == 3 * 46
+    assert np.array_equal(got, want)
+    check_run_dir(run_dir, epochs=3, world_size=4)
+
+
+def test_sweep_sbatch_array_runs_two_configs(slurm, tmp_path):
+    job = submit(slurm, tmp_path, "sweep.sbatch", options=["--array=0-1", "--ntasks=2"],
+                 args=["jobs/configs/tiny-a.toml", "jobs/configs/tiny-b.toml"])
+    tasks = wait_done(slurm, job, tmp_path / f"sweep-{job}_0.out")
+    assert sorted(t["ArrayTaskId"] for t in tasks) == ["0", "1"]
+    sweep = tmp_path / f"sweep-{job}"
+    a = check_run_dir(sweep / "0-tiny-a", epochs=2, world_size=2)
+    b = check_run_dir(sweep / "1-tiny-b", epochs=1, world_size=2)
+    assert (a["config"]["model"], b["config"]["model"]) == ("softmax", "mlp")
+    assert "array task 1 of 2: jobs/configs/tiny-b.toml" in output_of(tmp_path / f"sweep-{job}_1.out")
+
+
+def test_bench_sbatch_writes_json(slurm, tmp_path):
+    job = submit(slurm, tmp_path, "bench.sbatch", options=["--nodes=1", "--ntasks-per-node=2"],
+                 MAX_BYTES="16K", FIT_MAX_BYTES="16K", FIT_ARGS="--compare-min 4K --iters 2", ITERS=2, WARMUP=1, COLLECTIVE_ALGOS="ring,mpi")
+    out = tmp_path / f"bench-{job}.out"
+    wait_done(slurm, job, out, timeout=120)
+    res = tmp_path / f"bench-{job}"
+    with open(res / "allreduce.json") as f:
+        rows = json.load(f)
+    assert rows and {r["algo"] for r in rows} == {"ring", "mpi"} and {r["ranks"] for r in rows} == {2}
+    assert all(r["wrong"] == 0 for r in rows)
+    info = output_of(res / "info.txt")
+    assert "world size          2" in info and f"Slurm job           {job}" in info, info
+    for name in ("fit.json", "alpha_beta.json", "collective.json", "collective.csv"):
+        assert (res / name).stat().st_size > 0, name
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no collective.png" in output_of(out)
+    else:
+        assert (res / "collective.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("launcher,resources", [
+    # srun with --gpus-per-task: Slurm binds each task to its GPU
+    ("srun", ["--ntasks-per-node=2", "--gpus-per-task=1", "--cpus-per-task=1"]),
+    # mpiexec, GPUs by --gres: every rank sees both; the wrapper picks by MPICH's local rank
+    ("mpiexec", ["--ntasks-per-node=2", "--gpus-per-task=0", "--gres=gpu:2", "--cpus-per-task=1"]),
+])
+def test_gpu_sbatch_maps_one_gpu_per_rank(slurm, tmp_path, launcher, resources):
+    """The test cluster's node has two fake GPUs (GRES); GPU_CHECK=0 trains on the CPU."""
+    job = submit(slurm, tmp_path, "gpu.sbatch", options=resources, CONFIG=TINY, GPU_CHECK=0, LAUNCHER=launcher)
+    out = tmp_path / f"gpu-{job}.out"
+    wait_done(slurm, job, out)
+    text = output_of(out)
+    lines = sorted(x for x in text.splitlines() if x.startswith("gpu_rank: rank"))
+    assert len(lines) == 2, text
+    for rank, line in enumerate(lines):
+        how = "(bound by Slurm)" if launcher == "srun" else f"(local rank {rank} of GPUs 0,1)"
+        assert line.startswith(f"gpu_rank: rank {rank} local {rank} on ") and \
+            line.endswith(f"-> CUDA_VISIBLE_DEVICES={rank} {how}"), text
+    assert "transport " in text
+    check_run_dir(tmp_path / f"gpu-{job}", epochs=2, world_size=2)
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has nvidia-smi")
+def test_gpu_sbatch_refuses_a_node_without_gpus(slurm, tmp_path):
+    job = submit(slurm, tmp_path, "gpu.sbatch", options=["--ntasks-per-node=1"], CONFIG=TINY)
+    tasks = slurm.wait(job, timeout=60)
+    assert tasks[0]["JobState"] == "FAILED" and tasks[0]["ExitCode"] == "2:0"
+    assert "GPU_CHECK=0 runs the launch logic on CPU" in output_of(tmp_path / f"gpu-{job}.out")
