@@ -10,7 +10,7 @@ import traceback
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, HpctrainError, SilentExit
+from .errors import EXIT_USAGE, ConfigError, HpctrainError, SilentExit
 
 __all__ = ["cli", "main"]
 
@@ -302,6 +302,8 @@ def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, 
 
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
     compare = [s for s in sizes if s >= parse_size(compare_min)]
+    if not compare:
+        raise ConfigError(f"--compare-min {compare_min} is above --max-bytes {max_bytes}: nothing to compare")
     names = [a.strip() for a in algos.split(",") if a.strip()]
     comm = _comm()
     res = run_fit(comm, sizes, compare, names, dtype, iters, save=not no_cache)
@@ -343,7 +345,10 @@ def main(argv=None):
     except SilentExit as exc:
         sys.exit(exc.exit_code)
     except HpctrainError as exc:
-        click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
+        # Errors are raised on every rank alike (config, files) and printed by rank 0
+        # only, unless the training loop's agreement named this rank as the reporter.
+        if getattr(exc, "reporter", False) or _env_rank() == 0:
+            click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))

@@ -57,6 +57,7 @@ def agree(comm, fn):
     flags = comm.allgather_array(np.array([err is not None], dtype=np.int8))[:, 0]
     if flags.any():
         if err is not None and comm.rank == int(np.flatnonzero(flags)[0]):
+            err.reporter = True  # this rank prints the job's one line, whatever its number
             raise err
         raise SilentExit(err.exit_code if err is not None else 2)
     return result

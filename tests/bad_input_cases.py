@@ -200,4 +200,8 @@ CASES = [
          "mixing matrix is not symmetric", ranks=3),
     Case("ckpt-world-size", "resuming a decentralized run on another number of ranks", _resume_dpsgd_other_size,
          "cannot be remapped to 3 ranks; resume with mpiexec -n 2", ranks=3),
+    Case("bench-fit-range", "a benchmark size range with nothing to compare (2 ranks)",
+         lambda t: ["bench", "fit", "--max-bytes", "16K"], "--compare-min 64K is above --max-bytes 16K", ranks=2),
+    Case("bench-unknown-algo", "an unknown collective in a benchmark (3 ranks)",
+         lambda t: ["bench", "collective", "--algo", "ring,tree"], "unknown algorithm 'tree'", ranks=3),
 ]
