@@ -50,7 +50,8 @@ class TrainConfig:
     """Every setting of a training run (defaults: the Quickstart's Fashion-MNIST run)."""
 
     algo: str = _f("dmsgd", "training algorithm (see hpctrain/algorithms/__init__.py)", choices=ALGO_NAMES)
-    collective: str = _f("ring", "allreduce implementation (hpctrain/collectives)", choices=tuple(ALLREDUCE))
+    collective: str = _f("auto", "allreduce implementation (hpctrain/collectives); auto: recursive doubling "
+                         "below the alpha-beta crossover, ring above", choices=tuple(ALLREDUCE))
     device: str = _f("cpu", "where arrays live: cpu (NumPy) or gpu (CuPy, one GPU per rank by local rank)",
                      choices=("cpu", "gpu"))
     transport: str = _f("auto", "how GPU buffers reach MPI: cuda-aware, staged (pinned host copies), auto, host",

@@ -357,7 +357,8 @@ def run_training(cfg, comm=None):
                 cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
                 cursor.loss_sum += loss
                 guard.record(cursor.t, loss)
-                bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
+                if bar.enabled:
+                    bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
                 ckpt_due = bool(period and period[1] == "steps" and cursor.t % period[0] == 0)
                 if ckpt_due or guard.due(cursor.t) or i + 1 == steps_per_epoch:
                     guard.record_params(cursor.t, params)
