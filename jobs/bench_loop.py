@@ -1,6 +1,6 @@
 """Throughput: `hpctrain train` vs a plain NumPy + MPI_Allreduce loop, same model and batch.
 
-Run under MPI, e.g.   mpiexec -n 2 python jobs/bench_loop.py --collective ring
+Run under MPI, e.g.   mpiexec -n 2 python jobs/bench_loop.py --collective ring   (default: auto)
 Both loops run in the same processes, alternating, `--repeats` times; each reports
 training samples/s (all ranks together, evaluation excluded). Prints min/median of both
 and the ratio of medians.
@@ -62,7 +62,7 @@ def plain_loop(x, y, n_classes, epochs, batch, lr, momentum, wd, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--collective", default="ring")
+    ap.add_argument("--collective", default="auto")
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Throughput of `hpctrain train` (dmsgd, dense, ring allreduce) against a plain NumPy +
+# Throughput of `hpctrain train` (dmsgd, dense, hand-made allreduce) against a plain NumPy +
 # MPI_Allreduce loop and PyTorch DDP (gloo, CPU) on the same softmax model, batch and data,
 # on 2 and 4 ranks, all measured in this one run. Installs torch==2.13.0 (CPU) into the
 # venv if it is missing: torch is optional for hpctrain users and needed only here.
-#   RANKS="2 4"  REPEATS=5  EPOCHS=2  DATASET=fashion-mnist
+#   RANKS="2 4"  REPEATS=5  EPOCHS=2  DATASET=fashion-mnist  COLLECTIVE=auto
 #   ALGOS="gmc dgc"   compressed algorithms whose own samples/s and bytes/step to report
 #   ALGO_ARGS="--density 0.01"   extra flags for them
 set -euo pipefail
@@ -11,19 +11,20 @@ set -euo pipefail
 cd "$HPCTRAIN_ROOT"
 python -c 'import torch' 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
 RANKS=${RANKS:-2 4}; REPEATS=${REPEATS:-5}; EPOCHS=${EPOCHS:-2}; DATASET=${DATASET:-fashion-mnist}
-ALGOS=${ALGOS:-}; ALGO_ARGS=${ALGO_ARGS:-}
+ALGOS=${ALGOS:-}; ALGO_ARGS=${ALGO_ARGS:-}; COLLECTIVE=${COLLECTIVE:-auto}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf '%-6s %-36s %14s %16s %12s\n' ranks loop "min samples/s" "median samples/s" "bytes/step"
 for n in $RANKS; do
-  mpiexec -n "$n" python jobs/bench_loop.py --dataset "$DATASET" --epochs "$EPOCHS" --repeats "$REPEATS" >"$tmp/loop$n"
+  mpiexec -n "$n" python jobs/bench_loop.py --dataset "$DATASET" --epochs "$EPOCHS" --repeats "$REPEATS" \
+    --collective "$COLLECTIVE" >"$tmp/loop$n"
   python -m torch.distributed.run --nproc_per_node "$n" jobs/ddp_softmax.py --dataset "$DATASET" \
     --epochs "$EPOCHS" --repeats "$REPEATS" 2>/dev/null | grep '^DDP' >"$tmp/ddp$n"
   plain=$(awk '/^plain/ {print $(NF-1), $NF}' "$tmp/loop$n")
   ours=$(awk '/^hpctrain train/ {print $(NF-1), $NF}' "$tmp/loop$n")
   ddp=$(awk '{print $4, $6}' "$tmp/ddp$n")
   printf '%-6s %-36s %14s %16s\n' "$n" "plain NumPy + MPI_Allreduce" $plain
-  printf '%-6s %-36s %14s %16s\n' "$n" "hpctrain dmsgd --collective ring" $ours
+  printf '%-6s %-36s %14s %16s\n' "$n" "hpctrain dmsgd --collective $COLLECTIVE" $ours
   printf '%-6s %-36s %14s %16s\n' "$n" "PyTorch DDP (gloo)" $ddp
   for algo in $ALGOS; do
     # shellcheck disable=SC2086
