@@ -15,48 +15,33 @@ geometrically over the first epochs (see :func:`~hpctrain.algorithms._common.den
 
 import math
 
-from ._common import density_at, make_compressor, sparse_pairs, sparse_sum
-from .base import Algorithm
+from ._common import sparse_pairs
+from .mdsgd import MDSGD
 
 __all__ = ["DGC"]
 
 
-class DGC(Algorithm):
-    """DGC: momentum correction, factor masking, optional clipping and sparsity warm-up."""
+class DGC(MDSGD):
+    """DGC: momentum correction, factor masking, optional clipping and sparsity warm-up.
+
+    The step is M-DSGD's (momentum first, then the memory accumulates the velocity),
+    plus local gradient clipping before and momentum factor masking after compression.
+    """
 
     name = "dgc"
-    state_names = ("velocity", "memory")
-    state_policies = {"velocity": "mean", "memory": "sum"}
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
-        self.momentum = ctx.cfg.momentum
         self.clip = ctx.cfg.clip
-        self.velocity = params * 0
-        self.memory = params * 0
-        self.total = params * 0
-        self.trace = None
 
     def step(self, params, grad, lr, t):
-        n = self.comm.size
         if self.clip > 0:
             norm = math.sqrt(float((grad * grad).sum()))
-            limit = self.clip / math.sqrt(n)
+            limit = self.clip / math.sqrt(self.comm.size)
             if norm > limit:
                 grad *= limit / norm
-        comp = make_compressor(self.cfg, density=density_at(self.cfg, t, self.ctx.steps_per_epoch))
-        u = self.velocity
-        u *= self.momentum
-        u += grad / n
-        if self.trace is not None:
-            self.trace.update(input=u.copy(), memory_old=self.memory.copy())
-        payload = comp.compress(u, step=t, rank=self.comm.rank, memory=self.memory)
+        super().step(params, grad, lr, t)
+
+    def _sent(self, comp, payload, t):
         idx, _ = sparse_pairs(comp, payload, t)
-        u[idx] = 0  # momentum factor masking
-        self.count("nnz_up", payload.count)
-        if self.trace is not None:
-            sent = params * 0
-            comp.decompress(payload, sent)
-            self.trace.update(sent=sent, memory_new=self.memory.copy())
-        sparse_sum(self.comm, comp, payload, self.total, t, self.allreduce)
-        params -= lr * self.total
+        self.velocity[idx] = 0  # momentum factor masking

@@ -43,6 +43,7 @@ class MDSGD(Algorithm):
         if self.trace is not None:
             self.trace.update(input=v.copy(), memory_old=self.memory.copy())
         payload = comp.compress(v, step=t, rank=self.comm.rank, memory=self.memory)
+        self._sent(comp, payload, t)
         self.count("nnz_up", payload.count)
         if self.trace is not None:
             sent = params * 0
@@ -50,3 +51,6 @@ class MDSGD(Algorithm):
             self.trace.update(sent=sent, memory_new=self.memory.copy())
         sparse_sum(self.comm, comp, payload, self.total, t, self.allreduce)
         params -= lr * self.total
+
+    def _sent(self, comp, payload, t):
+        """Hook after compression (DGC masks the momentum of the sent coordinates)."""
