@@ -261,6 +261,8 @@ def _sweep_options(f):
 @click.option("--check/--no-check", default=True, show_default=True, help="count wrong elements (#wrong)")
 @click.option("--topology", default="ring", show_default=True, help="gossip graph: builder name or W .npy/.csv")
 @click.option("--density", default=0.01, show_default=True, type=float, help="non-zeros per rank, sparse-allgather")
+@click.option("--servers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="multi-ps placement: k dedicated server ranks (the last k; the others compute), 0 = co-located")
 @click.option("--transport", default="host", show_default=True,
               type=click.Choice(["auto", "host", "cuda-aware", "staged"]), help="how buffers reach MPI")
 @click.option("--refit", is_flag=True, help="rerun the alpha-beta fit first (cached for auto)")
@@ -268,7 +270,7 @@ def _sweep_options(f):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="also write the rows as CSV")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="log-log plot (PNG) with alpha-beta lines")
 def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup, dtype, check, topology, density,
-                         transport, refit, json_path, csv_path, plot_path):
+                         servers, transport, refit, json_path, csv_path, plot_path):
     """Time every collective over message sizes (nccl-tests columns, OSU min/avg/max)."""
     from .bench.collective import format_rows, plot_rows, run_cli, write_rows
     from .bench.common import parse_size, size_sweep
@@ -276,7 +278,7 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
 
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
     comm = world(transport)
-    rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit)
+    rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit, servers=servers)
     if comm.rank == 0:
         click.echo(format_rows(rows))
         write_rows(rows, json_path, csv_path)

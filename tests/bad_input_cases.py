@@ -204,4 +204,7 @@ CASES = [
          lambda t: ["bench", "fit", "--max-bytes", "16K"], "--compare-min 64K is above --max-bytes 16K", ranks=2),
     Case("bench-unknown-algo", "an unknown collective in a benchmark (3 ranks)",
          lambda t: ["bench", "collective", "--algo", "ring,tree"], "unknown algorithm 'tree'", ranks=3),
+    Case("servers-vs-ranks", "as many dedicated servers as ranks (2 ranks)",
+         lambda t: ["bench", "collective", "--algo", "multi-ps", "--servers", "2"],
+         "multi-ps with dedicated servers needs 1 <= servers < 2 ranks", ranks=2),
 ]

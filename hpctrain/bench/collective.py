@@ -80,8 +80,19 @@ def _check_sparse(comm, fn, count, dt, density):
     return _count_wrong(comm, out, expect, dt)
 
 
+def _check_dedicated(comm, mps, count, dt):
+    """#wrong of a dedicated-server multi-PS: workers must hold the sum over the workers."""
+    x = _data(count, comm.rank, dt)
+    mps.allreduce(x, "sum")
+    if mps.is_server():
+        expect = x.astype(np.float64)  # servers' buffers carry no result: nothing to check
+    else:
+        expect = sum(_data(count, r, np.float64) for r in range(mps.workers))
+    return _count_wrong(comm, x, np.asarray(expect, dtype=np.float64), dt)
+
+
 def bench_collective(comm, algos, sizes, dtype="float32", iters=20, warmup=5, check=True,
-                     topology=None, density=0.01, fit=None):
+                     topology=None, density=0.01, fit=None, servers=0):
     """Time each algorithm in ``algos`` at each size (bytes per rank).
 
     Args:
@@ -94,12 +105,19 @@ def bench_collective(comm, algos, sizes, dtype="float32", iters=20, warmup=5, ch
         topology: :class:`~hpctrain.topology.Topology` for gossip (default: ring).
         density: fraction of non-zeros per rank for sparse-allgather.
         fit: alpha-beta fit dict for the ``pred_us`` column (None: no prediction).
+        servers: k > 0 runs ``multi-ps`` with k dedicated server ranks (the last k); the
+            other n - k ranks are workers and get the sum over the workers. 0: co-located.
 
     Returns:
         A list of row dicts.
     """
     dt = np.dtype(dtype)
     n = comm.size
+    mps = None
+    if servers and "multi-ps" in algos:
+        from ..collectives import MultiPS
+
+        mps = MultiPS(comm, servers=servers)  # refuses k >= n with a one-line error
     kinds = {a: _kind(a) for a in algos}
     if "gossip" in kinds.values():
         if dt.kind != "f":
@@ -120,7 +138,15 @@ def bench_collective(comm, algos, sizes, dtype="float32", iters=20, warmup=5, ch
             send = np.zeros(count, dtype=dt)
             recv = np.zeros(count, dtype=dt)
             pred_kw = {}
-            if kind == "allreduce":
+            if kind == "allreduce" and name == "multi-ps" and mps is not None:
+                fn = lambda c, b, op, mps=mps: mps.allreduce(b, op)  # noqa: E731
+                factor = busbw_factor("allreduce", n)
+                inplace = lambda: fn(comm, recv, "sum")  # noqa: E731
+                oop = lambda: fn(comm, (np.copyto(recv, send), recv)[1], "sum")  # noqa: E731
+                wrong = _check_dedicated(comm, mps, count, dt) if check else -1
+                row["servers"] = servers
+                pred_kw = None  # the survey's formulas model the co-located placement only
+            elif kind == "allreduce":
                 fn = ALLREDUCE[name]
                 factor = busbw_factor("allreduce", n)
                 inplace = lambda: fn(comm, recv, "sum")  # noqa: E731
@@ -159,7 +185,7 @@ def bench_collective(comm, algos, sizes, dtype="float32", iters=20, warmup=5, ch
                 row.update({k: row[f"oop_{k}"] for k in ("time_us", "algbw", "busbw", "min_us", "avg_us", "max_us")})
                 row["wrong"] = wrong
                 row["inplace"] = False
-            if fit is not None:
+            if fit is not None and pred_kw is not None:
                 p = cost.predict(name, n, nbytes, fit, **pred_kw)
                 row["pred_us"] = None if p is None else p * 1e6
             rows.append(row)
@@ -174,6 +200,7 @@ def format_rows(rows):
         b0 = block[0]
         extra = f" topology={b0['topology']}" if "topology" in b0 else ""
         extra += f" density={b0['density']:g}" if "density" in b0 else ""
+        extra += f" dedicated-servers={b0['servers']} (workers get the workers' sum)" if "servers" in b0 else ""
         lines.append(f"# {b0['kind']} algo={name} ranks={b0['ranks']}{extra}"
                      " (time = slowest rank's mean; min/avg/max over ranks of the in-place run)")
         lines.append(f"#{'':>37} {'out-of-place':^37}  {'in-place':^37}")
@@ -278,7 +305,7 @@ def plot_rows(rows, path, fit=None):
 
 
 def run_cli(comm, algos, sizes, dtype="float32", iters=20, warmup=5, check=True, topology="ring",
-            density=0.01, refit=False, fit_sizes=None):
+            density=0.01, refit=False, fit_sizes=None, servers=0):
     """Everything ``hpctrain bench collective`` does, minus printing.
 
     Args:
@@ -286,6 +313,7 @@ def run_cli(comm, algos, sizes, dtype="float32", iters=20, warmup=5, check=True,
         topology: builder name or a .npy/.csv file of W (for gossip).
         refit: run :func:`hpctrain.bench.fit.run_fit` first (and cache it).
         fit_sizes: ping-pong sizes for ``refit``.
+        servers: dedicated server ranks for ``multi-ps`` (0: co-located).
 
     Returns:
         ``(rows, fit)``; ``fit`` is the cached or new fit (None without one).
@@ -309,5 +337,5 @@ def run_cli(comm, algos, sizes, dtype="float32", iters=20, warmup=5, check=True,
         from ..collectives.auto import shared_fit
 
         fit = shared_fit(comm)
-    rows = bench_collective(comm, names, sizes, dtype, iters, warmup, check, topo, density, fit)
+    rows = bench_collective(comm, names, sizes, dtype, iters, warmup, check, topo, density, fit, servers)
     return rows, fit

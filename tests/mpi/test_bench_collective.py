@@ -59,3 +59,15 @@ def test_bench_collective_rejects_bad_input(mpirun, tmp_path):
     res = mpirun(2, [HPCTRAIN, "bench", "collective", "--algo", "gossip", "--topology", tmp_path / "w.csv",
                      "--max-bytes", "1K"], timeout=60, check=False)
     assert res.returncode == 2 and "disconnected" in res.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n,k", [(3, 1), (4, 2)])
+def test_bench_dedicated_servers(mpirun, tmp_path, n, k):
+    out = tmp_path / "d.json"
+    res = mpirun(n, [HPCTRAIN, "bench", "collective", "--algo", "multi-ps", "--servers", k, "--min-bytes", "4",
+                     "--max-bytes", "64K", "--step-factor", "16", "--iters", "2", "--warmup", "1", "--json", out],
+                 timeout=120)
+    rows = json.loads(out.read_text())
+    assert rows and all(r["servers"] == k and r["wrong"] == 0 and r["oop_wrong"] == 0 for r in rows)
+    assert f"dedicated-servers={k}" in res.stdout
