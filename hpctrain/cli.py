@@ -174,7 +174,7 @@ def inspect(checkpoint, verify):
 
 @cli.group()
 def bench():
-    """Benchmarks of the collectives (nccl-tests-style output)."""
+    """Benchmarks: collectives (nccl-tests-style), the alpha-beta fit, compression operators."""
 
 
 @bench.command("compress")

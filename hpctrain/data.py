@@ -139,7 +139,9 @@ def synthetic(n_train=12000, n_test=3000, n_features=64, n_classes=10, seed=0, n
     """A deterministic Gaussian-clusters classification problem.
 
     Class means are drawn once from the seed; each sample is its class mean plus
-    isotropic noise. The same seed gives the same arrays on every machine.
+    isotropic noise. The same seed gives the same arrays on every machine. With the
+    default noise the classes are well separated (softmax regression reaches ~100% test
+    accuracy): a fast smoke-test problem, not a benchmark of accuracy.
 
     Returns:
         (x_train, y_train, x_test, y_test) as float32 / int64 arrays.

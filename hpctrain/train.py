@@ -327,7 +327,7 @@ def run_training(cfg, comm=None):
     writer = RunWriter(run_dir, comm.rank == 0, cfg.quiet, keep_epochs_before=cursor.epoch if cfg.resume else None)
     writer.config(config_to_toml(cfg))
     writer.say(
-        f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} ranks, "
+        f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} rank{'s' if comm.size != 1 else ''}, "
         f"{cfg.model} on {data.name} ({data.n_train_total} train / {data.n_test_total} test), "
         f"{steps_per_epoch} steps/epoch, run dir {run_dir}"
         + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else "")
