@@ -26,6 +26,8 @@ __all__ = [
     "mixing_matrix",
     "k_of",
     "unbiased_scale",
+    "local_momentum_step",
+    "mix_pair",
 ]
 
 #: the rank that plays the parameter server in the ``ps`` forms (it is also a worker)
@@ -168,3 +170,29 @@ def unbiased_scale(comp, d):
         return d / k_of(comp.density, d)
     return 1.0
 
+
+
+def local_momentum_step(params, velocity, grad, lr, momentum, nesterov):
+    """The local step of paper 002 (Algorithms 1 and 2), in place.
+
+    u <- beta u + g;  x <- x - lr u (Polyak, Option I) or x - lr (beta u + g) (Nesterov,
+    Option II).
+    """
+    velocity *= momentum
+    velocity += grad
+    if nesterov:
+        params -= lr * (momentum * velocity + grad)
+    else:
+        params -= lr * velocity
+
+
+def mix_pair(params, velocity, buf, mix):
+    """Apply ``mix`` (an averaging or gossip step, in place on one buffer) to x and a second
+    state of the same size (momentum u, or AdaAlter's B^2) together: both travel in one
+    message of 2d numbers through ``buf``."""
+    d = params.size
+    buf[:d] = params
+    buf[d:] = velocity
+    mix(buf)
+    params[...] = buf[:d]
+    velocity[...] = buf[d:]

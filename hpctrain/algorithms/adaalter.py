@@ -15,6 +15,7 @@ t' eps^2 is the placeholder for the t' squared gradients not yet added to B^2. W
 paper's theorem takes b0 >= 1; b0 = 0 is Algorithm 1's B_0 = 0).
 """
 
+from ._common import mix_pair
 from .base import Algorithm
 
 __all__ = ["AdaGrad", "LocalAdaAlter"]
@@ -68,11 +69,6 @@ class LocalAdaAlter(Algorithm):
         params -= self.lr_at(lr, t1) * grad / xp.sqrt(self.denom_sq + local * self.eps_sq)
         self.accum_sq += grad * grad
         if t1 % self.period == 0:
-            d = params.size
-            self.buf[:d] = params
-            self.buf[d:] = self.accum_sq
-            self.allreduce(self.comm, self.buf, "mean")
-            params[...] = self.buf[:d]
-            self.accum_sq[...] = self.buf[d:]
+            mix_pair(params, self.accum_sq, self.buf, lambda b: self.allreduce(self.comm, b, "mean"))
             self.denom_sq[...] = self.accum_sq
-            self.count("nnz_up", 2 * d)
+            self.count("nnz_up", 2 * params.size)

@@ -16,7 +16,7 @@ With W = J/n D-PSGD is ``model-avg`` and D-Momentum is ``dmsgd`` (to rounding).
 
 from ..collectives import gossip
 from ..collectives.gossip import neighbours
-from ._common import mixing_matrix
+from ._common import local_momentum_step, mix_pair, mixing_matrix
 from .base import Algorithm
 
 __all__ = ["DPSGD", "DMomentum"]
@@ -62,16 +62,6 @@ class DMomentum(Algorithm):
         self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
 
     def step(self, params, grad, lr, t):
-        d, u = params.size, self.velocity
-        u *= self.momentum
-        u += grad
-        if self.nesterov:
-            params -= lr * (self.momentum * u + grad)
-        else:
-            params -= lr * u
-        self.buf[:d] = params
-        self.buf[d:] = u
-        gossip(self.comm, self.buf, self.W)
-        params[...] = self.buf[:d]
-        u[...] = self.buf[d:]
-        self.count("nnz_up", self.degree * 2 * d)
+        local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)
+        mix_pair(params, self.velocity, self.buf, lambda b: gossip(self.comm, b, self.W))
+        self.count("nnz_up", self.degree * 2 * params.size)

@@ -13,6 +13,7 @@ Step t (0-based) synchronizes when (t + 1) is a multiple of the period, as the p
 starting points up to rounding) and PR-SGD-Momentum is synchronous momentum SGD (``dmsgd``).
 """
 
+from ._common import local_momentum_step, mix_pair
 from .base import Algorithm
 
 __all__ = ["LocalSGD", "PRSGDMomentum"]
@@ -53,18 +54,7 @@ class PRSGDMomentum(Algorithm):
         self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
 
     def step(self, params, grad, lr, t):
-        u = self.velocity
-        u *= self.momentum
-        u += grad
-        if self.nesterov:
-            params -= lr * (self.momentum * u + grad)
-        else:
-            params -= lr * u
+        local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)
         if (t + 1) % self.period == 0:
-            d = params.size
-            self.buf[:d] = params
-            self.buf[d:] = u
-            self.allreduce(self.comm, self.buf, "mean")
-            params[...] = self.buf[:d]
-            u[...] = self.buf[d:]
-            self.count("nnz_up", 2 * d)
+            mix_pair(params, self.velocity, self.buf, lambda b: self.allreduce(self.comm, b, "mean"))
+            self.count("nnz_up", 2 * params.size)
