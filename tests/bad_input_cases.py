@@ -2,7 +2,6 @@
 exit with status 2. tests/test_bad_input.py runs them and checks docs/errors.md against
 their real messages (HPCTRAIN_UPDATE_DOCS=1 rewrites the file)."""
 
-import gzip
 import os
 
 import h5py

@@ -11,7 +11,13 @@ import numpy as np
 from ..collectives import get_allreduce
 from .common import time_call, timing_fields
 
-__all__ = ["bench_allreduce", "format_table", "check_allreduce", "busbw_factor"]
+__all__ = ["bench_allreduce", "format_table", "check_allreduce", "busbw_factor", "rank_data"]
+
+
+def rank_data(count, rank, dtype):
+    """Rank-dependent small integers 0..100 (exact in every dtype): the check data."""
+    idx = np.arange(count, dtype=np.int64)
+    return ((idx * 7 + rank * 13) % 101).astype(dtype)
 
 
 def check_allreduce(comm, fn, count, dtype):
@@ -20,9 +26,8 @@ def check_allreduce(comm, fn, count, dtype):
     Every value is a small integer, so the float sum is exact and any wrong element is
     a real error.
     """
-    idx = np.arange(count, dtype=np.int64)
-    buf = ((idx * 7 + comm.rank * 13) % 101).astype(dtype)
-    expect = sum(((idx * 7 + r * 13) % 101) for r in range(comm.size)).astype(dtype)
+    buf = rank_data(count, comm.rank, dtype)
+    expect = sum(rank_data(count, r, np.int64) for r in range(comm.size)).astype(dtype)
     fn(comm, buf, "sum")
     wrong = np.array([int(np.count_nonzero(buf != expect))], dtype=np.int64)
     comm.native_allreduce(wrong)

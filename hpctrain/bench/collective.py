@@ -16,7 +16,7 @@ import numpy as np
 
 from ..collectives import ALLREDUCE, MIXERS, SPARSE, cost
 from ..errors import ConfigError
-from .allreduce import busbw_factor, check_allreduce
+from .allreduce import busbw_factor, check_allreduce, rank_data
 from .common import time_call, timing_fields
 
 __all__ = ["bench_collective", "format_rows", "write_rows", "plot_rows", "known_algos", "ratio_table", "run_cli"]
@@ -35,11 +35,6 @@ def _kind(name):
     if name in SPARSE:
         return "sparse"
     raise ConfigError(f"unknown algorithm {name!r}; choose from {', '.join(known_algos())}")
-
-
-def _data(count, rank, dtype):
-    idx = np.arange(count, dtype=np.int64)
-    return ((idx * 7 + rank * 13) % 101).astype(dtype)
 
 
 def _sparse_data(count, rank, dtype, density, seed=1234):
@@ -63,9 +58,9 @@ def _count_wrong(comm, got, expect, dt):
 
 
 def _check_gossip(comm, fn, W, count, dt):
-    x = _data(count, comm.rank, dt)
+    x = rank_data(count, comm.rank, dt)
     fn(comm, x, W)
-    expect = sum(W[comm.rank, j] * _data(count, j, np.float64) for j in range(comm.size))
+    expect = sum(W[comm.rank, j] * rank_data(count, j, np.float64) for j in range(comm.size))
     return _count_wrong(comm, x, np.asarray(expect, dtype=np.float64), dt)
 
 
@@ -82,12 +77,12 @@ def _check_sparse(comm, fn, count, dt, density):
 
 def _check_dedicated(comm, mps, count, dt):
     """#wrong of a dedicated-server multi-PS: workers must hold the sum over the workers."""
-    x = _data(count, comm.rank, dt)
+    x = rank_data(count, comm.rank, dt)
     mps.allreduce(x, "sum")
     if mps.is_server():
         expect = x.astype(np.float64)  # servers' buffers carry no result: nothing to check
     else:
-        expect = sum(_data(count, r, np.float64) for r in range(mps.workers))
+        expect = sum(rank_data(count, r, np.float64) for r in range(mps.workers))
     return _count_wrong(comm, x, np.asarray(expect, dtype=np.float64), dt)
 
 

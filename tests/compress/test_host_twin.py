@@ -5,7 +5,6 @@ knobs, fp16 rounding), so this pins the CUDA twins to the NumPy reference on a m
 without a GPU. Skips when no host C++ compiler is available.
 """
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
