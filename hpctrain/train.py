@@ -364,19 +364,18 @@ def run_training(cfg, comm=None):
                     guard.record_params(cursor.t, params)
                     stop, first_bad = guard.check()
                     if first_bad:
-                        err = TrainingDiverged(
+                        # every rank raises; the CLI prints it once (rank 0)
+                        raise TrainingDiverged(
                             f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
                             f"good checkpoint ({last_ckpt or 'none'}) is kept; lower --lr"
                         )
-                        raise err if comm.rank == 0 else SilentExit(err.exit_code)
                     if stop or ckpt_due:
                         checkpoint()
                     if stop:
                         bar.close()
                         name = signal.Signals(stop).name
-                        err = Preempted(f"{name} at step {cursor.t}: checkpoint {last_ckpt} written; "
+                        raise Preempted(f"{name} at step {cursor.t}: checkpoint {last_ckpt} written; "
                                         f"continue with --resume latest")
-                        raise err if comm.rank == 0 else SilentExit(err.exit_code)
             epoch_time = time.perf_counter() - t0
             sent_epoch, recv_epoch = comm.bytes_sent - bytes_before, comm.bytes_recv - recv_before
             bar.close()
@@ -415,7 +414,7 @@ def run_training(cfg, comm=None):
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if period and period[1] == "epochs" and epoch % period[0] == 0:
                 checkpoint()
-        if period and (last_ckpt is None or not last_ckpt.endswith(f"-{cursor.t:09d}.h5")):
+        if period and last_ckpt != checkpoint_path(run_dir, cursor.t):
             checkpoint()  # the end of the run, so that it can be extended with --resume
     finally:
         guard.close()
