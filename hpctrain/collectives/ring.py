@@ -2,12 +2,16 @@
 2(n-1) alpha + 2(n-1)/n S beta).
 
 Each rank exchanges with its ring neighbours only. Small chunks go with one ``Sendrecv``
-per step. Large chunks are pipelined: a reduce-scatter step posts one ``Irecv`` per
-segment, and adds segment k while segments k+1... are still arriving, so the reduction
-overlaps the transfer. The reduction is in place; the only temporary is one chunk-sized
-receive buffer owned by the communicator (``collectives/_buffers.py``), reused across
-calls: no allocation per call once warm.
+per step. Large chunks are pipelined: a reduce-scatter step sends its chunk in segments and
+receives the neighbour's segments through two alternating segment buffers, adding segment k
+while segment k+1 is arriving, so the reduction overlaps the transfer and the temporary
+stays two segments long whatever the message size. The reduction is in place; the
+temporary (one chunk below the pipelining size, two segments above) is owned by the
+communicator (``collectives/_buffers.py``) and reused across calls: no allocation per call
+once warm.
 """
+
+from functools import lru_cache
 
 from ..errors import CommError
 from ._buffers import scratch
@@ -29,14 +33,16 @@ def _ufuncs():
 REDUCE_UFUNCS = _ufuncs()
 
 
+@lru_cache(maxsize=256)
 def chunk_bounds(length, n):
     """Offsets of ``n`` near-equal chunks of ``length`` elements (first ones longer).
 
     Returns:
-        A list of ``n + 1`` offsets, ``0`` first and ``length`` last.
+        A tuple of ``n + 1`` offsets, ``0`` first and ``length`` last (memoised: every
+        collective call on the same buffer asks for the same bounds).
     """
     base, rem = divmod(length, n)
-    return [i * base + min(i, rem) for i in range(n + 1)]
+    return tuple(i * base + min(i, rem) for i in range(n + 1))
 
 
 def reduce_op(op, buf):
@@ -51,16 +57,25 @@ def reduce_op(op, buf):
 
 
 def _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg):
-    """One reduce-scatter step in segments: send ``send`` right, add left's data into ``dst``."""
-    reqs = []
-    nseg = (max(send.size, dst.size) + seg - 1) // seg
-    for k in range(nseg):
-        reqs.append(comm.irecv(tmp[k * seg : (k + 1) * seg], left, tag=k))
-    sends = [comm.isend(send[k * seg : (k + 1) * seg], right, tag=k) for k in range(nseg)]
-    for k in range(nseg):
-        comm.wait(reqs[k])
+    """One reduce-scatter step in segments: send ``send`` right, add left's data into ``dst``.
+
+    ``send`` goes as ``ceil(len(send) / seg)`` messages; left sends its chunk, which is
+    ``dst``'s, as ``ceil(len(dst) / seg)`` messages, so both sides agree on every count.
+    Receives alternate between the two halves of ``tmp`` (``2 * seg`` elements): segment
+    k+1 arrives while segment k is added.
+    """
+    sends = [comm.isend(send[k : k + seg], right, tag=k // seg) for k in range(0, send.size, seg)]
+    halves = (tmp[:seg], tmp[seg : 2 * seg])
+    nrecv = (dst.size + seg - 1) // seg
+    req = comm.irecv(halves[0][: min(seg, dst.size)], left, tag=0) if nrecv else None
+    for k in range(nrecv):
         d = dst[k * seg : (k + 1) * seg]
-        ufunc(d, tmp[k * seg : k * seg + d.size], out=d)
+        nxt = None
+        if k + 1 < nrecv:  # post the next segment into the other half before adding this one
+            nxt = comm.irecv(halves[(k + 1) & 1][: min(seg, dst.size - (k + 1) * seg)], left, tag=k + 1)
+        comm.wait(req)
+        ufunc(d, halves[k & 1][: d.size], out=d)
+        req = nxt
     comm.waitall(sends)
 
 
@@ -82,10 +97,10 @@ def ring_allreduce(comm, buf, op="sum"):
     bounds = chunk_bounds(buf.size, n)
     right, left = (r + 1) % n, (r - 1) % n
     clen = bounds[1] - bounds[0]
-    tmp = scratch(comm, "ring", clen, buf)
     itemsize = buf.dtype.itemsize
     seg = max(1, SEGMENT_BYTES // itemsize)
     pipelined = clen * itemsize >= PIPELINE_MIN_BYTES
+    tmp = scratch(comm, "ring", 2 * seg if pipelined else clen, buf)
 
     def chunk(i):
         i %= n

@@ -59,6 +59,8 @@ def test_gossip_multips_sparse_staged(mpirun, tmp_path, n):
         assert names[f"gossip-step|{topo}"][0] and names[f"gossip-rate|{topo}"][0]
     assert any(k.startswith("staged|") for k in names)
     assert any(k.startswith("sparse|ring") for k in names)
+    assert sum(k.startswith("ring-pipelined|") for k in names) == 2 * (13 * n + 1)
+    assert names["ring-pipelined-scratch"][0]
     if n > 1:
         assert any(k.startswith("mps-dedicated|") for k in names)
 

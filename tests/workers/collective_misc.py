@@ -70,6 +70,29 @@ if not fuzz_only:
         gossip_info[name] = {"rho": topo.rho, "e0": e0, "et": et, "bound": bound}
         check(f"gossip-rate|{name}", et <= bound, f"{et} > {bound}")
 
+    # -- ring's pipelined reduce-scatter at every length near a segment boundary ----------------
+    # Tiny segments (2 int64) make every chunk of >= 4 elements pipelined, so chunk lengths
+    # straddling a segment boundary (neighbours sending different segment counts) all occur.
+    # Each length runs twice: a stray message left by the first call would corrupt the second.
+    from hpctrain.collectives import ring as ring_mod
+
+    saved = ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES
+    for key in [k for k in comm.__dict__.get("_scratch", {}) if k[0] == "ring"]:  # grown by the fuzz above
+        del comm.__dict__["_scratch"][key]
+    ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES = 16, 32
+    try:
+        for length in range(0, 12 * n + n + 1):
+            for call in range(2):
+                x = np.random.default_rng([seed, 5, r, length, call]).integers(-999, 999, length)
+                ref = get_allreduce("mpi")(comm, x.copy(), "sum")
+                got = ring_mod.ring_allreduce(comm, x.copy(), "sum")
+                check(f"ring-pipelined|{length}|{call}", np.array_equal(got, ref))
+        # the temporary stays two segments long (4 elements), not a chunk (up to 13 here)
+        ring_tmp = [b.size for k, b in comm.__dict__.get("_scratch", {}).items() if k[0] == "ring" and b.dtype == np.int64]
+        check("ring-pipelined-scratch", n == 1 or ring_tmp == [4], ring_tmp)
+    finally:
+        ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES = saved
+
     # -- multi-PS dedicated == co-located over the workers' sub-communicator ------------------
     for k in range(1, n):
         workers = n - k
