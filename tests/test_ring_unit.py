@@ -25,3 +25,26 @@ def test_mean_of_integers_is_refused():
 def test_unknown_op_is_refused():
     with pytest.raises(CommError, match="unknown reduction"):
         reduce_op("xor", np.zeros(3))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("op", ["add", "maximum"])
+def test_dense_sum_reduces_left_to_right_into_any_payload(n, op):
+    # the server's output shard is one of the payloads (its own): the result must still be
+    # ((p0 . p1) . p2) . ... bit for bit, whichever payload the output aliases
+    from hpctrain.collectives.multi_ps import DenseSum
+
+    class Comm:  # scratch buffers live in the communicator's __dict__
+        pass
+
+    ufunc = getattr(np, op)
+    rng = np.random.default_rng(n)
+    base = [rng.standard_normal(37).astype(np.float32) for _ in range(n)]
+    want = base[0].copy()
+    for p in base[1:]:
+        ufunc(want, p, out=want)
+    for own in range(n):
+        payloads = [p.copy() for p in base]
+        out = DenseSum().reduce_into(Comm(), payloads[own], payloads, [p.nbytes for p in payloads], ufunc)
+        assert out is payloads[own] and np.array_equal(out, want)
+        assert all(np.array_equal(payloads[i], base[i]) for i in range(n) if i != own)

@@ -38,18 +38,32 @@ class DenseSum:
         """A receive buffer big enough for one worker's payload of a ``shard_len`` shard."""
         return scratch(comm, key, shard_len, like)
 
-    def reduce_into(self, acc, payloads, nbytes, ufunc):
-        """``acc`` <- reduction of the decoded ``payloads`` (in the given order).
+    def reduce_into(self, comm, acc, payloads, nbytes, ufunc):
+        """``acc`` <- reduction of the decoded ``payloads``, left to right in the given order.
+
+        ``acc`` may be one of the payloads (the server's own shard): partial results go to a
+        scratch buffer and only the last operation writes ``acc``, after every other payload
+        has been read. No copies: n-1 element-wise passes for n payloads.
 
         Args:
+            comm: the communicator (owner of the scratch buffer).
             acc: output shard.
             payloads: received (or own) payload arrays, one per worker, in rank order.
             nbytes: bytes actually received for each payload (variable for sparse).
             ufunc: the element-wise reduction (``np.add``, ``np.maximum``, ...).
         """
-        acc[...] = payloads[0]
-        for p in payloads[1:]:
-            ufunc(acc, p, out=acc)
+        first, last = payloads[0], payloads[-1]
+        if len(payloads) == 1:
+            if first is not acc:
+                acc[...] = first
+            return acc
+        if len(payloads) > 2:
+            part = scratch(comm, "mps-part", acc.size, acc)
+            ufunc(first, payloads[1], out=part)
+            for p in payloads[2:-1]:
+                ufunc(part, p, out=part)
+            first = part
+        ufunc(first, last, out=acc)
         return acc
 
 
@@ -118,12 +132,10 @@ class MultiPS:
             nbytes[src] = c
         payloads[r] = red.encode(comm, own, ("mps-own",))
         nbytes[r] = own.size * own.dtype.itemsize
-        acc = scratch(comm, "mps-acc", own.size, buf)
-        red.reduce_into(acc, payloads, nbytes, ufunc)
+        red.reduce_into(comm, own, payloads, nbytes, ufunc)  # the sends carry other shards
         if op == "mean":
-            acc /= n
+            own /= n
         comm.waitall(sends)
-        own[...] = acc
         # phase 2: every server sends its reduced shard to every other rank
         reqs = [comm.irecv(shard((r - i) % n), (r - i) % n, tag=31) for i in range(1, n)]
         reqs += [comm.isend(own, (r + i) % n, tag=31) for i in range(1, n)]
@@ -144,12 +156,10 @@ class MultiPS:
         own = buf[b[j] : b[j + 1]]
         payloads = [red.wire_buffer(comm, ("mps-in", src), own.size, buf) for src in range(w)]
         nbytes = comm.waitall([comm.irecv(payloads[src], src, tag=32) for src in range(w)])
-        acc = scratch(comm, "mps-acc", own.size, buf)
-        red.reduce_into(acc, payloads, nbytes, ufunc)
+        red.reduce_into(comm, own, payloads, nbytes, ufunc)
         if op == "mean":
-            acc /= w
-        comm.waitall([comm.isend(acc, src, tag=33) for src in range(w)])
-        own[...] = acc
+            own /= w
+        comm.waitall([comm.isend(own, src, tag=33) for src in range(w)])
         return buf
 
 
