@@ -17,11 +17,12 @@ def scratch(comm, key, n, like):
     Returns:
         A view of exactly ``n`` elements.
     """
-    store = comm.__dict__.setdefault("_scratch", {})
-    xp = get_array_module(like)
-    k = (key, xp.__name__, like.dtype.str)
+    store = comm.__dict__.get("_scratch")
+    if store is None:
+        store = comm.__dict__["_scratch"] = {}
+    k = (key, type(like), like.dtype)  # NumPy and CuPy arrays differ in type
     buf = store.get(k)
     if buf is None or buf.size < n:
-        buf = xp.empty(max(n, 1), dtype=like.dtype)
+        buf = get_array_module(like).empty(max(n, 1), dtype=like.dtype)
         store[k] = buf
     return buf[:n]

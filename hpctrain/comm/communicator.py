@@ -15,6 +15,7 @@ from .transport import get_transport
 __all__ = ["Communicator", "Request", "world"]
 
 _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
+_SEND_STATUS = MPI.Status()  # sends' statuses are never read: one object serves them all
 
 
 def _nbytes(arr):
@@ -152,9 +153,9 @@ class Communicator:
     def isend(self, buf, dest, tag=0):
         """Start sending ``buf`` to ``dest``; returns a :class:`Request`."""
         t0 = time.perf_counter()
-        view = self.transport.send_view(buf)
-        req = self._comm.Isend(view, dest=dest, tag=tag)
-        self.bytes_sent += _nbytes(buf)
+        view = buf if self.transport.name == "host" else self.transport.send_view(buf)
+        req = self._comm.Isend(view, dest, tag)
+        self.bytes_sent += buf.nbytes
         self.messages_sent += 1
         self.comm_time += time.perf_counter() - t0
         return Request(req, "send", buf, view)
@@ -162,8 +163,8 @@ class Communicator:
     def irecv(self, buf, source, tag=0):
         """Start receiving into ``buf`` from ``source``; returns a :class:`Request`."""
         t0 = time.perf_counter()
-        view = self.transport.recv_view(buf)
-        req = self._comm.Irecv(view, source=source, tag=tag)
+        view = buf if self.transport.name == "host" else self.transport.recv_view(buf)
+        req = self._comm.Irecv(view, source, tag)
         self.comm_time += time.perf_counter() - t0
         return Request(req, "recv", buf, view)
 
@@ -174,20 +175,22 @@ class Communicator:
             Bytes received by the receive requests among them, in order (0 for sends).
         """
         t0 = time.perf_counter()
-        reqs = [r._req for r in requests]
-        statuses = [r._status if r._status is not None else MPI.Status() for r in requests]
-        MPI.Request.Waitall(reqs, statuses)
+        statuses = [_SEND_STATUS if r._status is None else r._status for r in requests]
+        MPI.Request.Waitall([r._req for r in requests], statuses)
         counts = []
         tr = self.transport
+        host = tr.name == "host"  # host buffers: no views to finish or release
         for r, st in zip(requests, statuses):
             if r._kind == "recv":
-                tr.finish_recv(r._arr, r._view)
+                if not host:
+                    tr.finish_recv(r._arr, r._view)
                 n = st.Get_count(MPI.BYTE)
                 self.bytes_recv += n
                 counts.append(n)
             else:
                 counts.append(0)
-            tr.release(r._view)
+            if not host:
+                tr.release(r._view)
         self.comm_time += time.perf_counter() - t0
         return counts
 
