@@ -288,17 +288,21 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
 
 @bench.command("fit")
 @click.option("--min-bytes", default="1K", show_default=True, help="smallest ping-pong message")
-@click.option("--max-bytes", default="16M", show_default=True, help="largest ping-pong message")
+@click.option("--max-bytes", default="64M", show_default=True,
+              help="largest message (past the last-level cache, so the fit sees memory bandwidth)")
 @click.option("--step-factor", default=2, show_default=True, type=int, help="size multiplier")
 @click.option("--algo", "algos", default="ring,multi-ps,ps,ring-unpartitioned,recursive", show_default=True,
               help="algorithms to compare with their predictions")
 @click.option("--compare-min", default="64K", show_default=True, help="smallest size of the comparison")
-@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1), help="timed iterations per size")
+@click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1),
+              help="timed calls of each algorithm per size per round")
+@click.option("--rounds", default=20, show_default=True, type=click.IntRange(min=1),
+              help="interleaved rounds; each time keeps its fastest round")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--no-cache", is_flag=True, help="do not write the fit to the cache")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the fit and rows as JSON")
-def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, dtype, no_cache, json_path):
-    """Fit alpha, beta by ping-pong; predicted vs measured per algorithm; cache for auto."""
+def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, rounds, dtype, no_cache, json_path):
+    """Fit the alpha-beta model (ping-pong, exchange, reduction); predicted vs measured; cache for auto."""
     from .bench.common import parse_size, size_sweep
     from .bench.fit import format_fit, run_fit
 
@@ -308,7 +312,7 @@ def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, 
         raise ConfigError(f"--compare-min {compare_min} is above --max-bytes {max_bytes}: nothing to compare")
     names = [a.strip() for a in algos.split(",") if a.strip()]
     comm = _comm()
-    res = run_fit(comm, sizes, compare, names, dtype, iters, save=not no_cache)
+    res = run_fit(comm, sizes, compare, names, dtype, iters, rounds, save=not no_cache)
     if comm.rank == 0:
         click.echo(format_fit(res))
         if json_path:

@@ -201,6 +201,8 @@ CASES = [
          "cannot be remapped to 3 ranks; resume with mpiexec -n 2", ranks=3),
     Case("bench-fit-range", "a benchmark size range with nothing to compare (2 ranks)",
          lambda t: ["bench", "fit", "--max-bytes", "16K"], "--compare-min 64K is above --max-bytes 16K", ranks=2),
+    Case("bench-fit-algo", "an algorithm without a cost model in bench fit (2 ranks)",
+         lambda t: ["bench", "fit", "--algo", "ring,mpi"], "bench fit has no cost model of 'mpi'", ranks=2),
     Case("bench-unknown-algo", "an unknown collective in a benchmark (3 ranks)",
          lambda t: ["bench", "collective", "--algo", "ring,tree"], "unknown algorithm 'tree'", ranks=3),
     Case("servers-vs-ranks", "as many dedicated servers as ranks (2 ranks)",

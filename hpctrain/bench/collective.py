@@ -327,7 +327,10 @@ def run_cli(comm, algos, sizes, dtype="float32", iters=20, warmup=5, check=True,
     if refit:
         from .fit import run_fit
 
-        fit = run_fit(comm, fit_sizes or [1 << k for k in range(10, 25, 2)], [], algos=())["fit"]
+        from ..collectives.auto import CANDIDATES
+
+        # auto's candidates are timed at 8 B only: their per-call overheads enter its choice
+        fit = run_fit(comm, fit_sizes or [1 << k for k in range(10, 27, 2)], [], algos=tuple(CANDIDATES))["fit"]
     else:
         from ..collectives.auto import shared_fit
 

@@ -1,13 +1,33 @@
-"""``hpctrain bench fit``: measure alpha, beta (ping-pong) and gamma (local reduction), then
-compare the survey's cost formulas with measured collective times and cache the fit.
+"""``hpctrain bench fit``: measure the cost model's primitives, fit them, compare the survey's
+formulas (:mod:`hpctrain.collectives.cost`) with the hand-made collectives, cache the fit.
 
-* alpha, beta: rank 0 and rank 1 ping-pong through :class:`~hpctrain.comm.Communicator`
-  (so alpha includes hpctrain's per-message Python overhead); one-way time
-  t(S) = alpha + S beta is fitted by least squares on relative error (so small sizes
-  count as much as large ones); R^2 is reported on the plain (linear) scale.
-* gamma: seconds per byte of the element-wise reduction (``np.add`` in place) on rank 0.
-* predictions: :mod:`hpctrain.collectives.cost` (survey 003 §1.3 formulas plus gamma).
-* the fit is written to :func:`hpctrain.collectives.cost.cache_path` for ``auto``.
+Primitives, each timed per message size m on this job's ranks:
+
+* ``oneway``: ping-pong between ranks 0 and 1 (the others wait), half the round trip. Each
+  side sends back the buffer it has just received into, as a parameter-server worker
+  does, so the data leaves a cache it was written in. Fitted as alpha + m beta: the
+  survey's alpha-beta model.
+* ``exchange``: ranks 2i and 2i+1 ``Sendrecv`` m bytes each way at once, alternating two
+  buffers (each rank sends what it has just received, never an unchanged buffer, whose
+  cached copy on the peer would make the transfer look free).
+* ``reduce``: one element-wise add (a += b) of m bytes on every rank at once, operands in
+  cache: how the ring and the parameter servers add a received chunk.
+* ``reduce-sent``: the same add into the buffer just sent, timed as (exchange a, receive
+  b, then a += b) minus the exchange alone, not below ``reduce``: how recursive doubling
+  and gossip add (the peer has just read a, so every write invalidates its copy).
+* per-call overhead of each collective: its time at 8 bytes minus the model's.
+
+The one-way and exchange lines are fitted piecewise (:func:`fit_segments`): MPI switches
+protocol with the size (eager, rendezvous, single copy) and the caches run out, so one line
+rarely covers 1 KiB..16 MiB. R^2 is reported on the linear scale. The reductions, which the
+survey does not model, are kept as measured tables (:func:`interpolate_segments`): their
+cost per byte rises and falls with the cache state of the operands.
+
+Machines drift: on a shared VM the same transfer can run 2-3x slower for seconds at a time.
+So nothing is timed in one block: each *round* times every primitive at every size and
+every collective at every comparison size, ``rounds`` rounds in a row, and each quantity
+keeps its fastest round (medians are reported too). A fit and the times it is compared with
+therefore come from the same stretch of the run.
 """
 
 import datetime
@@ -15,77 +35,157 @@ import time
 
 import numpy as np
 
-from ..collectives import cost
+from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
-from .collective import bench_collective
 
-__all__ = ["pingpong", "reduce_cost", "fit_line", "fit_segments", "run_fit", "format_fit", "COMPARE"]
+__all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
+OVERHEAD_BYTES = 8
 
 
 def _iters(size):
-    return int(max(5, min(2000, 4e6 // max(size, 1024))))
+    return int(max(3, min(1000, 1e6 // max(size, 1024))))
 
 
-def pingpong(comm, sizes, repeats=3):
-    """One-way message time per size between ranks 0 and 1 (others wait).
+def _pingpong(comm, a, it):
+    """Mean one-way seconds between ranks 0 and 1, over ``it`` round trips after one warm-up.
+
+    Each side receives into the buffer it has just sent and sends back what it has just
+    received, as a parameter-server worker does: the data leaves the cache it was written
+    in, and every receive writes lines the peer has just read.
+    """
+    r = comm.rank
+    comm.barrier()
+    if r == 0:
+        comm.send(a, 1, tag=60)
+        comm.recv(a, 1, tag=61)  # warm-up round trip
+        t0 = time.perf_counter()
+        for _ in range(it):
+            comm.send(a, 1, tag=60)
+            comm.recv(a, 1, tag=61)
+        return (time.perf_counter() - t0) / (2 * it)
+    if r == 1:
+        for _ in range(it + 1):
+            comm.recv(a, 0, tag=60)
+            comm.send(a, 0, tag=61)
+    return 0.0
+
+
+def _exchange(comm, a, b, it, add=None):
+    """Mean seconds of a paired Sendrecv (rank r with r^1), alternating buffers; with
+    ``add`` (typed views of a and b), each exchange is followed by a += b, no alternation."""
+    peer = comm.rank ^ 1
+    comm.barrier()
+    if peer >= comm.size:  # odd world: the last rank sits this one out
+        return 0.0
+    comm.sendrecv(a, peer, b, peer)
+    t0 = time.perf_counter()
+    if add is None:
+        for k in range(it):
+            if k & 1:
+                comm.sendrecv(b, peer, a, peer)
+            else:
+                comm.sendrecv(a, peer, b, peer)
+    else:
+        x, y = add
+        for _ in range(it):
+            comm.sendrecv(a, peer, b, peer)
+            np.add(x, y, out=x)
+    return (time.perf_counter() - t0) / it
+
+
+def _hot_add(comm, x, y, it):
+    comm.barrier()
+    np.add(x, y, out=x)
+    t0 = time.perf_counter()
+    for _ in range(it):
+        np.add(x, y, out=x)
+    return (time.perf_counter() - t0) / it
+
+
+def _ranks_per_core():
+    """Ranks on this node per core this rank may run on (> 1: ranks share cores)."""
+    from ..threads import _cores, local_ranks
+
+    return local_ranks() / max(_cores(), 1)
+
+
+def _slowest(comm, seconds):
+    return float(comm.allgather_array(np.array([seconds]))[:, 0].max())
+
+
+def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=0):
+    """One round: every primitive at every size, every algorithm at 8 B and ``compare_sizes``.
+
+    The round's parts (the primitives as one part, then each algorithm) run in an order
+    rotated by ``rotate``, so that no part always follows the same one: a part that always
+    comes right after the primitives' largest buffers would always find the caches (and,
+    on a VM, the host) in the state those left behind.
+
+    Args:
+        bufs: dict size -> (a, b) uint8 buffers of the primitives (reused across rounds).
+        cbufs: dict size -> ``dtype`` buffer of the collectives (reused across rounds).
 
     Returns:
-        A list of seconds (fastest of ``repeats`` means over many round trips),
-        identical on every rank.
+        A dict ``oneway``, ``exchange``, ``step`` (exchange + add), ``add`` (hot): lists of
+        seconds per size; ``algos``: {algo: list of seconds per size of [8] + compare_sizes}
+        (slowest rank's mean of ``iters`` calls).
     """
-    out = np.zeros(len(sizes))
-    r = comm.rank
-    for i, size in enumerate(sizes):
-        buf = np.zeros(size, dtype=np.uint8)
+    parts = ["primitives", *algos]
+    out = {"oneway": [], "exchange": [], "step": [], "add": [], "algos": {}}
+    for i in range(len(parts)):
+        part = parts[(i + rotate) % len(parts)]
+        if part == "primitives":
+            _primitives(comm, sizes, np.dtype(dtype), bufs, out)
+        else:
+            out["algos"][part] = _collective(comm, ALLREDUCE[part], [OVERHEAD_BYTES, *compare_sizes], iters, cbufs)
+    return out
+
+
+def _primitives(comm, sizes, dt, bufs, out):
+    for size in sizes:
+        a, b = bufs[size]
         it = _iters(size)
-        reps = []
-        for _ in range(repeats):
-            comm.barrier()
-            if r == 0:
-                comm.send(buf, 1, tag=60)
-                comm.recv(buf, 1, tag=61)  # warm-up round trip
-                t0 = time.perf_counter()
-                for _ in range(it):
-                    comm.send(buf, 1, tag=60)
-                    comm.recv(buf, 1, tag=61)
-                reps.append((time.perf_counter() - t0) / (2 * it))
-            elif r == 1:
-                for _ in range(it + 1):
-                    comm.recv(buf, 0, tag=60)
-                    comm.send(buf, 0, tag=61)
-        if r == 0:
-            out[i] = float(min(reps))
-    comm.bcast_array(out)
-    return out.tolist()
+        x, y = a[: size // dt.itemsize * dt.itemsize].view(dt), b[: size // dt.itemsize * dt.itemsize].view(dt)
+        out["oneway"].append(_slowest(comm, _pingpong(comm, a, it)))
+        out["exchange"].append(_slowest(comm, _exchange(comm, a, b, it)))
+        out["step"].append(_slowest(comm, _exchange(comm, a, b, it, add=(x, y))))
+        out["add"].append(_slowest(comm, _hot_add(comm, x, y, it)))
+        x[...] = 0  # keep the sums finite (exact zeros: no denormals, no overflow)
 
 
-def reduce_cost(comm, sizes, dtype="float32"):
-    """Seconds of ``a += b`` per size on rank 0 (broadcast to all ranks)."""
-    out = np.zeros(len(sizes))
-    if comm.rank == 0:
-        for i, size in enumerate(sizes):
-            a = np.zeros(max(size // np.dtype(dtype).itemsize, 1), dtype=dtype)
-            b = np.ones_like(a)
-            it = _iters(size)
-            np.add(a, b, out=a)
-            t0 = time.perf_counter()
-            for _ in range(it):
-                np.add(a, b, out=a)
-            out[i] = (time.perf_counter() - t0) / it
-    comm.bcast_array(out)
-    return out.tolist()
+def _collective(comm, fn, sizes, iters, cbufs):
+    times = []
+    for size in sizes:
+        buf = cbufs[size]
+        fn(comm, buf, "sum")
+        comm.barrier()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn(comm, buf, "sum")
+        times.append(_slowest(comm, (time.perf_counter() - t0) / iters))
+        buf[...] = 0  # sums of zeros stay finite
+    return times
 
 
-def fit_line(sizes, times):
-    """Fit t = a + b S minimising relative error; returns (a, b, r2) with a, b >= 0."""
+def fit_line(sizes, times, latency=True):
+    """Fit t = a + b S minimising relative error; returns (a, b, r2) with b >= 0.
+
+    Args:
+        latency: ``a`` is a latency (the line reaches down to the smallest messages), so
+            it cannot be negative. A line of larger sizes only (a segment above the first)
+            is used within its own range, where its intercept is no latency and may be
+            negative (a convex stretch, such as caches running out).
+    """
     S, t = np.asarray(sizes, float), np.asarray(times, float)
     w = 1.0 / t
     A = np.stack([w, S * w], axis=1)
     (a, b), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
-    if a < 0:  # latency cannot be negative: refit the slope alone
+    if a < 0 and latency:  # latency cannot be negative: refit the slope alone
         a, b = 0.0, float(np.sum(S * t * w * w) / np.sum(S * S * w * w))
+    elif b < 0:  # nor can a transfer take negative time: a constant
+        a, b = float(np.sum(t * w * w) / np.sum(w * w)), 0.0
     pred = a + b * S
     ss_res = float(np.sum((t - pred) ** 2))
     ss_tot = float(np.sum((t - t.mean()) ** 2))
@@ -93,34 +193,51 @@ def fit_line(sizes, times):
     return float(a), float(b), r2
 
 
-def fit_segments(sizes, times, min_points=3):
-    """Piecewise alpha-beta: one line, or two split at the size that fits best.
+def fit_segments(sizes, times, min_points=3, max_segments=5, floor=1e-4):
+    """Piecewise alpha-beta: consecutive lines, each over at least ``min_points`` sizes.
 
     MPI changes protocol with the message size (eager copies through shared cells,
-    rendezvous/single-copy above a threshold), so one line rarely fits 1 KiB..16 MiB. Each
-    candidate split (at least ``min_points`` sizes per side) is fitted with
-    :func:`fit_line`; the split with the least relative error wins when it halves the
-    error of a single line.
+    rendezvous/single-copy above a threshold) and caches run out, so one line rarely fits
+    1 KiB..64 MiB. For every k <= ``max_segments`` the best split into k segments (least
+    relative squared error, each segment fitted by :func:`fit_line`) is found by dynamic
+    programming, and k is chosen by the Bayesian information criterion
+    N ln(SSE/N) + (3k - 1) ln N (two parameters per line, k - 1 break points), with the
+    relative error floored at an RMS of ``floor`` (timings are never more precise), so an
+    extra line must explain a real bend, not noise.
 
     Returns:
-        ``(segments, r2)``: a list of dicts ``alpha``, ``beta``, ``max_bytes`` (None for
-        the last), ``r2`` each; and R^2 of the whole piecewise fit on the linear scale.
+        ``(segments, r2)``: a list of dicts ``alpha``, ``beta``, ``min_bytes``,
+        ``max_bytes`` (None for the last), ``r2`` each; and R^2 of the whole piecewise fit
+        on the linear scale.
     """
     S, t = np.asarray(sizes, float), np.asarray(times, float)
+    N = len(S)
+    memo = {}
 
-    def rel_sse(parts):
-        return sum(float(np.sum(((a + b * S[i:j]) / t[i:j] - 1) ** 2)) for (i, j), (a, b, _) in parts)
+    def seg(i, j):  # fit and relative SSE of points i..j-1 (only the first line has a latency)
+        if (i, j) not in memo:
+            a, b, r2 = fit_line(S[i:j], t[i:j], latency=i == 0)
+            memo[(i, j)] = ((a, b, r2), float(np.sum(((a + b * S[i:j]) / t[i:j] - 1) ** 2)))
+        return memo[(i, j)]
 
-    a, b, r2 = fit_line(S, t)
-    best = ([((0, len(S)), (a, b, r2))], rel_sse([((0, len(S)), (a, b, r2))]))
-    for k in range(min_points, len(S) - min_points + 1):
-        parts = [((0, k), fit_line(S[:k], t[:k])), ((k, len(S)), fit_line(S[k:], t[k:]))]
-        err = rel_sse(parts)
-        if err < 0.5 * best[1] and (len(best[0]) == 1 or err < best[1]):
-            best = (parts, err)
+    # table[j] = (error, parts): best split of points 0..j-1 into the segments so far
+    table, best, best_score = {0: (0.0, [])}, None, np.inf
+    for k in range(1, min(max_segments, N // min_points) + 1):
+        nxt = {}
+        for i, (err, parts) in table.items():
+            for j in range(i + min_points, N + 1):
+                e = err + seg(i, j)[1]
+                if j not in nxt or e < nxt[j][0]:
+                    nxt[j] = (e, parts + [(i, j)])
+        table = nxt
+        if N in table:
+            score = N * np.log(max(table[N][0], N * floor**2) / N) + (3 * k - 1) * np.log(N)
+            if score < best_score - 1e-9:
+                best, best_score = table[N], score
     segs, pred = [], np.empty_like(t)
-    for idx, ((i, j), (a, b, r2)) in enumerate(best[0]):
-        last = idx == len(best[0]) - 1
+    for idx, (i, j) in enumerate(best[1]):
+        (a, b, r2), _ = seg(i, j)
+        last = idx == len(best[1]) - 1
         segs.append({"alpha": a, "beta": b, "r2": r2, "min_bytes": int(S[i]),
                      "max_bytes": None if last else int(S[j])})
         pred[i:j] = a + b * S[i:j]
@@ -129,89 +246,170 @@ def fit_segments(sizes, times, min_points=3):
     return segs, r2_all
 
 
-def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10, warmup=3,
-            save=True, path=None, repeats=3):
-    """Measure alpha, beta, gamma; time ``algos`` at ``compare_sizes``; cache the fit.
+def interpolate_segments(sizes, times):
+    """Segments that join consecutive measured points (a measured table, not a fit).
+
+    Used for the reduction, whose cost per byte changes with the cache state of its operands
+    (hot, just read by a peer, out of cache) too often for a few lines; the survey models no
+    reduction cost at all. Below the first size the first segment applies, above the last
+    the last one.
+    """
+    S, t = np.asarray(sizes, float), np.asarray(times, float)
+    if len(S) == 1:
+        return [{"alpha": float(t[0]), "beta": 0.0, "min_bytes": int(S[0]), "max_bytes": None}]
+    segs = []
+    for i in range(len(S) - 1):
+        beta = float((t[i + 1] - t[i]) / (S[i + 1] - S[i]))
+        segs.append({"alpha": float(t[i] - beta * S[i]), "beta": beta, "min_bytes": int(S[i]),
+                     "max_bytes": None if i == len(S) - 2 else int(S[i + 1])})
+    return segs
+
+
+def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10, rounds=20,
+            save=True, path=None):
+    """Measure the primitives and ``algos`` in ``rounds`` interleaved rounds; fit; cache.
 
     Args:
-        repeats: benchmark repeats; each (algorithm, size) keeps its fastest.
+        sizes: message sizes of the primitives (at least 3).
+        compare_sizes: sizes (bytes per rank) at which ``algos`` are timed and predicted.
+        iters: timed calls of each algorithm per size per round.
+        rounds: rounds; every quantity keeps its fastest round.
 
     Returns:
-        A dict: ``fit`` (alpha, beta, gamma, r2, ...), ``points`` (ping-pong and reduce
-        times per size), ``rows`` (benchmark rows with ``pred_us``), ``crossovers``, ``path``.
+        A dict: ``fit`` (see :mod:`hpctrain.collectives.cost`), ``points`` (fastest and
+        median primitive times per size), ``rows`` (per algorithm and size: ``time_us``
+        fastest, ``median_us``, ``pred_us``), ``crossovers``, ``path``.
     """
     if comm.size < 2:
         raise ConfigError("bench fit needs at least 2 ranks (it ping-pongs between ranks 0 and 1)")
-    pp = pingpong(comm, sizes)
-    segs, r2 = fit_segments(sizes, pp)
-    red = reduce_cost(comm, sizes, dtype)
-    _, gamma, r2_red = fit_line(sizes, red)
+    sizes = sorted(set(int(s) for s in sizes))
+    if len(sizes) < 3:
+        raise ConfigError(f"bench fit needs at least 3 message sizes to fit a line, got {len(sizes)}")
+    fittable = [a for a in ALLREDUCE if cost.modelled(a)]
+    bad = [a for a in algos if a not in fittable]
+    if bad:
+        raise ConfigError(f"bench fit has no cost model of {', '.join(map(repr, bad))}; "
+                          f"choose from {', '.join(fittable)}")
+    bufs = {s: (np.zeros(s, np.uint8), np.zeros(s, np.uint8)) for s in sizes}
+    cbufs = {s: np.zeros(max(s // np.dtype(dtype).itemsize, 1), dtype=dtype) for s in [OVERHEAD_BYTES, *compare_sizes]}
+    samples = [measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=k)
+               for k in range(rounds)]
+    fastest = lambda key: np.min([smp[key] for smp in samples], axis=0)  # noqa: E731
+    median = lambda key: np.median([smp[key] for smp in samples], axis=0)  # noqa: E731
+    oneway, exchange, step, add = fastest("oneway"), fastest("exchange"), fastest("step"), fastest("add")
+    sent_t = np.maximum(step - exchange, add)
+    one_segs, r2 = fit_segments(sizes, oneway)
+    ex_segs, r2_ex = fit_segments(sizes, exchange)
+    red_segs = interpolate_segments(sizes, add)
     fit = {
-        "alpha": segs[-1]["alpha"], "beta": segs[-1]["beta"], "gamma": gamma, "r2": r2,
-        "r2_reduce": r2_red, "segments": segs, "fit_ranks": comm.size, "dtype": dtype,
-        "sizes": list(sizes), "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "alpha": one_segs[-1]["alpha"], "beta": one_segs[-1]["beta"], "gamma": max(red_segs[-1]["beta"], 0.0),
+        "r2": r2, "segments": one_segs,
+        "exchange": {"segments": ex_segs, "r2": r2_ex},
+        "reduce": {"segments": red_segs, "table": True},
+        "reduce-sent": {"segments": interpolate_segments(sizes, sent_t), "table": True},
+        "overhead": {},
+        "fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes, "rounds": rounds,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     rows = []
-    for _ in range(repeats):  # the machine is noisy: keep each (algo, size)'s fastest repeat
-        rep = bench_collective(comm, list(algos), compare_sizes, dtype, iters, warmup, check=False, fit=fit)
-        if not rows:
-            rows = rep
-        else:
-            for r, q in zip(rows, rep):
-                if q["time_us"] < r["time_us"]:
-                    r.update(q)
-    names = [a for a in algos if cost.coefficients(a, comm.size) is not None]
+    for algo in algos:
+        times = np.min([smp["algos"][algo] for smp in samples], axis=0)
+        meds = np.median([smp["algos"][algo] for smp in samples], axis=0)
+        base = cost.predict(algo, comm.size, OVERHEAD_BYTES, fit)
+        fit["overhead"][algo] = max(0.0, float(times[0]) - base)
+        for size, t, m in zip(compare_sizes, times[1:], meds[1:]):
+            rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
+                         "median_us": float(m) * 1e6,
+                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6})
     cross = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
+    for i, a in enumerate(algos):
+        for b in algos[i + 1:]:
             s = cost.crossover(a, b, comm.size, fit)
             if s is not None:
                 cross.append({"a": a, "b": b, "bytes": s})
     where = None
     if save and comm.rank == 0:
         where = cost.save_fit(fit, path)
-    return {"fit": fit, "points": {"sizes": list(sizes), "pingpong": pp, "reduce": red},
-            "rows": rows, "crossovers": cross, "path": where}
+    points = {"sizes": sizes, "oneway": oneway.tolist(), "exchange": exchange.tolist(),
+              "reduce": add.tolist(), "reduce_sent": sent_t.tolist(), "oneway_median": median("oneway").tolist(),
+              "exchange_median": median("exchange").tolist()}
+    return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
+            "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
+
+
+TOLERANCE = 0.20  # |predicted / measured - 1| reported as "within" below this
+
+
+def _segment_lines(title, segs, r2):
+    lines = [f"{title}: R^2 = {r2:.5f} ({len(segs)} segment{'s' if len(segs) > 1 else ''}, linear scale)"]
+    for k, seg in enumerate(segs):
+        rate = f"{1 / seg['beta'] / 1e9:.2f} GB/s" if seg["beta"] > 0 else "inf GB/s"
+        what = "alpha" if k == 0 else "intercept"  # only the first line reaches the latency
+        lines.append(f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: {what:>9} = {seg['alpha'] * 1e6:9.3f} us, "
+                     f"beta = {seg['beta'] * 1e9:.4f} ns/B ({rate}), R^2 = {seg['r2']:.5f}")
+    return lines
+
+
+DRIFT_WARN = 1.3  # median round / fastest round above which the report says the machine drifted
+
+
+def accuracy(rows):
+    """Per algorithm: the range of pred/meas, how many sizes are within TOLERANCE, and the
+    drift (median over sizes of the median round's time / the fastest round's)."""
+    out = {}
+    for algo in dict.fromkeys(r["algo"] for r in rows):
+        mine = [r for r in rows if r["algo"] == algo]
+        ratios = np.array([r["pred_us"] / r["time_us"] for r in mine])
+        out[algo] = {"min_ratio": float(ratios.min()), "max_ratio": float(ratios.max()),
+                     "within": int(np.sum(np.abs(ratios - 1) <= TOLERANCE)), "rows": len(ratios),
+                     "drift": float(np.median([r["median_us"] / r["time_us"] for r in mine]))}
+    return out
 
 
 def format_fit(res):
-    """Text report of :func:`run_fit`: the fit, the ping-pong points, predicted vs measured."""
+    """Text report of :func:`run_fit`: the fits, the points, predicted vs measured, crossovers."""
     f, pts = res["fit"], res["points"]
-    lines = [
-        f"# alpha-beta fit (ping-pong rank 0 <-> 1, {f['fit_ranks']} ranks running)",
-        f"R^2 = {f['r2']:.5f} (piecewise fit over all sizes, linear scale)",
-        *[f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: alpha = {seg['alpha'] * 1e6:8.3f} us, "
-          f"beta = {seg['beta'] * 1e9:.4f} ns/B ({1 / seg['beta'] / 1e9 if seg['beta'] > 0 else float('inf'):.2f} GB/s), "
-          f"R^2 = {seg['r2']:.5f}" for seg in f["segments"]],
-        f"gamma = {f['gamma'] * 1e9:.4f} ns/B (reduction a += b, {f['dtype']})   R^2 = {f['r2_reduce']:.5f}",
-        f"#{'size':>11} {'one-way(us)':>12} {'fit(us)':>10} {'err%':>7} {'reduce(us)':>11}",
-    ]
-    for s, t, rd in zip(pts["sizes"], pts["pingpong"], pts["reduce"]):
-        a, b = cost.link(f, s)
-        p = a + s * b
-        lines.append(f"{s:>12} {t * 1e6:>12.2f} {p * 1e6:>10.2f} {100 * (p - t) / t:>7.1f} {rd * 1e6:>11.2f}")
-    lines.append("")
-    lines.append(f"# predicted vs measured (in-place, slowest rank's mean), {res['rows'][0]['ranks']} ranks")
-    lines.append(f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'predicted(us)':>14} {'pred/meas':>10}")
+    lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds, each quantity its fastest round",
+             *_segment_lines("one-way (ping-pong rank 0 <-> 1): alpha-beta", f["segments"], f["r2"]),
+             *_segment_lines("exchange (Sendrecv both ways, pairs)", f["exchange"]["segments"], f["exchange"]["r2"]),
+             f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
+             " below, linear in between",
+             *([f"WARNING: {f['ranks_per_core']:.1f} ranks per core: ranks take turns on the cores, which the "
+                "model (one core per rank) does not describe"] if f.get("ranks_per_core", 0) > 1 else []),
+             "per-call overhead (time at 8 B minus the model): "
+             + ", ".join(f"{a} {o * 1e6:.1f} us" for a, o in f["overhead"].items()),
+             f"#{'size':>11} {'one-way':>9} {'fit':>9} {'err%':>6} {'median':>9} {'exchange':>9} {'fit':>9} {'err%':>6}"
+             f" {'reduce':>9} {'red-sent':>9}   (us)"]
+    for i, s in enumerate(pts["sizes"]):
+        t1, tx = pts["oneway"][i], pts["exchange"][i]
+        p1, px = cost.primitive(f, "oneway", s), cost.primitive(f, "exchange", s)
+        lines.append(f"{s:>12} {t1 * 1e6:>9.2f} {p1 * 1e6:>9.2f} {100 * (p1 - t1) / t1:>6.1f} {pts['oneway_median'][i] * 1e6:>9.2f}"
+                     f" {tx * 1e6:>9.2f} {px * 1e6:>9.2f} {100 * (px - tx) / tx:>6.1f} {pts['reduce'][i] * 1e6:>9.2f}"
+                     f" {pts['reduce_sent'][i] * 1e6:>9.2f}")
+    lines += ["", f"# predicted vs measured (slowest rank's mean per round; fastest round, and the median), "
+                  f"{res['rows'][0]['ranks'] if res['rows'] else f['fit_ranks']} ranks",
+              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'median(us)':>11} {'predicted(us)':>14} {'pred/meas':>10}"]
     for r in res["rows"]:
-        p = r.get("pred_us")
-        if p is None:
-            continue
-        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {p:>14.1f} {p / r['time_us']:>10.2f}")
-    lines.append("")
-    lines.append("# model crossovers (size where two algorithms are predicted equal)")
+        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r['median_us']:>11.1f} {r['pred_us']:>14.1f}"
+                     f" {r['pred_us'] / r['time_us']:>10.2f}")
+    acc = accuracy(res["rows"])
+    for algo, a in acc.items():
+        lines.append(f"# {algo}: pred/meas {a['min_ratio']:.2f} .. {a['max_ratio']:.2f}, "
+                     f"{a['within']}/{a['rows']} sizes within {TOLERANCE:.0%} (median round {a['drift']:.2f}x the fastest)")
+    if acc and max(a["drift"] for a in acc.values()) > DRIFT_WARN:
+        lines.append(f"# NOTE: the median round took over {DRIFT_WARN}x the fastest: the machine drifted during the "
+                     "run; the fastest rounds are compared, but rerun (or raise --rounds) before trusting a miss")
+    lines += ["", "# model crossovers (size where two algorithms are predicted equal)"]
     for c in res["crossovers"]:
         lines.append(f"{c['a']:>20} = {c['b']:<20} at {c['bytes']:.0f} B")
     if not res["crossovers"]:
         lines.append("(none)")
     lines.append("# fastest per size: measured vs predicted")
-    sizes = list(dict.fromkeys(r["size"] for r in res["rows"]))
-    for s in sizes:
-        blk = [r for r in res["rows"] if r["size"] == s and r.get("pred_us") is not None]
-        if blk:
-            m = min(blk, key=lambda r: r["time_us"])["algo"]
-            p = min(blk, key=lambda r: r["pred_us"])["algo"]
-            lines.append(f"{s:>12}  measured {m:<20} predicted {p}")
+    for s in dict.fromkeys(r["size"] for r in res["rows"]):
+        blk = [r for r in res["rows"] if r["size"] == s]
+        m = min(blk, key=lambda r: r["time_us"])["algo"]
+        p = min(blk, key=lambda r: r["pred_us"])["algo"]
+        lines.append(f"{s:>12}  measured {m:<20} predicted {p}")
     if res.get("path"):
         lines.append(f"# fit cached at {res['path']} (used by --algo auto; rerun to refit)")
     return "\n".join(lines)

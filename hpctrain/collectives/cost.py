@@ -1,26 +1,48 @@
 """The alpha-beta(-gamma) cost model of the collectives (survey 003, §1.3) and the cached fit.
 
-A message of S bytes costs alpha + S beta (latency, inverse bandwidth); reducing S bytes
-costs S gamma (the survey assumes gamma = 0; here it is measured, because NumPy's add
-runs at memory bandwidth, the same order as an intra-node transfer). Each algorithm's
-time is ``lat * alpha + bw * S * beta + red * S * gamma`` with the coefficients below
-(n ranks, S bytes per rank):
+A message of m bytes costs alpha + m beta (latency, inverse bandwidth); reducing m bytes
+costs delta + m gamma (the survey assumes gamma = 0; here it is measured, because NumPy's
+add runs at memory bandwidth, the same order as an intra-node transfer). Each algorithm is
+a list of *steps* (:func:`steps`), each step a count of one primitive on m bytes:
 
-=====================  ================  =================  =============
-algorithm              lat (x alpha)     bw (x S beta)      red (x S gamma)
-=====================  ================  =================  =============
-ring                   2(n-1)            2(n-1)/n           (n-1)/n
-multi-ps (co-located)  2(n-1)            2(n-1)/n           (n-1)/n
-ps (rank 0 serves)     2(n-1)            2(n-1)             n-1
-ring-unpartitioned     2(n-1)            2(n-1)             n-1
-recursive              L = log2 p + 2f   L                  log2 p + f
-gossip (degree d)      d                 d                  d
-sparse-allgather       2(n-1)            (n-1) P/S          n P/S
-=====================  ================  =================  =============
+* ``oneway``: one message in one direction while the peer waits (the PS's hops, the
+  unpartitioned ring's relay). Priced by the ping-pong fit: ``alpha``, ``beta``.
+* ``exchange``: every rank sends m bytes and receives m bytes at once (a ring step, a
+  recursive-doubling step, a multi-PS phase). The survey prices it like a one-way message
+  (a full-duplex link). On shared memory the two directions share caches and memory
+  bandwidth, so ``bench fit`` measures it too (``fit["exchange"]``); without that entry
+  the one-way link is used, as in the survey.
+* ``reduce``: one element-wise pass over m bytes (``fit["reduce"]``, measured per size;
+  without it, m x ``fit["gamma"]``), its operands in this core's cache: the ring, the PS
+  and multi-PS add a received chunk into one the peer has not just read.
+* ``reduce-sent``: the same pass into the buffer this rank has *just sent*
+  (``fit["reduce-sent"]``, else as ``reduce``): recursive doubling and gossip. On shared
+  memory the peer's cache then holds the lines being written, and every write must first
+  invalidate them: measured here at 2-6x a hot add for 64-512 KiB.
 
-p is the largest power of two <= n, f = 1 if n != p (the fold), P the sparse payload
-bytes per rank. The survey's single PS with N workers and one extra server costs
-2N(alpha + S beta); here rank 0 is server and worker, so N = n-1.
+Per call, each hand-made collective also spends a constant software overhead (Python
+glue, rank synchronisation between dependent steps): ``fit["overhead"][algo]`` seconds,
+measured by ``bench fit`` at 8 bytes, where messages cost almost nothing (LogP's o).
+
+n ranks, S bytes per rank (the whole vector):
+
+=====================  =======================  ======================  =========================
+algorithm              oneway (count x bytes)   exchange                reduce
+=====================  =======================  ======================  =========================
+ring                                            2(n-1) x S/n            (n-1) x S/n
+multi-ps (co-located)                           2(n-1) x S/n            (n-1) x S/n
+ps (rank 0 serves)     2(n-1) x S                                       (n-1) x S
+ring-unpartitioned     2(n-1) x S                                       (n-1) x S
+recursive              2f x S                   log2 p x S              f x S, sent: log2 p x S
+gossip (degree d)                               d x S                   sent: (2d + 1) x S
+sparse-allgather                                (n-1) x 8 + (n-1) x P   n x P
+=====================  =======================  ======================  =========================
+
+p is the largest power of two <= n, f = 1 if n != p (the fold), P the sparse payload bytes
+per rank. With one link for both patterns, no delta and no overhead this is the survey's
+table: ring and multi-ps 2(n-1) alpha + 2(n-1)/n S beta, ps 2(n-1)(alpha + S beta) (its
+single PS with N workers and one extra server costs 2N(alpha + S beta); here rank 0 is
+server and worker, so N = n-1), recursive doubling log2 n (alpha + S beta).
 
 The fit (``hpctrain bench fit``) is cached as JSON at ``$HPCTRAIN_CACHE/alpha_beta.json``
 or ``~/.cache/hpctrain/alpha_beta.json``.
@@ -30,78 +52,108 @@ import json
 import math
 import os
 
-__all__ = ["coefficients", "predict", "crossover", "message_bytes", "link", "cache_path", "load_fit", "save_fit", "MODELLED"]
+__all__ = ["steps", "modelled", "predict", "crossover", "link", "primitive", "cache_path", "load_fit",
+           "save_fit", "MODELLED", "PRIMITIVES"]
 
 MODELLED = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive", "gossip", "sparse-allgather")
+PRIMITIVES = ("oneway", "exchange", "reduce", "reduce-sent")
 
 
-def coefficients(algo, n, degree=2, payload_ratio=None):
-    """``(lat, bw, red)`` of ``algo`` on ``n`` ranks (see the module table).
+def steps(algo, n, nbytes, degree=2, payload_ratio=None):
+    """The steps of ``algo`` on ``n`` ranks for ``nbytes`` per rank (see the module table).
 
     Args:
         degree: neighbours per rank (gossip).
         payload_ratio: P/S, sparse payload bytes per dense byte (sparse-allgather).
 
     Returns:
-        A tuple of three floats, or None for an algorithm without a model (``mpi``).
+        A list of ``(primitive, count, bytes)`` with primitive in :data:`PRIMITIVES`; empty
+        for n = 1; None for an algorithm without a model (``mpi``, ``auto``).
     """
+    if not modelled(algo):
+        return None
     if n <= 1:
-        return (0.0, 0.0, 0.0)
+        return []
+    S = float(nbytes)
     if algo in ("ring", "multi-ps"):
-        return (2.0 * (n - 1), 2.0 * (n - 1) / n, (n - 1) / n)
+        return [("exchange", 2 * (n - 1), S / n), ("reduce", n - 1, S / n)]
     if algo in ("ps", "ring-unpartitioned"):
-        return (2.0 * (n - 1), 2.0 * (n - 1), float(n - 1))
+        return [("oneway", 2 * (n - 1), S), ("reduce", n - 1, S)]
     if algo == "recursive":
         p = 1 << (n.bit_length() - 1)
         f = 0 if p == n else 1
-        lg = math.log2(p)
-        return (lg + 2 * f, lg + 2 * f, lg + f)
+        lg = int(math.log2(p))
+        return [("oneway", 2 * f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]
     if algo == "gossip":
-        return (float(degree), float(degree), float(degree))
-    if algo.startswith("sparse-allgather"):
-        ratio = 1.0 if payload_ratio is None else payload_ratio
-        return (2.0 * (n - 1), (n - 1) * ratio, n * ratio)
-    return None
+        return [("exchange", degree, S), ("reduce-sent", 2 * degree + 1, S)]
+    P = S * (1.0 if payload_ratio is None else payload_ratio)  # sparse-allgather
+    return [("exchange", n - 1, 8.0), ("exchange", n - 1, P), ("reduce", n, P)]
 
 
-def message_bytes(algo, n, nbytes, payload_ratio=None, **_):
-    """Size of one message of ``algo`` (selects the fit segment: eager vs rendezvous)."""
-    if algo in ("ring", "multi-ps"):
-        return nbytes / max(n, 1)
-    if algo.startswith("sparse-allgather"):
-        return nbytes * (1.0 if payload_ratio is None else payload_ratio)
-    return nbytes
+def modelled(algo):
+    """Whether :func:`predict` has a model of ``algo``."""
+    return algo in MODELLED or algo.startswith("sparse-allgather")
 
 
-def link(fit, msg_bytes):
+def link(fit, msg_bytes, kind="oneway"):
     """``(alpha, beta)`` of the fit segment that covers messages of ``msg_bytes``.
+
+    ``kind`` ``oneway`` reads the ping-pong fit (``segments``, else the single
+    ``alpha``/``beta``); the other :data:`PRIMITIVES` read ``fit[kind]["segments"]`` when
+    present. Without them, ``exchange`` falls back to the one-way link (the survey's
+    full-duplex link), ``reduce-sent`` to ``reduce``, and ``reduce`` to
+    ``(0, fit["gamma"])``.
 
     A fit may hold ``segments`` (list of dicts with ``alpha``, ``beta``, ``max_bytes``;
     the last has ``max_bytes`` None): MPI switches protocol (eager -> rendezvous) at some
-    size and the line changes. Without segments the single ``alpha``/``beta`` is used.
+    size, and caches run out at others, so the line changes.
     """
-    for seg in fit.get("segments") or ():
+    if kind != "oneway":
+        part = fit.get(kind)
+        if part:
+            return _segment(part["segments"], msg_bytes)
+        if kind == "reduce-sent":
+            return link(fit, msg_bytes, "reduce")
+        if kind == "reduce":
+            return 0.0, fit.get("gamma", 0.0)
+    segs = fit.get("segments")
+    if segs:
+        return _segment(segs, msg_bytes)
+    return fit["alpha"], fit["beta"]
+
+
+def _segment(segs, msg_bytes):
+    for seg in segs:
         if seg.get("max_bytes") is None or msg_bytes < seg["max_bytes"]:
             return seg["alpha"], seg["beta"]
-    return fit["alpha"], fit["beta"]
+    return segs[-1]["alpha"], segs[-1]["beta"]
+
+
+def primitive(fit, kind, msg_bytes):
+    """Seconds of one ``kind`` primitive (:data:`PRIMITIVES`) on ``msg_bytes`` under ``fit``."""
+    a, b = link(fit, msg_bytes, kind)
+    return a + msg_bytes * b
 
 
 def predict(algo, n, nbytes, fit, **kw):
     """Predicted seconds of ``algo`` for ``nbytes`` per rank under ``fit``.
 
     Args:
-        fit: dict with ``alpha`` (s), ``beta`` (s/byte), optionally ``gamma`` (s/byte)
-            and ``segments`` (see :func:`link`).
-        kw: passed to :func:`coefficients`.
+        fit: dict with ``alpha`` (s), ``beta`` (s/byte) and optionally ``segments``,
+            ``exchange``, ``reduce``, ``gamma`` (s/byte) and ``overhead`` (s per call, per
+            algorithm): see :func:`link`.
+        kw: passed to :func:`steps`.
 
     Returns:
         Seconds, or None when ``algo`` has no model.
     """
-    c = coefficients(algo, n, **kw)
-    if c is None:
+    plan = steps(algo, n, nbytes, **kw)
+    if plan is None:
         return None
-    alpha, beta = link(fit, message_bytes(algo, n, nbytes, **kw))
-    return c[0] * alpha + nbytes * (c[1] * beta + c[2] * fit.get("gamma", 0.0))
+    if n <= 1:
+        return 0.0
+    t = sum(count * primitive(fit, kind, m) for kind, count, m in plan)
+    return t + (fit.get("overhead") or {}).get(algo, 0.0)
 
 
 def crossover(a, b, n, fit, lo=8, hi=1 << 30, **kw):
@@ -109,7 +161,7 @@ def crossover(a, b, n, fit, lo=8, hi=1 << 30, **kw):
 
     Found on a fine geometric grid (the fit may be piecewise), refined by bisection.
     """
-    if coefficients(a, n, **kw) is None or coefficients(b, n, **kw) is None:
+    if not (modelled(a) and modelled(b)):
         return None
     diff = lambda s: predict(a, n, s, fit, **kw) - predict(b, n, s, fit, **kw)  # noqa: E731
     grid = [lo * 1.1 ** k for k in range(int(math.log(hi / lo, 1.1)) + 1)]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hpctrain.bench.fit import fit_line, fit_segments
+from hpctrain.bench.fit import accuracy, fit_line, fit_segments, interpolate_segments
 from hpctrain.collectives import cost
 from hpctrain.comm.transport import CudaAwareTransport, HostTransport, StagedTransport, get_transport
 from hpctrain.errors import ConfigError
@@ -53,6 +53,97 @@ def test_fit_recovers_a_line_and_a_break():
     segs, r2 = fit_segments(S, t2)
     assert len(segs) == 2 and segs[0]["max_bytes"] == 65536 and r2 > 0.999
     assert segs[1]["beta"] == pytest.approx(1e-10, rel=1e-6)
+
+
+def _line(segs, s):
+    return next(g["alpha"] + g["beta"] * s for g in segs if g["max_bytes"] is None or s < g["max_bytes"])
+
+
+def test_fit_segments_choose_the_number_of_lines():
+    S = np.array([2 ** k for k in range(10, 27)], float)
+    # three regimes (eager, in cache, out of cache): three lines, breaks where they change
+    t3 = np.select([S < 8192, S < 1 << 22], [2e-6 + S * 1e-10, 5e-6 + S * 1.5e-10], 80e-6 + S * 8e-11)
+    segs, r2 = fit_segments(S, t3)
+    assert [g["max_bytes"] for g in segs] == [8192, 1 << 22, None] and r2 > 0.9999
+    # one line with +-3% deterministic wiggle: no extra line explains it
+    wiggle = 1 + 0.03 * np.sin(np.arange(len(S)) * 2.1)
+    segs, r2 = fit_segments(S, (4e-6 + S * 1e-10) * wiggle)
+    assert len(segs) == 1 and segs[0]["beta"] == pytest.approx(1e-10, rel=0.05)
+
+
+def test_only_the_first_line_is_a_latency():
+    # a convex stretch (out of cache): its line crosses zero below its range
+    S = np.array([16, 32, 64], float) * 2**20
+    t = np.array([1.2e-3, 2.9e-3, 6.0e-3])
+    a, b, _ = fit_line(S, t, latency=False)
+    assert a < 0 and np.abs((a + b * S) / t - 1).max() < 0.05
+    a0, b0, _ = fit_line(S, t)  # as a latency it is clipped to 0: a worse line
+    assert a0 == 0.0 and np.abs((a0 + b0 * S) / t - 1).max() > np.abs((a + b * S) / t - 1).max()
+
+
+def test_accuracy_counts_sizes_within_tolerance():
+    rows = [{"algo": "ring", "time_us": 100.0, "median_us": m, "pred_us": p}
+            for p, m in ((80.0, 110.0), (121.0, 150.0), (100.0, 100.0))]
+    rows.append({"algo": "ps", "time_us": 10.0, "median_us": 10.0, "pred_us": 5.0})
+    acc = accuracy(rows)
+    assert acc["ring"] == {"min_ratio": 0.8, "max_ratio": 1.21, "within": 2, "rows": 3, "drift": 1.1}
+    assert acc["ps"]["within"] == 0 and acc["ps"]["drift"] == 1.0
+
+
+def test_interpolate_segments_is_the_measured_table():
+    S = [1024, 4096, 65536]
+    t = [1e-6, 5e-6, 3e-6]  # not monotone: a table keeps what was measured
+    segs = interpolate_segments(S, t)
+    assert [_line(segs, s) for s in S] == pytest.approx(t, rel=1e-12)
+    assert _line(segs, 2560) == pytest.approx(3e-6)  # half-way between the first two
+    assert _line(segs, 512) == pytest.approx(1e-6 - 512 * 4e-6 / 3072)  # first segment extended
+    assert interpolate_segments([8], [2e-6]) == [{"alpha": 2e-6, "beta": 0.0, "min_bytes": 8, "max_bytes": None}]
+
+
+# a fit whose primitives all differ, so each algorithm's formula shows which it uses
+RICH = {
+    "alpha": 2e-6, "beta": 1e-10,
+    "exchange": {"segments": [{"alpha": 3e-6, "beta": 3e-10, "max_bytes": None}]},
+    "reduce": {"segments": [{"alpha": 5e-7, "beta": 2e-11, "max_bytes": None}]},
+    "reduce-sent": {"segments": [{"alpha": 7e-7, "beta": 9e-11, "max_bytes": None}]},
+    "overhead": {"ring": 4e-6, "recursive": 1e-6},
+}
+
+
+def test_each_step_is_priced_by_its_own_primitive():
+    S = 1 << 20
+    one = lambda m: 2e-6 + m * 1e-10  # noqa: E731
+    ex = lambda m: 3e-6 + m * 3e-10  # noqa: E731
+    red = lambda m: 5e-7 + m * 2e-11  # noqa: E731
+    sent = lambda m: 7e-7 + m * 9e-11  # noqa: E731
+    for n in (2, 3, 4, 5):
+        assert cost.predict("ring", n, S, RICH) == pytest.approx(2 * (n - 1) * ex(S / n) + (n - 1) * red(S / n) + 4e-6)
+        assert cost.predict("multi-ps", n, S, RICH) == pytest.approx(cost.predict("ring", n, S, RICH) - 4e-6)
+        assert cost.predict("ps", n, S, RICH) == pytest.approx(2 * (n - 1) * one(S) + (n - 1) * red(S))
+    assert cost.predict("recursive", 4, S, RICH) == pytest.approx(2 * (ex(S) + sent(S)) + 1e-6)
+    # 5 ranks: fold one rank in (two one-way hops, one hot add), then log2(4) doubling steps
+    assert cost.predict("recursive", 5, S, RICH) == pytest.approx(2 * one(S) + red(S) + 2 * (ex(S) + sent(S)) + 1e-6)
+    assert cost.predict("gossip", 4, S, RICH, degree=2) == pytest.approx(2 * ex(S) + 5 * sent(S))
+    assert cost.predict("ring", 1, S, RICH) == 0.0
+
+
+def test_links_fall_back_to_the_survey():
+    fit = {"alpha": 2e-6, "beta": 1e-10, "gamma": 3e-11}
+    assert cost.link(fit, 4096, "exchange") == (2e-6, 1e-10)  # a full-duplex link
+    assert cost.link(fit, 4096, "reduce") == (0.0, 3e-11)
+    assert cost.link(fit, 4096, "reduce-sent") == (0.0, 3e-11)
+    assert cost.link({"alpha": 1e-6, "beta": 1e-10}, 4096, "reduce") == (0.0, 0.0)
+    assert cost.link(dict(fit, reduce=RICH["reduce"]), 4096, "reduce-sent") == (5e-7, 2e-11)
+
+
+def test_steps_move_the_survey_bytes():
+    # the ring and multi-PS move 2(n-1)/n S per rank (bandwidth-optimal); the PS 2(n-1) S
+    S = 12345.0
+    for n in range(2, 7):
+        moved = lambda algo: sum(c * m for k, c, m in cost.steps(algo, n, S) if k in ("oneway", "exchange"))  # noqa: E731
+        assert moved("ring") == pytest.approx(2 * (n - 1) / n * S) == moved("multi-ps")
+        assert moved("ps") == pytest.approx(2 * (n - 1) * S) == moved("ring-unpartitioned")
+    assert cost.steps("mpi", 4, S) is None and cost.predict("auto", 4, S, FIT) is None
 
 
 def test_cache_roundtrip(tmp_path, monkeypatch):

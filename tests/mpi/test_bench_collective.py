@@ -15,10 +15,25 @@ ALL = "ring,ps,multi-ps,gossip,ring-unpartitioned,sparse-allgather,sparse-allgat
 def test_bench_fit_then_collective_with_prediction_and_plot(mpirun, tmp_path):
     env = {"HPCTRAIN_CACHE": str(tmp_path / "cache")}
     fit = mpirun(2, [HPCTRAIN, "bench", "fit", "--min-bytes", "1K", "--max-bytes", "1M", "--step-factor", "4",
-                     "--compare-min", "64K", "--iters", "2", "--json", tmp_path / "fit.json"], timeout=120, env=env)
+                     "--compare-min", "64K", "--iters", "2", "--rounds", "3", "--json", tmp_path / "fit.json"],
+                 timeout=120, env=env)
     assert "R^2" in fit.stdout and "predicted vs measured" in fit.stdout and "crossovers" in fit.stdout
+    assert "sizes within 20%" in fit.stdout
     cached = json.loads((tmp_path / "cache" / "alpha_beta.json").read_text())
-    assert cached["alpha"] >= 0 and cached["beta"] > 0 and 0 < cached["r2"] <= 1
+    assert cached["alpha"] >= 0 and cached["beta"] > 0 and cached["r2"] <= 1
+    sizes = [1024, 4096, 16384, 65536, 262144, 1048576]
+    assert cached["sizes"] == sizes and cached["rounds"] == 3
+    for kind in ("exchange", "reduce", "reduce-sent"):
+        assert cached[kind]["segments"][0]["min_bytes"] == 1024 and cached[kind]["segments"][-1]["max_bytes"] is None
+    algos = {"ring", "multi-ps", "ps", "ring-unpartitioned", "recursive"}
+    assert set(cached["overhead"]) == algos and all(o >= 0 for o in cached["overhead"].values())
+    res = json.loads((tmp_path / "fit.json").read_text())
+    assert {(r["algo"], r["size"]) for r in res["rows"]} == {(a, s) for a in algos for s in sizes[3:]}
+    assert all(r["time_us"] > 0 and r["pred_us"] > 0 and r["median_us"] >= r["time_us"] for r in res["rows"])
+    # the measured tables hold the fastest round of each size; reduce-sent is never below reduce
+    pts = res["points"]
+    assert all(t > 0 for key in ("oneway", "exchange", "reduce") for t in pts[key])
+    assert all(s >= h for s, h in zip(pts["reduce_sent"], pts["reduce"]))
     out = tmp_path / "rows.json"
     args = [HPCTRAIN, "bench", "collective", "--algo", ALL, "--min-bytes", "4", "--max-bytes", "64K",
             "--step-factor", "16", "--iters", "2", "--warmup", "1", "--dtype", "float64",

@@ -138,7 +138,7 @@ def test_sweep_sbatch_array_runs_two_configs(slurm, tmp_path):
 
 def test_bench_sbatch_writes_json(slurm, tmp_path):
     job = submit(slurm, tmp_path, "bench.sbatch", options=["--nodes=1", "--ntasks-per-node=2"],
-                 MAX_BYTES="16K", FIT_MAX_BYTES="16K", FIT_ARGS="--compare-min 4K --iters 2", ITERS=2, WARMUP=1, COLLECTIVE_ALGOS="ring,mpi")
+                 MAX_BYTES="16K", FIT_MAX_BYTES="16K", FIT_ARGS="--compare-min 4K --iters 2 --rounds 3", ITERS=2, WARMUP=1, COLLECTIVE_ALGOS="ring,mpi")
     out = tmp_path / f"bench-{job}.out"
     wait_done(slurm, job, out, timeout=120)
     res = tmp_path / f"bench-{job}"
