@@ -297,7 +297,7 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
 @click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1),
               help="timed calls of each algorithm per size per round")
 @click.option("--rounds", default=20, show_default=True, type=click.IntRange(min=1),
-              help="interleaved rounds; each time keeps its fastest round")
+              help="interleaved rounds (at least; up to 3x while a fastest time still improves); each time keeps its fastest round")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--no-cache", is_flag=True, help="do not write the fit to the cache")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the fit and rows as JSON")

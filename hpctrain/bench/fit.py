@@ -265,15 +265,33 @@ def interpolate_segments(sizes, times):
     return segs
 
 
+def _settled(samples, window=5, tol=0.03):
+    """Whether no fastest time improved by more than ``tol`` in the last ``window`` rounds."""
+    if len(samples) <= window:
+        return False
+
+    def fastest(rounds):
+        vals = [np.min([smp[k] for smp in rounds], axis=0) for k in ("oneway", "exchange", "step", "add")]
+        vals += [np.min([smp["algos"][a] for smp in rounds], axis=0) for a in rounds[0]["algos"]]
+        return np.concatenate(vals)
+
+    before, now = fastest(samples[:-window]), fastest(samples)
+    return bool(np.all(now >= before * (1 - tol)))
+
+
 def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10, rounds=20,
-            save=True, path=None):
-    """Measure the primitives and ``algos`` in ``rounds`` interleaved rounds; fit; cache.
+            save=True, path=None, max_rounds=None):
+    """Measure the primitives and ``algos`` in interleaved rounds; fit; cache.
 
     Args:
         sizes: message sizes of the primitives (at least 3).
         compare_sizes: sizes (bytes per rank) at which ``algos`` are timed and predicted.
         iters: timed calls of each algorithm per size per round.
-        rounds: rounds; every quantity keeps its fastest round.
+        rounds: at least this many rounds; every quantity keeps its fastest round. More
+            follow, up to ``max_rounds`` (default 3 x ``rounds``), while some fastest time
+            still improved by more than 3% in the last 5 rounds (a machine that drifts gets
+            more chances to show each quantity at its best). Every rank sees the same
+            (gathered) times, so all take the same decision.
 
     Returns:
         A dict: ``fit`` (see :mod:`hpctrain.collectives.cost`), ``points`` (fastest and
@@ -292,8 +310,11 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
                           f"choose from {', '.join(fittable)}")
     bufs = {s: (np.zeros(s, np.uint8), np.zeros(s, np.uint8)) for s in sizes}
     cbufs = {s: np.zeros(max(s // np.dtype(dtype).itemsize, 1), dtype=dtype) for s in [OVERHEAD_BYTES, *compare_sizes]}
-    samples = [measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=k)
-               for k in range(rounds)]
+    max_rounds = max(rounds, max_rounds or 3 * rounds)
+    samples = []
+    while len(samples) < max_rounds and (len(samples) < rounds or not _settled(samples)):
+        samples.append(measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=len(samples)))
+    rounds = len(samples)
     fastest = lambda key: np.min([smp[key] for smp in samples], axis=0)  # noqa: E731
     median = lambda key: np.median([smp[key] for smp in samples], axis=0)  # noqa: E731
     oneway, exchange, step, add = fastest("oneway"), fastest("exchange"), fastest("step"), fastest("add")
@@ -369,7 +390,8 @@ def accuracy(rows):
 def format_fit(res):
     """Text report of :func:`run_fit`: the fits, the points, predicted vs measured, crossovers."""
     f, pts = res["fit"], res["points"]
-    lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds, each quantity its fastest round",
+    lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds (until no fastest time improved by"
+             " 3% in 5 rounds), each quantity its fastest round",
              *_segment_lines("one-way (ping-pong rank 0 <-> 1): alpha-beta", f["segments"], f["r2"]),
              *_segment_lines("exchange (Sendrecv both ways, pairs)", f["exchange"]["segments"], f["exchange"]["r2"]),
              f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"

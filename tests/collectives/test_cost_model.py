@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hpctrain.bench.fit import accuracy, fit_line, fit_segments, interpolate_segments
+from hpctrain.bench.fit import _settled, accuracy, fit_line, fit_segments, interpolate_segments
 from hpctrain.collectives import cost
 from hpctrain.comm.transport import CudaAwareTransport, HostTransport, StagedTransport, get_transport
 from hpctrain.errors import ConfigError
@@ -79,6 +79,19 @@ def test_only_the_first_line_is_a_latency():
     assert a < 0 and np.abs((a + b * S) / t - 1).max() < 0.05
     a0, b0, _ = fit_line(S, t)  # as a latency it is clipped to 0: a worse line
     assert a0 == 0.0 and np.abs((a0 + b0 * S) / t - 1).max() > np.abs((a + b * S) / t - 1).max()
+
+
+def test_rounds_continue_while_a_fastest_time_improves():
+    def rnd(x):
+        return {"oneway": [x, 2.0], "exchange": [1.0, 2.0], "step": [1.0, 2.0], "add": [1.0, 2.0],
+                "algos": {"ring": [3.0, 4.0]}}
+
+    flat = [rnd(1.0) for _ in range(6)]
+    assert _settled(flat) and not _settled(flat[:5])  # needs more rounds than the window
+    assert not _settled(flat + [rnd(0.9)])  # a new fastest one-way time, 10% better
+    assert _settled(flat + [rnd(0.99)])  # 1%: within the 3% tolerance
+    late = flat + [dict(rnd(1.0), algos={"ring": [3.0, 3.5]})]
+    assert not _settled(late)  # a collective's time counts as much as a primitive's
 
 
 def test_accuracy_counts_sizes_within_tolerance():
