@@ -19,8 +19,12 @@ in worker-rank order, so both placements give bit-identical results on the same 
 """
 
 from ..errors import CommError
+from . import ring as _ring
 from ._buffers import scratch
 from .ring import chunk_bounds, reduce_op
+
+_SEGMENT_TAG = 1 << 12  # tags of the segmented phase 1: _SEGMENT_TAG + segment index
+_MAX_SEGMENTS = 1 << 14  # more segments than this (16 GiB shards): whole-shard messages
 
 __all__ = ["MultiPS", "DenseSum", "multi_ps_allreduce"]
 
@@ -29,6 +33,8 @@ class DenseSum:
     """Dense shards on the wire; the server reduces them element-wise in worker order."""
 
     name = "dense"
+    #: the payload of a slice of a shard is that slice: large shards may travel in segments
+    segmentable = True
 
     def encode(self, comm, shard, key):
         """The array a worker sends for ``shard`` (dense: the shard itself, no copy)."""
@@ -118,7 +124,52 @@ class MultiPS:
         b = chunk_bounds(buf.size, n)
         shard = lambda i: buf[b[i] : b[i + 1]]  # noqa: E731
         own = shard(r)
-        # phase 1: shard s -> server s; receive every worker's copy of my shard
+        seg = max(1, _ring.SEGMENT_BYTES // buf.dtype.itemsize)
+        if (getattr(red, "segmentable", False) and (b[1] - b[0]) * buf.dtype.itemsize >= _ring.PIPELINE_MIN_BYTES
+                and (b[1] - b[0] + seg - 1) // seg <= _MAX_SEGMENTS):
+            self._segmented_phase1(shard, own, n, r, seg, ufunc)
+        else:
+            self._whole_phase1(buf, shard, own, n, r, ufunc)
+        if op == "mean":
+            own /= n
+        # phase 2: every server sends its reduced shard to every other rank
+        reqs = [comm.irecv(shard((r - i) % n), (r - i) % n, tag=31) for i in range(1, n)]
+        reqs += [comm.isend(own, (r + i) % n, tag=31) for i in range(1, n)]
+        comm.waitall(reqs)
+        return buf
+
+    def _segmented_phase1(self, shard, own, n, r, seg, ufunc):
+        """Phase 1 for large dense shards: like the ring's pipeline, each peer's copy of my
+        shard arrives in segments through two alternating segment buffers per peer, and
+        segment k is reduced (in rank order) while segment k+1 arrives. The temporaries stay
+        2 (n-1) segments long, so the working set does not grow by a shard per peer."""
+        comm, red = self.comm, self.reducer
+        sources = [(r - i) % n for i in range(1, n)]
+        sends = [comm.isend(shard(d)[k : k + seg], d, tag=_SEGMENT_TAG + k // seg)
+                 for d in ((r + i) % n for i in range(1, n)) for k in range(0, shard(d).size, seg)]
+        halves = [[scratch(comm, ("mps-seg", h, src), seg, own) for src in sources] for h in (0, 1)]
+
+        def post(k):
+            m = min(seg, own.size - k * seg)
+            return [comm.irecv(halves[k & 1][j][:m], src, tag=_SEGMENT_TAG + k) for j, src in enumerate(sources)]
+
+        nseg = (own.size + seg - 1) // seg
+        reqs = post(0) if nseg else []
+        payloads = [None] * n
+        for k in range(nseg):
+            nxt = post(k + 1) if k + 1 < nseg else []
+            comm.waitall(reqs)
+            part = own[k * seg : (k + 1) * seg]
+            for j, src in enumerate(sources):
+                payloads[src] = halves[k & 1][j][: part.size]
+            payloads[r] = part
+            red.reduce_into(comm, part, payloads, [p.nbytes for p in payloads], ufunc)
+            reqs = nxt
+        comm.waitall(sends)  # the sends carry other shards than mine
+
+    def _whole_phase1(self, buf, shard, own, n, r, ufunc):
+        """Phase 1 with whole-shard messages: shard s -> server s; my shard's copies reduced."""
+        comm, red = self.comm, self.reducer
         payloads, recvs = [None] * n, []
         for i in range(1, n):
             src = (r - i) % n
@@ -133,14 +184,7 @@ class MultiPS:
         payloads[r] = red.encode(comm, own, ("mps-own",))
         nbytes[r] = own.size * own.dtype.itemsize
         red.reduce_into(comm, own, payloads, nbytes, ufunc)  # the sends carry other shards
-        if op == "mean":
-            own /= n
         comm.waitall(sends)
-        # phase 2: every server sends its reduced shard to every other rank
-        reqs = [comm.irecv(shard((r - i) % n), (r - i) % n, tag=31) for i in range(1, n)]
-        reqs += [comm.isend(own, (r + i) % n, tag=31) for i in range(1, n)]
-        comm.waitall(reqs)
-        return buf
 
     def _dedicated(self, buf, op, ufunc):
         comm, red = self.comm, self.reducer

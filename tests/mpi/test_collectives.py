@@ -61,6 +61,8 @@ def test_gossip_multips_sparse_staged(mpirun, tmp_path, n):
     assert any(k.startswith("sparse|ring") for k in names)
     assert sum(k.startswith("ring-pipelined|") for k in names) == 2 * (13 * n + 1)
     assert names["ring-pipelined-scratch"][0]
+    assert sum(k.startswith("mps-segmented|") for k in names) == 2 * (13 * n + 1)
+    assert sum(k.startswith("mps-segmented-bits|") for k in names) == 2
     if n > 1:
         assert any(k.startswith("mps-dedicated|") for k in names)
 

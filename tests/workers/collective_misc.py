@@ -87,11 +87,19 @@ if not fuzz_only:
                 ref = get_allreduce("mpi")(comm, x.copy(), "sum")
                 got = ring_mod.ring_allreduce(comm, x.copy(), "sum")
                 check(f"ring-pipelined|{length}|{call}", np.array_equal(got, ref))
+                got = get_allreduce("multi-ps")(comm, x.copy(), "sum")  # segmented phase 1 as well
+                check(f"mps-segmented|{length}|{call}", np.array_equal(got, ref))
+        # floats: segments change no rounding (same left-to-right order): bit-identical
+        floats = {length: np.random.default_rng([seed, 6, r, length]).standard_normal(length) for length in (9 * n, 13 * n + 1)}
+        seg_out = {length: get_allreduce("multi-ps")(comm, x.copy(), "mean") for length, x in floats.items()}
         # the temporary stays two segments long (4 elements), not a chunk (up to 13 here)
         ring_tmp = [b.size for k, b in comm.__dict__.get("_scratch", {}).items() if k[0] == "ring" and b.dtype == np.int64]
         check("ring-pipelined-scratch", n == 1 or ring_tmp == [4], ring_tmp)
     finally:
         ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES = saved
+    for length, x in floats.items():
+        whole = get_allreduce("multi-ps")(comm, x.copy(), "mean")
+        check(f"mps-segmented-bits|{length}", np.array_equal(seg_out[length], whole))
 
     # -- multi-PS dedicated == co-located over the workers' sub-communicator ------------------
     for k in range(1, n):
