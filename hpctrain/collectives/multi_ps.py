@@ -5,7 +5,10 @@ shard s to server s, the servers reduce and send the result back (survey 003, §
 Two placements:
 
 * co-located (``servers=None``; the ``multi-ps`` allreduce): every rank is a worker and
-  the server of shard r (S = n). The result is the reduction over all n ranks.
+  the server of shard r (S = n). The result is the reduction over all n ranks. Dense
+  shards of at least the ring's ``PIPELINE_MIN_BYTES`` travel in ``SEGMENT_BYTES``
+  segments through two alternating segment buffers per peer, so the server's temporaries
+  stay 2(n-1) segments instead of a shard per peer (bit-identical results).
 * dedicated (``servers=k``): the last k ranks only aggregate, ranks 0..n-k-1 compute.
   Workers' ``buf`` ends with the reduction over the **n-k workers only** (servers
   contribute nothing); ``mean`` divides by n-k. A server's ``buf`` gives length and dtype
