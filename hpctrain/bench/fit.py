@@ -37,6 +37,7 @@ import numpy as np
 
 from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
+from .common import time_call
 
 __all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN"]
 
@@ -147,7 +148,8 @@ def _primitives(comm, sizes, dt, bufs, out):
     for size in sizes:
         a, b = bufs[size]
         it = _iters(size)
-        x, y = a[: size // dt.itemsize * dt.itemsize].view(dt), b[: size // dt.itemsize * dt.itemsize].view(dt)
+        whole = size // dt.itemsize * dt.itemsize  # bytes that form whole elements
+        x, y = a[:whole].view(dt), b[:whole].view(dt)
         out["oneway"].append(_slowest(comm, _pingpong(comm, a, it)))
         out["exchange"].append(_slowest(comm, _exchange(comm, a, b, it)))
         out["step"].append(_slowest(comm, _exchange(comm, a, b, it, add=(x, y))))
@@ -159,12 +161,7 @@ def _collective(comm, fn, sizes, iters, cbufs):
     times = []
     for size in sizes:
         buf = cbufs[size]
-        fn(comm, buf, "sum")
-        comm.barrier()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn(comm, buf, "sum")
-        times.append(_slowest(comm, (time.perf_counter() - t0) / iters))
+        times.append(float(time_call(comm, lambda: fn(comm, buf, "sum"), iters, 1).max()))
         buf[...] = 0  # sums of zeros stay finite
     return times
 
