@@ -1,27 +1,41 @@
 """``hpctrain bench fit``: measure the cost model's primitives, fit them, compare the survey's
 formulas (:mod:`hpctrain.collectives.cost`) with the hand-made collectives, cache the fit.
 
-Primitives, each timed per message size m on this job's ranks:
+What is timed is one allreduce of a *fresh* gradient: before every timed call each rank
+rewrites its buffer (untimed), as backpropagation does before each step, then all ranks
+meet at a barrier and the call is timed. A loop of calls on an unchanged buffer measures
+something else on shared memory: the peer's caches still hold the lines it read in the
+previous call, and every write must first invalidate them (measured here: a 2-rank ring of
+4 MiB takes ~1.3 ms in such a loop and ~0.8 ms on a fresh buffer, and the loop's rounds
+jump between the two).
 
-* ``oneway``: ping-pong between ranks 0 and 1 (the others wait), half the round trip. Each
-  side sends back the buffer it has just received into, as a parameter-server worker
-  does, so the data leaves a cache it was written in. Fitted as alpha + m beta: the
-  survey's alpha-beta model.
-* ``exchange``: ranks 2i and 2i+1 ``Sendrecv`` m bytes each way at once, alternating two
-  buffers (each rank sends what it has just received, never an unchanged buffer, whose
-  cached copy on the peer would make the transfer look free).
+Primitives, each timed per message size m between ranks 0 and 1 (the pairs 2i, 2i+1 for
+the exchanges), in the state a collective's step finds its buffers in:
+
+* ``oneway``: ping-pong of freshly written data into a buffer only the receiver has
+  touched (a worker's gradient into the server's scratch), half the round trip; each
+  round trip after an untimed rewrite of all buffers and a barrier. Fitted as
+  alpha + m beta: the survey's alpha-beta model.
+* ``oneway-sent``: the same hop into the buffer the receiver has just *sent* (the server's
+  result into a worker's gradient, which the server has just read): the classic ping-pong
+  loop where each side receives into, and sends back, one buffer.
+* ``exchange``: ``Sendrecv`` both ways at once, fresh data into a receiver-only buffer
+  (a ring reduce-scatter step into its scratch), per call after a rewrite and a barrier.
+* ``exchange-sent``: the same into the buffer the peer has just read (an allgather step):
+  a loop alternating two buffers, each rank sending what it has just received.
 * ``reduce``: one element-wise add (a += b) of m bytes on every rank at once, operands in
-  cache: how the ring and the parameter servers add a received chunk.
-* ``reduce-sent``: the same add into the buffer just sent, timed as (exchange a, receive
-  b, then a += b) minus the exchange alone, not below ``reduce``: how recursive doubling
-  and gossip add (the peer has just read a, so every write invalidates its copy).
+  this core's cache: how the ring and the parameter servers add a received chunk into
+  their fresh gradient.
+* ``reduce-sent``: the same add into the buffer just sent: a fresh a is exchanged for b
+  (untimed), then a += b is timed; not below ``reduce``. How recursive doubling and gossip
+  add (the peer has just read a, so every write may first invalidate its copy).
 * per-call overhead of each collective: its time at 8 bytes minus the model's.
 
-The one-way and exchange lines are fitted piecewise (:func:`fit_segments`): MPI switches
-protocol with the size (eager, rendezvous, single copy) and the caches run out, so one line
-rarely covers 1 KiB..16 MiB. R^2 is reported on the linear scale. The reductions, which the
-survey does not model, are kept as measured tables (:func:`interpolate_segments`): their
-cost per byte rises and falls with the cache state of the operands.
+The transfer lines are fitted piecewise (:func:`fit_segments`): MPI switches protocol with
+the size (eager, rendezvous, single copy) and the caches run out, so one line rarely covers
+1 KiB..64 MiB. R^2 is reported on the linear scale. The reductions, which the survey does
+not model, are kept as measured tables (:func:`interpolate_segments`): their cost per byte
+rises and falls with the cache state of the operands.
 
 Machines drift: on a shared VM the same transfer can run 2-3x slower for seconds at a time.
 So nothing is timed in one block: each *round* times every primitive at every size and
@@ -37,24 +51,71 @@ import numpy as np
 
 from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
-from .common import time_call
 
-__all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN"]
+__all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy",
+           "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
 OVERHEAD_BYTES = 8
+TRANSFERS = ("oneway", "oneway-sent", "exchange", "exchange-sent")  # the fitted primitives, in report order
 
 
 def _iters(size):
+    """Calls per timed loop (the loops of the ``-sent`` primitives and the adds)."""
     return int(max(3, min(1000, 1e6 // max(size, 1024))))
 
 
-def _pingpong(comm, a, it):
+def _reps(size, iters=10):
+    """Fresh calls per size per round: ``iters``, more for small messages (cheap, noisier)."""
+    return int(max(iters, min(10 * iters, 2e5 // max(size, 1024))))
+
+
+def time_fresh(comm, fill, fn, reps):
+    """Median over ``reps`` calls of the slowest rank's seconds in ``fn()``, each call after
+    an untimed ``fill()`` (rewrite the buffers) and a barrier.
+
+    Returns:
+        Seconds (the same on every rank).
+    """
+    ts = np.empty(reps)
+    for k in range(reps):
+        fill()
+        comm.barrier()
+        t0 = time.perf_counter()
+        fn()
+        ts[k] = time.perf_counter() - t0
+    return float(np.median(comm.allgather_array(ts).max(axis=0)))
+
+
+def _zero(*arrays):
+    def fill():
+        for x in arrays:
+            x[...] = 0  # sums of zeros stay finite (no denormals, no overflow)
+    return fill
+
+
+def _pingpong_fresh(comm, a, b, reps):
+    """One-way seconds (half a round trip, ranks 0 and 1) of fresh data into buffers that
+    only the receiver has touched: rank 0 sends a and receives into b, rank 1 receives into
+    b and sends it back; every round trip after a rewrite of a and b and a barrier."""
+    r = comm.rank
+
+    def trip():
+        if r == 0:
+            comm.send(a, 1, tag=60)
+            comm.recv(b, 1, tag=61)
+        elif r == 1:
+            comm.recv(b, 0, tag=60)
+            comm.send(b, 0, tag=61)
+    return time_fresh(comm, _zero(a, b), trip, reps) / 2
+
+
+def _pingpong_sent(comm, a, it):
     """Mean one-way seconds between ranks 0 and 1, over ``it`` round trips after one warm-up.
 
     Each side receives into the buffer it has just sent and sends back what it has just
-    received, as a parameter-server worker does: the data leaves the cache it was written
-    in, and every receive writes lines the peer has just read.
+    received, as a parameter-server worker does with its gradient: the data leaves the
+    cache it was written in, and every receive writes lines the peer has just read.
     """
     r = comm.rank
     comm.barrier()
@@ -73,27 +134,44 @@ def _pingpong(comm, a, it):
     return 0.0
 
 
-def _exchange(comm, a, b, it, add=None):
-    """Mean seconds of a paired Sendrecv (rank r with r^1), alternating buffers; with
-    ``add`` (typed views of a and b), each exchange is followed by a += b, no alternation."""
+def _exchange_fresh(comm, a, b, reps):
+    """Seconds of one paired Sendrecv (rank r with r^1) of fresh a into b, per call after a
+    rewrite of a and b and a barrier (an odd world's last rank sits this one out)."""
+    peer = comm.rank ^ 1
+    if peer >= comm.size:
+        return time_fresh(comm, _zero(), lambda: None, reps)
+    return time_fresh(comm, _zero(a, b), lambda: comm.sendrecv(a, peer, b, peer), reps)
+
+
+def _exchange_sent(comm, a, b, it):
+    """Mean seconds of a paired Sendrecv (rank r with r^1), alternating buffers: each rank
+    sends what it has just received and receives into what it sent before."""
     peer = comm.rank ^ 1
     comm.barrier()
     if peer >= comm.size:  # odd world: the last rank sits this one out
         return 0.0
     comm.sendrecv(a, peer, b, peer)
     t0 = time.perf_counter()
-    if add is None:
-        for k in range(it):
-            if k & 1:
-                comm.sendrecv(b, peer, a, peer)
-            else:
-                comm.sendrecv(a, peer, b, peer)
-    else:
-        x, y = add
-        for _ in range(it):
+    for k in range(it):
+        if k & 1:
+            comm.sendrecv(b, peer, a, peer)
+        else:
             comm.sendrecv(a, peer, b, peer)
-            np.add(x, y, out=x)
     return (time.perf_counter() - t0) / it
+
+
+def _add_sent_fresh(comm, a, b, x, y, reps):
+    """Seconds of x += y (typed views of a and b) right after a fresh a was sent to the
+    peer and b received from it (untimed, with the rewrite): recursive doubling's add."""
+    peer = comm.rank ^ 1
+    if peer >= comm.size:
+        return time_fresh(comm, _zero(), lambda: None, reps)
+    zero = _zero(a, b)
+
+    def fill():
+        zero()
+        comm.sendrecv(a, peer, b, peer)
+    return time_fresh(comm, fill, lambda: np.add(x, y, out=x), reps)
 
 
 def _hot_add(comm, x, y, it):
@@ -116,6 +194,9 @@ def _slowest(comm, seconds):
     return float(comm.allgather_array(np.array([seconds]))[:, 0].max())
 
 
+KEYS = ("oneway", "oneway-sent", "exchange", "exchange-sent", "add", "add-sent")  # per-size lists of a round
+
+
 def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=0):
     """One round: every primitive at every size, every algorithm at 8 B and ``compare_sizes``.
 
@@ -125,34 +206,37 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
     on a VM, the host) in the state those left behind.
 
     Args:
+        iters: fresh calls of each algorithm per size (more at small sizes: :func:`_reps`).
         bufs: dict size -> (a, b) uint8 buffers of the primitives (reused across rounds).
         cbufs: dict size -> ``dtype`` buffer of the collectives (reused across rounds).
 
     Returns:
-        A dict ``oneway``, ``exchange``, ``step`` (exchange + add), ``add`` (hot): lists of
-        seconds per size; ``algos``: {algo: list of seconds per size of [8] + compare_sizes}
-        (slowest rank's mean of ``iters`` calls).
+        A dict with the :data:`KEYS` (``add``: hot; ``add-sent``: into the buffer just
+        sent), lists of seconds per size; ``algos``: {algo: list of seconds per size of
+        [8] + compare_sizes} (median over fresh calls of the slowest rank's time).
     """
     parts = ["primitives", *algos]
-    out = {"oneway": [], "exchange": [], "step": [], "add": [], "algos": {}}
+    out = {**{k: [] for k in KEYS}, "algos": {}}
     for i in range(len(parts)):
         part = parts[(i + rotate) % len(parts)]
         if part == "primitives":
-            _primitives(comm, sizes, np.dtype(dtype), bufs, out)
+            _primitives(comm, sizes, np.dtype(dtype), bufs, iters, out)
         else:
             out["algos"][part] = _collective(comm, ALLREDUCE[part], [OVERHEAD_BYTES, *compare_sizes], iters, cbufs)
     return out
 
 
-def _primitives(comm, sizes, dt, bufs, out):
+def _primitives(comm, sizes, dt, bufs, iters, out):
     for size in sizes:
         a, b = bufs[size]
-        it = _iters(size)
+        it, reps = _iters(size), _reps(size, iters)
         whole = size // dt.itemsize * dt.itemsize  # bytes that form whole elements
         x, y = a[:whole].view(dt), b[:whole].view(dt)
-        out["oneway"].append(_slowest(comm, _pingpong(comm, a, it)))
-        out["exchange"].append(_slowest(comm, _exchange(comm, a, b, it)))
-        out["step"].append(_slowest(comm, _exchange(comm, a, b, it, add=(x, y))))
+        out["oneway"].append(_pingpong_fresh(comm, a, b, reps))
+        out["oneway-sent"].append(_slowest(comm, _pingpong_sent(comm, a, it)))
+        out["exchange"].append(_exchange_fresh(comm, a, b, reps))
+        out["exchange-sent"].append(_slowest(comm, _exchange_sent(comm, a, b, it)))
+        out["add-sent"].append(_add_sent_fresh(comm, a, b, x, y, reps))
         out["add"].append(_slowest(comm, _hot_add(comm, x, y, it)))
         x[...] = 0  # keep the sums finite (exact zeros: no denormals, no overflow)
 
@@ -161,8 +245,8 @@ def _collective(comm, fn, sizes, iters, cbufs):
     times = []
     for size in sizes:
         buf = cbufs[size]
-        times.append(float(time_call(comm, lambda: fn(comm, buf, "sum"), iters, 1).max()))
-        buf[...] = 0  # sums of zeros stay finite
+        fn(comm, buf, "sum")  # warm-up (scratch buffers, first touch)
+        times.append(time_fresh(comm, _zero(buf), lambda: fn(comm, buf, "sum"), _reps(size, iters)))
     return times
 
 
@@ -268,7 +352,7 @@ def _settled(samples, window=5, tol=0.03):
         return False
 
     def fastest(rounds):
-        vals = [np.min([smp[k] for smp in rounds], axis=0) for k in ("oneway", "exchange", "step", "add")]
+        vals = [np.min([smp[k] for smp in rounds], axis=0) for k in KEYS]
         vals += [np.min([smp["algos"][a] for smp in rounds], axis=0) for a in rounds[0]["algos"]]
         return np.concatenate(vals)
 
@@ -314,15 +398,16 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     rounds = len(samples)
     fastest = lambda key: np.min([smp[key] for smp in samples], axis=0)  # noqa: E731
     median = lambda key: np.median([smp[key] for smp in samples], axis=0)  # noqa: E731
-    oneway, exchange, step, add = fastest("oneway"), fastest("exchange"), fastest("step"), fastest("add")
-    sent_t = np.maximum(step - exchange, add)
-    one_segs, r2 = fit_segments(sizes, oneway)
-    ex_segs, r2_ex = fit_segments(sizes, exchange)
+    best = {k: fastest(k) for k in KEYS}
+    add = best["add"]
+    sent_t = np.maximum(best["add-sent"], add)
+    lines = {k: fit_segments(sizes, best[k]) for k in TRANSFERS}
+    one_segs, r2 = lines["oneway"]
     red_segs = interpolate_segments(sizes, add)
     fit = {
         "alpha": one_segs[-1]["alpha"], "beta": one_segs[-1]["beta"], "gamma": max(red_segs[-1]["beta"], 0.0),
         "r2": r2, "segments": one_segs,
-        "exchange": {"segments": ex_segs, "r2": r2_ex},
+        **{k: {"segments": segs, "r2": r2k} for k, (segs, r2k) in lines.items() if k != "oneway"},
         "reduce": {"segments": red_segs, "table": True},
         "reduce-sent": {"segments": interpolate_segments(sizes, sent_t), "table": True},
         "overhead": {},
@@ -348,9 +433,9 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     where = None
     if save and comm.rank == 0:
         where = cost.save_fit(fit, path)
-    points = {"sizes": sizes, "oneway": oneway.tolist(), "exchange": exchange.tolist(),
-              "reduce": add.tolist(), "reduce_sent": sent_t.tolist(), "oneway_median": median("oneway").tolist(),
-              "exchange_median": median("exchange").tolist()}
+    points = {"sizes": sizes, **{k: best[k].tolist() for k in TRANSFERS},
+              **{f"{k}_median": median(k).tolist() for k in TRANSFERS},
+              "reduce": add.tolist(), "reduce_sent": sent_t.tolist()}
     return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
@@ -387,24 +472,31 @@ def accuracy(rows):
 def format_fit(res):
     """Text report of :func:`run_fit`: the fits, the points, predicted vs measured, crossovers."""
     f, pts = res["fit"], res["points"]
+    titles = {"oneway": "one-way (ping-pong rank 0 <-> 1, fresh data into a fresh buffer): alpha-beta",
+              "oneway-sent": "one-way into the buffer just sent (ping-pong loop on one buffer)",
+              "exchange": "exchange (Sendrecv both ways, pairs; fresh data into a fresh buffer)",
+              "exchange-sent": "exchange into the buffer just sent (Sendrecv loop, alternating buffers)"}
     lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds (until no fastest time improved by"
-             " 3% in 5 rounds), each quantity its fastest round",
-             *_segment_lines("one-way (ping-pong rank 0 <-> 1): alpha-beta", f["segments"], f["r2"]),
-             *_segment_lines("exchange (Sendrecv both ways, pairs)", f["exchange"]["segments"], f["exchange"]["r2"]),
-             f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
-             " below, linear in between",
-             *([f"WARNING: {f['ranks_per_core']:.1f} ranks per core: ranks take turns on the cores, which the "
-                "model (one core per rank) does not describe"] if f.get("ranks_per_core", 0) > 1 else []),
-             "per-call overhead (time at 8 B minus the model): "
-             + ", ".join(f"{a} {o * 1e6:.1f} us" for a, o in f["overhead"].items()),
-             f"#{'size':>11} {'one-way':>9} {'fit':>9} {'err%':>6} {'median':>9} {'exchange':>9} {'fit':>9} {'err%':>6}"
-             f" {'reduce':>9} {'red-sent':>9}   (us)"]
+             " 3% in 5 rounds), each quantity its fastest round; collectives timed on a freshly written buffer",
+             *_segment_lines(titles["oneway"], f["segments"], f["r2"])]
+    for k in TRANSFERS[1:]:
+        if k in f:
+            lines += _segment_lines(titles[k], f[k]["segments"], f[k]["r2"])
+    lines += [f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
+              " below, linear in between",
+              *([f"WARNING: {f['ranks_per_core']:.1f} ranks per core: ranks take turns on the cores, which the "
+                 "model (one core per rank) does not describe"] if f.get("ranks_per_core", 0) > 1 else []),
+              "per-call overhead (time at 8 B minus the model): "
+              + ", ".join(f"{a} {o * 1e6:.1f} us" for a, o in f["overhead"].items()),
+              "# primitives (us): fastest round, the fit's value, and the fit's error in %",
+              f"#{'size':>11} " + " ".join(f"{k:>13} {'fit':>9} {'err%':>5}" for k in TRANSFERS)
+              + f" {'reduce':>9} {'red-sent':>9}"]
     for i, s in enumerate(pts["sizes"]):
-        t1, tx = pts["oneway"][i], pts["exchange"][i]
-        p1, px = cost.primitive(f, "oneway", s), cost.primitive(f, "exchange", s)
-        lines.append(f"{s:>12} {t1 * 1e6:>9.2f} {p1 * 1e6:>9.2f} {100 * (p1 - t1) / t1:>6.1f} {pts['oneway_median'][i] * 1e6:>9.2f}"
-                     f" {tx * 1e6:>9.2f} {px * 1e6:>9.2f} {100 * (px - tx) / tx:>6.1f} {pts['reduce'][i] * 1e6:>9.2f}"
-                     f" {pts['reduce_sent'][i] * 1e6:>9.2f}")
+        cells = []
+        for k in TRANSFERS:
+            t, p = pts[k][i], cost.primitive(f, k, s)
+            cells.append(f"{t * 1e6:>13.2f} {p * 1e6:>9.2f} {100 * (p - t) / t:>5.1f}")
+        lines.append(f"{s:>12} " + " ".join(cells) + f" {pts['reduce'][i] * 1e6:>9.2f} {pts['reduce_sent'][i] * 1e6:>9.2f}")
     lines += ["", f"# predicted vs measured (slowest rank's mean per round; fastest round, and the median), "
                   f"{res['rows'][0]['ranks'] if res['rows'] else f['fit_ranks']} ranks",
               f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'median(us)':>11} {'predicted(us)':>14} {'pred/meas':>10}"]

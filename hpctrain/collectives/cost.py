@@ -3,43 +3,58 @@
 A message of m bytes costs alpha + m beta (latency, inverse bandwidth); reducing m bytes
 costs delta + m gamma (the survey assumes gamma = 0; here it is measured, because NumPy's
 add runs at memory bandwidth, the same order as an intra-node transfer). Each algorithm is
-a list of *steps* (:func:`steps`), each step a count of one primitive on m bytes:
+a list of *steps* (:func:`steps`), each step a count of one primitive on m bytes.
 
-* ``oneway``: one message in one direction while the peer waits (the PS's hops, the
-  unpartitioned ring's relay). Priced by the ping-pong fit: ``alpha``, ``beta``.
-* ``exchange``: every rank sends m bytes and receives m bytes at once (a ring step, a
-  recursive-doubling step, a multi-PS phase). The survey prices it like a one-way message
-  (a full-duplex link). On shared memory the two directions share caches and memory
-  bandwidth, so ``bench fit`` measures it too (``fit["exchange"]``); without that entry
-  the one-way link is used, as in the survey.
+On a network the line alone decides a transfer's cost. On shared memory (MPICH's single
+copy: the receiver's core reads the sender's memory) so does the *destination*: writing
+into a buffer the peer has just read first invalidates the peer's cached copy. Every
+collective has both kinds of receive (its scratch buffer, which only it touches; its own
+vector, which it has just sent), so each transfer primitive comes in both kinds:
+
+* ``oneway``: one message in one direction while the peer waits, fresh data into a buffer
+  only the receiver has touched (a PS worker's gradient into the server's scratch).
+  Priced by the ping-pong fit: ``alpha``, ``beta`` (``segments``).
+* ``oneway-sent``: the same into the buffer the receiver has just sent (the PS result back
+  into a worker's gradient, which the server has just read). ``fit["oneway-sent"]``.
+* ``exchange``: every rank sends m bytes and receives m bytes at once into its scratch (a
+  ring reduce-scatter step, a recursive-doubling step, a multi-PS gather). The survey
+  prices it like a one-way message (a full-duplex link); ``fit["exchange"]``.
+* ``exchange-sent``: the same into the buffer just sent (a ring allgather step, the multi-PS
+  return). ``fit["exchange-sent"]``.
 * ``reduce``: one element-wise pass over m bytes (``fit["reduce"]``, measured per size;
   without it, m x ``fit["gamma"]``), its operands in this core's cache: the ring, the PS
-  and multi-PS add a received chunk into one the peer has not just read.
+  and multi-PS add a received chunk into their fresh vector.
 * ``reduce-sent``: the same pass into the buffer this rank has *just sent*
-  (``fit["reduce-sent"]``, else as ``reduce``): recursive doubling and gossip. On shared
-  memory the peer's cache then holds the lines being written, and every write must first
-  invalidate them: measured here at 2-6x a hot add for 64-512 KiB.
+  (``fit["reduce-sent"]``, else as ``reduce``): recursive doubling and gossip. Measured here
+  at 2-6x a hot add for 64-512 KiB.
+
+A fit without the ``-sent`` entries prices them like the plain ones, and one without
+``exchange`` prices it like ``oneway``: the survey's single link.
 
 Per call, each hand-made collective also spends a constant software overhead (Python
 glue, rank synchronisation between dependent steps): ``fit["overhead"][algo]`` seconds,
 measured by ``bench fit`` at 8 bytes, where messages cost almost nothing (LogP's o).
 
-n ranks, S bytes per rank (the whole vector):
+n ranks, S bytes per rank (the whole vector); each algorithm receives as many times into
+its own vector (``-sent``) as into its scratch:
 
-=====================  =======================  ======================  =========================
-algorithm              oneway (count x bytes)   exchange                reduce
-=====================  =======================  ======================  =========================
-ring                                            2(n-1) x S/n            (n-1) x S/n
-multi-ps (co-located)                           2(n-1) x S/n            (n-1) x S/n
-ps (rank 0 serves)     2(n-1) x S                                       (n-1) x S
-ring-unpartitioned     2(n-1) x S                                       (n-1) x S
-recursive              2f x S                   log2 p x S              f x S, sent: log2 p x S
-gossip (degree d)                               d x S                   sent: (2d + 1) x S
-sparse-allgather                                (n-1) x 8 + (n-1) x P   n x P
-=====================  =======================  ======================  =========================
+=====================  =========================  =========================  ======================
+algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) reduce
+=====================  =========================  =========================  ======================
+ring                                              (n-1) + (n-1) x S/n        (n-1) x S/n
+multi-ps (co-located)                             (n-1) + (n-1) x S/n        (n-1) x S/n
+ps (rank 0 serves)     (n-1) + (n-1) x S                                     (n-1) x S
+ring-unpartitioned     (n-1) + (n-1) x S                                     (n-1) x S
+recursive              f + f x S                  log2 p x S (scratch only)  f x S, sent: log2 p x S
+gossip (degree d)                                 d x S (scratch only)       2d x S, sent: 1 x S
+sparse-allgather                                  (n-1) x 8 + (n-1) x P      n x P
+=====================  =========================  =========================  ======================
 
 p is the largest power of two <= n, f = 1 if n != p (the fold), P the sparse payload bytes
-per rank. With one link for both patterns, no delta and no overhead this is the survey's
+per rank. Chunks (shards) of at least the ring's ``PIPELINE_MIN_BYTES`` are reduced as they
+arrive, k = ceil((S/n) / SEGMENT_BYTES) segments each, so the ring's and multi-PS's
+reduce is (n-1) k x S/(nk) there: each add then finds a segment in cache, where a whole
+chunk's add would run at memory bandwidth. With one link for all patterns, no delta and no overhead this is the survey's
 table: ring and multi-ps 2(n-1) alpha + 2(n-1)/n S beta, ps 2(n-1)(alpha + S beta) (its
 single PS with N workers and one extra server costs 2N(alpha + S beta); here rank 0 is
 server and worker, so N = n-1), recursive doubling log2 n (alpha + S beta).
@@ -52,11 +67,13 @@ import json
 import math
 import os
 
+from .ring import PIPELINE_MIN_BYTES, SEGMENT_BYTES
+
 __all__ = ["steps", "modelled", "predict", "crossover", "link", "primitive", "cache_path", "load_fit",
            "save_fit", "MODELLED", "PRIMITIVES"]
 
 MODELLED = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive", "gossip", "sparse-allgather")
-PRIMITIVES = ("oneway", "exchange", "reduce", "reduce-sent")
+PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
 
 def steps(algo, n, nbytes, degree=2, payload_ratio=None):
@@ -76,16 +93,20 @@ def steps(algo, n, nbytes, degree=2, payload_ratio=None):
         return []
     S = float(nbytes)
     if algo in ("ring", "multi-ps"):
-        return [("exchange", 2 * (n - 1), S / n), ("reduce", n - 1, S / n)]
+        chunk = S / n
+        if chunk >= PIPELINE_MIN_BYTES:  # the reduce-scatter adds segment by segment, in cache
+            k = math.ceil(chunk / SEGMENT_BYTES)
+            return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, chunk / k)]
+        return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]
     if algo in ("ps", "ring-unpartitioned"):
-        return [("oneway", 2 * (n - 1), S), ("reduce", n - 1, S)]
+        return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]
     if algo == "recursive":
         p = 1 << (n.bit_length() - 1)
         f = 0 if p == n else 1
         lg = int(math.log2(p))
-        return [("oneway", 2 * f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]
+        return [("oneway", f, S), ("oneway-sent", f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]
     if algo == "gossip":
-        return [("exchange", degree, S), ("reduce-sent", 2 * degree + 1, S)]
+        return [("exchange", degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]
     P = S * (1.0 if payload_ratio is None else payload_ratio)  # sparse-allgather
     return [("exchange", n - 1, 8.0), ("exchange", n - 1, P), ("reduce", n, P)]
 
@@ -100,8 +121,8 @@ def link(fit, msg_bytes, kind="oneway"):
 
     ``kind`` ``oneway`` reads the ping-pong fit (``segments``, else the single
     ``alpha``/``beta``); the other :data:`PRIMITIVES` read ``fit[kind]["segments"]`` when
-    present. Without them, ``exchange`` falls back to the one-way link (the survey's
-    full-duplex link), ``reduce-sent`` to ``reduce``, and ``reduce`` to
+    present. Without them, each ``-sent`` kind falls back to its plain kind, ``exchange``
+    to the one-way link (the survey's full-duplex link), and ``reduce`` to
     ``(0, fit["gamma"])``.
 
     A fit may hold ``segments`` (list of dicts with ``alpha``, ``beta``, ``max_bytes``;
@@ -112,8 +133,8 @@ def link(fit, msg_bytes, kind="oneway"):
         part = fit.get(kind)
         if part:
             return _segment(part["segments"], msg_bytes)
-        if kind == "reduce-sent":
-            return link(fit, msg_bytes, "reduce")
+        if kind.endswith("-sent"):
+            return link(fit, msg_bytes, kind[: -len("-sent")])
         if kind == "reduce":
             return 0.0, fit.get("gamma", 0.0)
     segs = fit.get("segments")

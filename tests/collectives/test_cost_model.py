@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from hpctrain.bench.fit import _settled, accuracy, fit_line, fit_segments, interpolate_segments
+from hpctrain.bench import fit as fit_module
+from hpctrain.bench.fit import KEYS, _settled, accuracy, fit_line, fit_segments, interpolate_segments, time_fresh
 from hpctrain.collectives import cost
 from hpctrain.comm.transport import CudaAwareTransport, HostTransport, StagedTransport, get_transport
 from hpctrain.errors import ConfigError
@@ -83,8 +84,7 @@ def test_only_the_first_line_is_a_latency():
 
 def test_rounds_continue_while_a_fastest_time_improves():
     def rnd(x):
-        return {"oneway": [x, 2.0], "exchange": [1.0, 2.0], "step": [1.0, 2.0], "add": [1.0, 2.0],
-                "algos": {"ring": [3.0, 4.0]}}
+        return {**{k: [1.0, 2.0] for k in KEYS}, "oneway": [x, 2.0], "algos": {"ring": [3.0, 4.0]}}
 
     flat = [rnd(1.0) for _ in range(6)]
     assert _settled(flat) and not _settled(flat[:5])  # needs more rounds than the window
@@ -116,7 +116,9 @@ def test_interpolate_segments_is_the_measured_table():
 # a fit whose primitives all differ, so each algorithm's formula shows which it uses
 RICH = {
     "alpha": 2e-6, "beta": 1e-10,
+    "oneway-sent": {"segments": [{"alpha": 4e-6, "beta": 2e-10, "max_bytes": None}]},
     "exchange": {"segments": [{"alpha": 3e-6, "beta": 3e-10, "max_bytes": None}]},
+    "exchange-sent": {"segments": [{"alpha": 6e-6, "beta": 5e-10, "max_bytes": None}]},
     "reduce": {"segments": [{"alpha": 5e-7, "beta": 2e-11, "max_bytes": None}]},
     "reduce-sent": {"segments": [{"alpha": 7e-7, "beta": 9e-11, "max_bytes": None}]},
     "overhead": {"ring": 4e-6, "recursive": 1e-6},
@@ -126,37 +128,77 @@ RICH = {
 def test_each_step_is_priced_by_its_own_primitive():
     S = 1 << 20
     one = lambda m: 2e-6 + m * 1e-10  # noqa: E731
+    one_sent = lambda m: 4e-6 + m * 2e-10  # noqa: E731
     ex = lambda m: 3e-6 + m * 3e-10  # noqa: E731
+    ex_sent = lambda m: 6e-6 + m * 5e-10  # noqa: E731
     red = lambda m: 5e-7 + m * 2e-11  # noqa: E731
     sent = lambda m: 7e-7 + m * 9e-11  # noqa: E731
     for n in (2, 3, 4, 5):
-        assert cost.predict("ring", n, S, RICH) == pytest.approx(2 * (n - 1) * ex(S / n) + (n - 1) * red(S / n) + 4e-6)
-        assert cost.predict("multi-ps", n, S, RICH) == pytest.approx(cost.predict("ring", n, S, RICH) - 4e-6)
-        assert cost.predict("ps", n, S, RICH) == pytest.approx(2 * (n - 1) * one(S) + (n - 1) * red(S))
+        # reduce-scatter into scratch, allgather into the vector the next rank has read
+        ring = (n - 1) * (ex(S / n) + ex_sent(S / n) + red(S / n)) + 4e-6
+        assert cost.predict("ring", n, S, RICH) == pytest.approx(ring)
+        assert cost.predict("multi-ps", n, S, RICH) == pytest.approx(ring - 4e-6)
+        # workers' vectors into the server's scratch, the result back into the workers' vectors
+        assert cost.predict("ps", n, S, RICH) == pytest.approx((n - 1) * (one(S) + one_sent(S) + red(S)))
     assert cost.predict("recursive", 4, S, RICH) == pytest.approx(2 * (ex(S) + sent(S)) + 1e-6)
-    # 5 ranks: fold one rank in (two one-way hops, one hot add), then log2(4) doubling steps
-    assert cost.predict("recursive", 5, S, RICH) == pytest.approx(2 * one(S) + red(S) + 2 * (ex(S) + sent(S)) + 1e-6)
-    assert cost.predict("gossip", 4, S, RICH, degree=2) == pytest.approx(2 * ex(S) + 5 * sent(S))
+    # 5 ranks: fold one rank in (one hop into scratch, one back into its vector, one hot add),
+    # then log2(4) doubling steps
+    assert cost.predict("recursive", 5, S, RICH) == pytest.approx(
+        one(S) + one_sent(S) + red(S) + 2 * (ex(S) + sent(S)) + 1e-6)
+    # gossip scales its just-sent vector once, then adds each scaled neighbour from scratch
+    assert cost.predict("gossip", 4, S, RICH, degree=2) == pytest.approx(2 * ex(S) + sent(S) + 4 * red(S))
     assert cost.predict("ring", 1, S, RICH) == 0.0
 
 
 def test_links_fall_back_to_the_survey():
     fit = {"alpha": 2e-6, "beta": 1e-10, "gamma": 3e-11}
-    assert cost.link(fit, 4096, "exchange") == (2e-6, 1e-10)  # a full-duplex link
+    for kind in ("exchange", "oneway-sent", "exchange-sent"):
+        assert cost.link(fit, 4096, kind) == (2e-6, 1e-10)  # one full-duplex link for every transfer
     assert cost.link(fit, 4096, "reduce") == (0.0, 3e-11)
     assert cost.link(fit, 4096, "reduce-sent") == (0.0, 3e-11)
     assert cost.link({"alpha": 1e-6, "beta": 1e-10}, 4096, "reduce") == (0.0, 0.0)
     assert cost.link(dict(fit, reduce=RICH["reduce"]), 4096, "reduce-sent") == (5e-7, 2e-11)
+    assert cost.link(dict(fit, exchange=RICH["exchange"]), 4096, "exchange-sent") == (3e-6, 3e-10)
 
 
 def test_steps_move_the_survey_bytes():
     # the ring and multi-PS move 2(n-1)/n S per rank (bandwidth-optimal); the PS 2(n-1) S
     S = 12345.0
     for n in range(2, 7):
-        moved = lambda algo: sum(c * m for k, c, m in cost.steps(algo, n, S) if k in ("oneway", "exchange"))  # noqa: E731
+        transfers = ("oneway", "oneway-sent", "exchange", "exchange-sent")
+        moved = lambda algo, kinds=transfers: sum(c * m for k, c, m in cost.steps(algo, n, S) if k in kinds)  # noqa: E731
         assert moved("ring") == pytest.approx(2 * (n - 1) / n * S) == moved("multi-ps")
         assert moved("ps") == pytest.approx(2 * (n - 1) * S) == moved("ring-unpartitioned")
+        # half of those bytes land in the receiver's scratch, half in the vector it has sent
+        for algo in ("ring", "multi-ps", "ps", "ring-unpartitioned"):
+            assert moved(algo, ("oneway-sent", "exchange-sent")) == pytest.approx(moved(algo) / 2)
     assert cost.steps("mpi", 4, S) is None and cost.predict("auto", 4, S, FIT) is None
+
+
+class _FakeComm:
+    """A one-rank stand-in that records what time_fresh does, in order."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def barrier(self):
+        self.log.append("barrier")
+
+    def allgather_array(self, a):
+        return np.stack([a, a / 2])  # a second rank, always faster: the max is this rank's
+
+
+def test_time_fresh_rewrites_before_every_call_and_takes_the_median(monkeypatch):
+    log, clock, durations = [], [0.0], iter([3.0, 1.0, 2.0, 9.0, 2.0])
+    monkeypatch.setattr(fit_module.time, "perf_counter", lambda: clock[0])  # a clock that only fn moves
+
+    def fn():
+        log.append("call")
+        clock[0] += next(durations)
+
+    t = time_fresh(_FakeComm(log), lambda: log.append("fill"), fn, 5)
+    assert log == ["fill", "barrier", "call"] * 5  # a fresh buffer and a barrier before each timed call
+    assert t == 2.0  # the median of 3, 1, 2, 9, 2 (the other rank's halves never win the max)
 
 
 def test_cache_roundtrip(tmp_path, monkeypatch):
@@ -201,3 +243,20 @@ def test_transport_auto_and_unknown(monkeypatch):
     assert get_transport("auto").name == "staged"
     with pytest.raises(ConfigError, match="unknown transport"):
         get_transport("carrier-pigeon")
+
+
+def test_pipelined_chunks_are_reduced_segment_by_segment():
+    from hpctrain.collectives.ring import PIPELINE_MIN_BYTES, SEGMENT_BYTES
+
+    n = 2
+    for S in (2 * PIPELINE_MIN_BYTES - 2, 2 * PIPELINE_MIN_BYTES, 64 << 20):
+        plan = cost.steps("ring", n, S)
+        chunk = S / n
+        red = [(c, m) for k, c, m in plan if k == "reduce"]
+        if chunk < PIPELINE_MIN_BYTES:  # one add of the whole chunk per step
+            assert red == [(n - 1, chunk)]
+        else:  # ceil(chunk / segment) adds of a segment each, the same bytes in all
+            k = -(-chunk // SEGMENT_BYTES)
+            assert red == [((n - 1) * k, pytest.approx(chunk / k))] and red[0][1] <= SEGMENT_BYTES
+        assert sum(c * m for c, m in red) == pytest.approx((n - 1) * chunk)
+        assert cost.steps("multi-ps", n, S) == plan

@@ -23,7 +23,7 @@ def test_bench_fit_then_collective_with_prediction_and_plot(mpirun, tmp_path):
     assert cached["alpha"] >= 0 and cached["beta"] > 0 and cached["r2"] <= 1
     sizes = [1024, 4096, 16384, 65536, 262144, 1048576]
     assert cached["sizes"] == sizes and 3 <= cached["rounds"] <= 9  # at least --rounds, at most 3x
-    for kind in ("exchange", "reduce", "reduce-sent"):
+    for kind in ("oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent"):
         assert cached[kind]["segments"][0]["min_bytes"] == 1024 and cached[kind]["segments"][-1]["max_bytes"] is None
     algos = {"ring", "multi-ps", "ps", "ring-unpartitioned", "recursive"}
     assert set(cached["overhead"]) == algos and all(o >= 0 for o in cached["overhead"].values())
@@ -33,7 +33,7 @@ def test_bench_fit_then_collective_with_prediction_and_plot(mpirun, tmp_path):
     assert all(r["time_us"] > 0 and r["pred_us"] > 0 and r["median_us"] >= r["time_us"] for r in res["rows"])
     # the measured tables hold the fastest round of each size; reduce-sent is never below reduce
     pts = res["points"]
-    assert all(t > 0 for key in ("oneway", "exchange", "reduce") for t in pts[key])
+    assert all(t > 0 for key in ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce") for t in pts[key])
     assert all(s >= h for s, h in zip(pts["reduce_sent"], pts["reduce"]))
     out = tmp_path / "rows.json"
     args = [HPCTRAIN, "bench", "collective", "--algo", ALL, "--min-bytes", "4", "--max-bytes", "64K",
