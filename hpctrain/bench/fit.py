@@ -360,6 +360,27 @@ def _settled(samples, window=5, tol=0.03):
     return bool(np.all(now >= before * (1 - tol)))
 
 
+def _build_fit(n, sizes, tables, algo_times):
+    """The cost model's fit (see :mod:`hpctrain.collectives.cost`) from one table per
+    :data:`KEYS` entry (seconds per size) and each algorithm's times ([8 B] + compared
+    sizes), which give its per-call overhead."""
+    lines = {k: fit_segments(sizes, tables[k]) for k in TRANSFERS}
+    one_segs, r2 = lines["oneway"]
+    red_segs = interpolate_segments(sizes, tables["add"])
+    fit = {
+        "alpha": one_segs[-1]["alpha"], "beta": one_segs[-1]["beta"], "gamma": max(red_segs[-1]["beta"], 0.0),
+        "r2": r2, "segments": one_segs,
+        **{k: {"segments": segs, "r2": r2k} for k, (segs, r2k) in lines.items() if k != "oneway"},
+        "reduce": {"segments": red_segs, "table": True},
+        "reduce-sent": {"segments": interpolate_segments(sizes, np.maximum(tables["add-sent"], tables["add"])),
+                        "table": True},
+        "overhead": {},
+    }
+    for algo, times in algo_times.items():
+        fit["overhead"][algo] = max(0.0, float(times[0]) - cost.predict(algo, n, OVERHEAD_BYTES, fit))
+    return fit
+
+
 def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10, rounds=20,
             save=True, path=None, max_rounds=None):
     """Measure the primitives and ``algos`` in interleaved rounds; fit; cache.
@@ -377,7 +398,8 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     Returns:
         A dict: ``fit`` (see :mod:`hpctrain.collectives.cost`), ``points`` (fastest and
         median primitive times per size), ``rows`` (per algorithm and size: ``time_us``
-        fastest, ``median_us``, ``pred_us``), ``crossovers``, ``path``.
+        fastest, ``median_us``, ``pred_us`` from the fastest rounds, ``pred_median_us`` from
+        the median rounds), ``crossovers``, ``path``.
     """
     if comm.size < 2:
         raise ConfigError("bench fit needs at least 2 ranks (it ping-pongs between ranks 0 and 1)")
@@ -399,31 +421,20 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     fastest = lambda key: np.min([smp[key] for smp in samples], axis=0)  # noqa: E731
     median = lambda key: np.median([smp[key] for smp in samples], axis=0)  # noqa: E731
     best = {k: fastest(k) for k in KEYS}
-    add = best["add"]
-    sent_t = np.maximum(best["add-sent"], add)
-    lines = {k: fit_segments(sizes, best[k]) for k in TRANSFERS}
-    one_segs, r2 = lines["oneway"]
-    red_segs = interpolate_segments(sizes, add)
-    fit = {
-        "alpha": one_segs[-1]["alpha"], "beta": one_segs[-1]["beta"], "gamma": max(red_segs[-1]["beta"], 0.0),
-        "r2": r2, "segments": one_segs,
-        **{k: {"segments": segs, "r2": r2k} for k, (segs, r2k) in lines.items() if k != "oneway"},
-        "reduce": {"segments": red_segs, "table": True},
-        "reduce-sent": {"segments": interpolate_segments(sizes, sent_t), "table": True},
-        "overhead": {},
-        "fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes, "rounds": rounds,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
+    times = {a: np.min([smp["algos"][a] for smp in samples], axis=0) for a in algos}
+    meds = {a: np.median([smp["algos"][a] for smp in samples], axis=0) for a in algos}
+    fit = _build_fit(comm.size, sizes, best, times)
+    fit.update({"fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes,
+                "rounds": rounds, "created": datetime.datetime.now().isoformat(timespec="seconds")})
+    # the same model from the median rounds: a second view of a machine that drifts
+    fit_median = _build_fit(comm.size, sizes, {k: median(k) for k in KEYS}, meds)
     rows = []
     for algo in algos:
-        times = np.min([smp["algos"][algo] for smp in samples], axis=0)
-        meds = np.median([smp["algos"][algo] for smp in samples], axis=0)
-        base = cost.predict(algo, comm.size, OVERHEAD_BYTES, fit)
-        fit["overhead"][algo] = max(0.0, float(times[0]) - base)
-        for size, t, m in zip(compare_sizes, times[1:], meds[1:]):
+        for size, t, m in zip(compare_sizes, times[algo][1:], meds[algo][1:]):
             rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
                          "median_us": float(m) * 1e6,
-                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6})
+                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6,
+                         "pred_median_us": cost.predict(algo, comm.size, size, fit_median) * 1e6})
     cross = []
     for i, a in enumerate(algos):
         for b in algos[i + 1:]:
@@ -435,7 +446,7 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
         where = cost.save_fit(fit, path)
     points = {"sizes": sizes, **{k: best[k].tolist() for k in TRANSFERS},
               **{f"{k}_median": median(k).tolist() for k in TRANSFERS},
-              "reduce": add.tolist(), "reduce_sent": sent_t.tolist()}
+              "reduce": best["add"].tolist(), "reduce_sent": np.maximum(best["add-sent"], best["add"]).tolist()}
     return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
@@ -456,13 +467,18 @@ def _segment_lines(title, segs, r2):
 DRIFT_WARN = 1.3  # median round / fastest round above which the report says the machine drifted
 
 
-def accuracy(rows):
+def accuracy(rows, pred="pred_us", meas="time_us"):
     """Per algorithm: the range of pred/meas, how many sizes are within TOLERANCE, and the
-    drift (median over sizes of the median round's time / the fastest round's)."""
+    drift (median over sizes of the median round's time / the fastest round's).
+
+    Args:
+        pred, meas: the row keys compared: the fastest rounds' (default) or
+            ``pred_median_us`` and ``median_us``, the median rounds'.
+    """
     out = {}
     for algo in dict.fromkeys(r["algo"] for r in rows):
         mine = [r for r in rows if r["algo"] == algo]
-        ratios = np.array([r["pred_us"] / r["time_us"] for r in mine])
+        ratios = np.array([r[pred] / r[meas] for r in mine])
         out[algo] = {"min_ratio": float(ratios.min()), "max_ratio": float(ratios.max()),
                      "within": int(np.sum(np.abs(ratios - 1) <= TOLERANCE)), "rows": len(ratios),
                      "drift": float(np.median([r["median_us"] / r["time_us"] for r in mine]))}
@@ -497,16 +513,21 @@ def format_fit(res):
             t, p = pts[k][i], cost.primitive(f, k, s)
             cells.append(f"{t * 1e6:>13.2f} {p * 1e6:>9.2f} {100 * (p - t) / t:>5.1f}")
         lines.append(f"{s:>12} " + " ".join(cells) + f" {pts['reduce'][i] * 1e6:>9.2f} {pts['reduce_sent'][i] * 1e6:>9.2f}")
-    lines += ["", f"# predicted vs measured (slowest rank's mean per round; fastest round, and the median), "
+    lines += ["", f"# predicted vs measured (per round the median call, slowest rank; the fastest round with the model "
+                  "of the fastest rounds, and the median round with the model of the median rounds), "
                   f"{res['rows'][0]['ranks'] if res['rows'] else f['fit_ranks']} ranks",
-              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'median(us)':>11} {'predicted(us)':>14} {'pred/meas':>10}"]
+              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'predicted(us)':>14} {'pred/meas':>10}"
+              f" {'median(us)':>11} {'predicted':>10} {'pred/meas':>10}   (fastest rounds | median rounds)"]
     for r in res["rows"]:
-        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r['median_us']:>11.1f} {r['pred_us']:>14.1f}"
-                     f" {r['pred_us'] / r['time_us']:>10.2f}")
-    acc = accuracy(res["rows"])
+        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r['pred_us']:>14.1f}"
+                     f" {r['pred_us'] / r['time_us']:>10.2f} {r['median_us']:>11.1f} {r['pred_median_us']:>10.1f}"
+                     f" {r['pred_median_us'] / r['median_us']:>10.2f}")
+    acc, acc_med = accuracy(res["rows"]), accuracy(res["rows"], "pred_median_us", "median_us")
     for algo, a in acc.items():
+        m = acc_med[algo]
         lines.append(f"# {algo}: pred/meas {a['min_ratio']:.2f} .. {a['max_ratio']:.2f}, "
-                     f"{a['within']}/{a['rows']} sizes within {TOLERANCE:.0%} (median round {a['drift']:.2f}x the fastest)")
+                     f"{a['within']}/{a['rows']} sizes within {TOLERANCE:.0%} (median rounds: {m['min_ratio']:.2f} .. "
+                     f"{m['max_ratio']:.2f}, {m['within']}/{m['rows']}; median round {a['drift']:.2f}x the fastest)")
     if acc and max(a["drift"] for a in acc.values()) > DRIFT_WARN:
         lines.append(f"# NOTE: the median round took over {DRIFT_WARN}x the fastest: the machine drifted during the "
                      "run; the fastest rounds are compared, but rerun (or raise --rounds) before trusting a miss")

@@ -101,6 +101,12 @@ def test_accuracy_counts_sizes_within_tolerance():
     acc = accuracy(rows)
     assert acc["ring"] == {"min_ratio": 0.8, "max_ratio": 1.21, "within": 2, "rows": 3, "drift": 1.1}
     assert acc["ps"]["within"] == 0 and acc["ps"]["drift"] == 1.0
+    # the median rounds' view compares the median-round model with the median rounds
+    for r, pm in zip(rows, (110.0, 150.0, 100.0, 9.0)):
+        r["pred_median_us"] = pm
+    med = accuracy(rows, "pred_median_us", "median_us")
+    assert med["ring"]["within"] == 3 and med["ring"]["min_ratio"] == med["ring"]["max_ratio"] == 1.0
+    assert med["ps"]["within"] == 1 and med["ps"]["min_ratio"] == 0.9
 
 
 def test_interpolate_segments_is_the_measured_table():
