@@ -37,11 +37,14 @@ the size (eager, rendezvous, single copy) and the caches run out, so one line ra
 not model, are kept as measured tables (:func:`interpolate_segments`): their cost per byte
 rises and falls with the cache state of the operands.
 
-Machines drift: on a shared VM the same transfer can run 2-3x slower for seconds at a time.
-So nothing is timed in one block: each *round* times every primitive at every size and
-every collective at every comparison size, ``rounds`` rounds in a row, and each quantity
-keeps its fastest round (medians are reported too). A fit and the times it is compared with
-therefore come from the same stretch of the run.
+Machines drift: on a shared VM the same transfer can run 2-3x slower for seconds to
+minutes at a time. So nothing is timed in one block: each *round* times every primitive at
+every size and every collective at every comparison size, in an order rotated each round,
+and rounds follow until the medians settle. Each quantity is its median over the rounds, so
+the fit and the times it is compared with come from the same mixture of the machine's
+states; the report adds a second view, each quantity's fastest round with the model fitted
+to those (a quantity that never caught the machine's fast state in a round makes that view
+miss, which is why it is not the first).
 """
 
 import datetime
@@ -53,7 +56,7 @@ from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
 
 __all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy",
-           "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS"]
+           "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS", "KEYS"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
 OVERHEAD_BYTES = 8
@@ -97,17 +100,26 @@ def _zero(*arrays):
 def _pingpong_fresh(comm, a, b, reps):
     """One-way seconds (half a round trip, ranks 0 and 1) of fresh data into buffers that
     only the receiver has touched: rank 0 sends a and receives into b, rank 1 receives into
-    b and sends it back; every round trip after a rewrite of a and b and a barrier."""
+    b and sends it back; every round trip after a rewrite of a and b and a barrier (the
+    other ranks only join the barriers)."""
     r = comm.rank
 
     def trip():
         if r == 0:
             comm.send(a, 1, tag=60)
             comm.recv(b, 1, tag=61)
-        elif r == 1:
+        else:
             comm.recv(b, 0, tag=60)
             comm.send(b, 0, tag=61)
-    return time_fresh(comm, _zero(a, b), trip, reps) / 2
+    return _among(comm, r < 2, _zero(a, b), trip, reps) / 2
+
+
+def _among(comm, mine, fill, fn, reps):
+    """:func:`time_fresh` where only the ranks with ``mine`` take part; the others only join
+    the barriers and the gather."""
+    if not mine:
+        fill = fn = _zero()
+    return time_fresh(comm, fill, fn, reps)
 
 
 def _pingpong_sent(comm, a, it):
@@ -138,9 +150,7 @@ def _exchange_fresh(comm, a, b, reps):
     """Seconds of one paired Sendrecv (rank r with r^1) of fresh a into b, per call after a
     rewrite of a and b and a barrier (an odd world's last rank sits this one out)."""
     peer = comm.rank ^ 1
-    if peer >= comm.size:
-        return time_fresh(comm, _zero(), lambda: None, reps)
-    return time_fresh(comm, _zero(a, b), lambda: comm.sendrecv(a, peer, b, peer), reps)
+    return _among(comm, peer < comm.size, _zero(a, b), lambda: comm.sendrecv(a, peer, b, peer), reps)
 
 
 def _exchange_sent(comm, a, b, it):
@@ -164,14 +174,12 @@ def _add_sent_fresh(comm, a, b, x, y, reps):
     """Seconds of x += y (typed views of a and b) right after a fresh a was sent to the
     peer and b received from it (untimed, with the rewrite): recursive doubling's add."""
     peer = comm.rank ^ 1
-    if peer >= comm.size:
-        return time_fresh(comm, _zero(), lambda: None, reps)
     zero = _zero(a, b)
 
     def fill():
         zero()
         comm.sendrecv(a, peer, b, peer)
-    return time_fresh(comm, fill, lambda: np.add(x, y, out=x), reps)
+    return _among(comm, peer < comm.size, fill, lambda: np.add(x, y, out=x), reps)
 
 
 def _hot_add(comm, x, y, it):
@@ -346,18 +354,27 @@ def interpolate_segments(sizes, times):
     return segs
 
 
+def _stack(samples, key):
+    """One quantity over the rounds: an array (rounds x sizes); ``key`` a :data:`KEYS` entry
+    or ``("algos", name)``."""
+    if isinstance(key, tuple):
+        return np.array([smp["algos"][key[1]] for smp in samples])
+    return np.array([smp[key] for smp in samples])
+
+
+def _quantities(samples):
+    return [*KEYS, *(("algos", a) for a in samples[0]["algos"])]
+
+
 def _settled(samples, window=5, tol=0.03):
-    """Whether no fastest time improved by more than ``tol`` in the last ``window`` rounds."""
+    """Whether no median over the rounds moved by more than ``tol`` in the last ``window`` rounds."""
     if len(samples) <= window:
         return False
-
-    def fastest(rounds):
-        vals = [np.min([smp[k] for smp in rounds], axis=0) for k in KEYS]
-        vals += [np.min([smp["algos"][a] for smp in rounds], axis=0) for a in rounds[0]["algos"]]
-        return np.concatenate(vals)
-
-    before, now = fastest(samples[:-window]), fastest(samples)
-    return bool(np.all(now >= before * (1 - tol)))
+    for key in _quantities(samples):
+        before = np.median(_stack(samples[:-window], key), axis=0)
+        if np.any(np.abs(np.median(_stack(samples, key), axis=0) - before) > tol * before):
+            return False
+    return True
 
 
 def _build_fit(n, sizes, tables, algo_times):
@@ -388,18 +405,18 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     Args:
         sizes: message sizes of the primitives (at least 3).
         compare_sizes: sizes (bytes per rank) at which ``algos`` are timed and predicted.
-        iters: timed calls of each algorithm per size per round.
-        rounds: at least this many rounds; every quantity keeps its fastest round. More
-            follow, up to ``max_rounds`` (default 3 x ``rounds``), while some fastest time
-            still improved by more than 3% in the last 5 rounds (a machine that drifts gets
-            more chances to show each quantity at its best). Every rank sees the same
+        iters: fresh calls of each algorithm per size per round (more for small sizes).
+        rounds: at least this many rounds; every quantity is its median over the rounds.
+            More follow, up to ``max_rounds`` (default 3 x ``rounds``), while some median
+            still moved by more than 3% in the last 5 rounds. Every rank sees the same
             (gathered) times, so all take the same decision.
 
     Returns:
-        A dict: ``fit`` (see :mod:`hpctrain.collectives.cost`), ``points`` (fastest and
-        median primitive times per size), ``rows`` (per algorithm and size: ``time_us``
-        fastest, ``median_us``, ``pred_us`` from the fastest rounds, ``pred_median_us`` from
-        the median rounds), ``crossovers``, ``path``.
+        A dict: ``fit`` (see :mod:`hpctrain.collectives.cost`; from the median rounds),
+        ``points`` (median and fastest primitive times per size), ``rows`` (per algorithm
+        and size: ``time_us`` and ``pred_us`` of the median rounds, ``fastest_us`` and
+        ``pred_fastest_us`` of the fastest rounds with the model fitted to those),
+        ``crossovers``, ``path``, ``rounds`` (every round's raw times).
     """
     if comm.size < 2:
         raise ConfigError("bench fit needs at least 2 ranks (it ping-pongs between ranks 0 and 1)")
@@ -418,23 +435,19 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     while len(samples) < max_rounds and (len(samples) < rounds or not _settled(samples)):
         samples.append(measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=len(samples)))
     rounds = len(samples)
-    fastest = lambda key: np.min([smp[key] for smp in samples], axis=0)  # noqa: E731
-    median = lambda key: np.median([smp[key] for smp in samples], axis=0)  # noqa: E731
-    best = {k: fastest(k) for k in KEYS}
-    times = {a: np.min([smp["algos"][a] for smp in samples], axis=0) for a in algos}
-    meds = {a: np.median([smp["algos"][a] for smp in samples], axis=0) for a in algos}
-    fit = _build_fit(comm.size, sizes, best, times)
+    median = {k: np.median(_stack(samples, k), axis=0) for k in _quantities(samples)}
+    fastest = {k: _stack(samples, k).min(axis=0) for k in _quantities(samples)}
+    fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos})
     fit.update({"fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes,
                 "rounds": rounds, "created": datetime.datetime.now().isoformat(timespec="seconds")})
-    # the same model from the median rounds: a second view of a machine that drifts
-    fit_median = _build_fit(comm.size, sizes, {k: median(k) for k in KEYS}, meds)
+    # the same model from each quantity's fastest round: the second view
+    fit_fastest = _build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos})
     rows = []
     for algo in algos:
-        for size, t, m in zip(compare_sizes, times[algo][1:], meds[algo][1:]):
+        for size, t, f in zip(compare_sizes, median[("algos", algo)][1:], fastest[("algos", algo)][1:]):
             rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
-                         "median_us": float(m) * 1e6,
-                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6,
-                         "pred_median_us": cost.predict(algo, comm.size, size, fit_median) * 1e6})
+                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6, "fastest_us": float(f) * 1e6,
+                         "pred_fastest_us": cost.predict(algo, comm.size, size, fit_fastest) * 1e6})
     cross = []
     for i, a in enumerate(algos):
         for b in algos[i + 1:]:
@@ -444,9 +457,9 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     where = None
     if save and comm.rank == 0:
         where = cost.save_fit(fit, path)
-    points = {"sizes": sizes, **{k: best[k].tolist() for k in TRANSFERS},
-              **{f"{k}_median": median(k).tolist() for k in TRANSFERS},
-              "reduce": best["add"].tolist(), "reduce_sent": np.maximum(best["add-sent"], best["add"]).tolist()}
+    points = {"sizes": sizes, **{k: median[k].tolist() for k in TRANSFERS},
+              **{f"{k}_fastest": fastest[k].tolist() for k in TRANSFERS},
+              "reduce": median["add"].tolist(), "reduce_sent": np.maximum(median["add-sent"], median["add"]).tolist()}
     return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
@@ -472,8 +485,8 @@ def accuracy(rows, pred="pred_us", meas="time_us"):
     drift (median over sizes of the median round's time / the fastest round's).
 
     Args:
-        pred, meas: the row keys compared: the fastest rounds' (default) or
-            ``pred_median_us`` and ``median_us``, the median rounds'.
+        pred, meas: the row keys compared: the median rounds' (default) or
+            ``pred_fastest_us`` and ``fastest_us``, the fastest rounds'.
     """
     out = {}
     for algo in dict.fromkeys(r["algo"] for r in rows):
@@ -481,7 +494,7 @@ def accuracy(rows, pred="pred_us", meas="time_us"):
         ratios = np.array([r[pred] / r[meas] for r in mine])
         out[algo] = {"min_ratio": float(ratios.min()), "max_ratio": float(ratios.max()),
                      "within": int(np.sum(np.abs(ratios - 1) <= TOLERANCE)), "rows": len(ratios),
-                     "drift": float(np.median([r["median_us"] / r["time_us"] for r in mine]))}
+                     "drift": float(np.median([r["time_us"] / r["fastest_us"] for r in mine]))}
     return out
 
 
@@ -492,8 +505,8 @@ def format_fit(res):
               "oneway-sent": "one-way into the buffer just sent (ping-pong loop on one buffer)",
               "exchange": "exchange (Sendrecv both ways, pairs; fresh data into a fresh buffer)",
               "exchange-sent": "exchange into the buffer just sent (Sendrecv loop, alternating buffers)"}
-    lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds (until no fastest time improved by"
-             " 3% in 5 rounds), each quantity its fastest round; collectives timed on a freshly written buffer",
+    lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds (until no median moved by 3% in"
+             " 5 rounds), each quantity its median round; collectives timed on a freshly written buffer",
              *_segment_lines(titles["oneway"], f["segments"], f["r2"])]
     for k in TRANSFERS[1:]:
         if k in f:
@@ -504,7 +517,7 @@ def format_fit(res):
                  "model (one core per rank) does not describe"] if f.get("ranks_per_core", 0) > 1 else []),
               "per-call overhead (time at 8 B minus the model): "
               + ", ".join(f"{a} {o * 1e6:.1f} us" for a, o in f["overhead"].items()),
-              "# primitives (us): fastest round, the fit's value, and the fit's error in %",
+              "# primitives (us): median round, the fit's value, and the fit's error in %",
               f"#{'size':>11} " + " ".join(f"{k:>13} {'fit':>9} {'err%':>5}" for k in TRANSFERS)
               + f" {'reduce':>9} {'red-sent':>9}"]
     for i, s in enumerate(pts["sizes"]):
@@ -513,24 +526,24 @@ def format_fit(res):
             t, p = pts[k][i], cost.primitive(f, k, s)
             cells.append(f"{t * 1e6:>13.2f} {p * 1e6:>9.2f} {100 * (p - t) / t:>5.1f}")
         lines.append(f"{s:>12} " + " ".join(cells) + f" {pts['reduce'][i] * 1e6:>9.2f} {pts['reduce_sent'][i] * 1e6:>9.2f}")
-    lines += ["", f"# predicted vs measured (per round the median call, slowest rank; the fastest round with the model "
-                  "of the fastest rounds, and the median round with the model of the median rounds), "
+    lines += ["", "# predicted vs measured (per round the median call, slowest rank): the median round with the model of "
+                  "the median rounds | the fastest round with the model of the fastest rounds, "
                   f"{res['rows'][0]['ranks'] if res['rows'] else f['fit_ranks']} ranks",
-              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'predicted(us)':>14} {'pred/meas':>10}"
-              f" {'median(us)':>11} {'predicted':>10} {'pred/meas':>10}   (fastest rounds | median rounds)"]
+              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'predicted(us)':>14} {'pred/meas':>10} |"
+              f" {'fastest(us)':>11} {'predicted':>10} {'pred/meas':>10}"]
     for r in res["rows"]:
         lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r['pred_us']:>14.1f}"
-                     f" {r['pred_us'] / r['time_us']:>10.2f} {r['median_us']:>11.1f} {r['pred_median_us']:>10.1f}"
-                     f" {r['pred_median_us'] / r['median_us']:>10.2f}")
-    acc, acc_med = accuracy(res["rows"]), accuracy(res["rows"], "pred_median_us", "median_us")
+                     f" {r['pred_us'] / r['time_us']:>10.2f} | {r['fastest_us']:>11.1f} {r['pred_fastest_us']:>10.1f}"
+                     f" {r['pred_fastest_us'] / r['fastest_us']:>10.2f}")
+    acc, acc_fast = accuracy(res["rows"]), accuracy(res["rows"], "pred_fastest_us", "fastest_us")
     for algo, a in acc.items():
-        m = acc_med[algo]
+        q = acc_fast[algo]
         lines.append(f"# {algo}: pred/meas {a['min_ratio']:.2f} .. {a['max_ratio']:.2f}, "
-                     f"{a['within']}/{a['rows']} sizes within {TOLERANCE:.0%} (median rounds: {m['min_ratio']:.2f} .. "
-                     f"{m['max_ratio']:.2f}, {m['within']}/{m['rows']}; median round {a['drift']:.2f}x the fastest)")
+                     f"{a['within']}/{a['rows']} sizes within {TOLERANCE:.0%} (fastest rounds: {q['min_ratio']:.2f} .. "
+                     f"{q['max_ratio']:.2f}, {q['within']}/{q['rows']}; median round {a['drift']:.2f}x the fastest)")
     if acc and max(a["drift"] for a in acc.values()) > DRIFT_WARN:
         lines.append(f"# NOTE: the median round took over {DRIFT_WARN}x the fastest: the machine drifted during the "
-                     "run; the fastest rounds are compared, but rerun (or raise --rounds) before trusting a miss")
+                     "run; where the two views disagree, rerun (or raise --rounds) before trusting a miss")
     lines += ["", "# model crossovers (size where two algorithms are predicted equal)"]
     for c in res["crossovers"]:
         lines.append(f"{c['a']:>20} = {c['b']:<20} at {c['bytes']:.0f} B")
