@@ -295,14 +295,14 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
               help="algorithms to compare with their predictions")
 @click.option("--compare-min", default="64K", show_default=True, help="smallest size of the comparison")
 @click.option("--iters", default=10, show_default=True, type=click.IntRange(min=1),
-              help="timed calls of each algorithm per size per round")
+              help="timed calls (each on a freshly written buffer) of each algorithm per size per round")
 @click.option("--rounds", default=20, show_default=True, type=click.IntRange(min=1),
-              help="interleaved rounds (at least; up to 3x while a fastest time still improves); each time keeps its fastest round")
+              help="interleaved rounds (at least; up to 3x while a median still moves); each time is its median round")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--no-cache", is_flag=True, help="do not write the fit to the cache")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the fit and rows as JSON")
 def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, rounds, dtype, no_cache, json_path):
-    """Fit the alpha-beta model (ping-pong, exchange, reduction); predicted vs measured; cache for auto."""
+    """Fit the alpha-beta model (ping-pongs, exchanges, reductions); predicted vs measured; cache for auto."""
     from .bench.common import parse_size, size_sweep
     from .bench.fit import format_fit, run_fit
 
