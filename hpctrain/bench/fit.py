@@ -23,12 +23,12 @@ the exchanges), in the state a collective's step finds its buffers in:
   (a ring reduce-scatter step into its scratch), per call after a rewrite and a barrier.
 * ``exchange-sent``: the same into the buffer the peer has just read (an allgather step):
   a loop alternating two buffers, each rank sending what it has just received.
-* ``reduce``: one element-wise add (a += b) of m bytes on every rank at once, operands in
-  this core's cache: how the ring and the parameter servers add a received chunk into
-  their fresh gradient.
-* ``reduce-sent``: the same add into the buffer just sent: a fresh a is exchanged for b
-  (untimed), then a += b is timed; not below ``reduce``. How recursive doubling and gossip
-  add (the peer has just read a, so every write may first invalidate its copy).
+* ``reduce``: one element-wise add (c += b) of m bytes on every rank at once, b just
+  received (a fresh a exchanged for it, untimed) and c freshly written: how the ring and
+  the parameter servers add a received chunk into their fresh gradient.
+* ``reduce-sent``: the same add into the buffer just sent (a += b), not below
+  ``reduce``: how recursive doubling and gossip add (the peer has just read a, so every
+  write may first invalidate its copy).
 * per-call overhead of each collective: its time at 8 bytes minus the model's.
 
 The transfer lines are fitted piecewise (:func:`fit_segments`): MPI switches protocol with
@@ -170,25 +170,23 @@ def _exchange_sent(comm, a, b, it):
     return (time.perf_counter() - t0) / it
 
 
-def _add_sent_fresh(comm, a, b, x, y, reps):
-    """Seconds of x += y (typed views of a and b) right after a fresh a was sent to the
-    peer and b received from it (untimed, with the rewrite): recursive doubling's add."""
+def _add_fresh(comm, a, b, target, dt, reps):
+    """Seconds of ``target += b`` (as ``dt``) right after a fresh a was sent to the peer and
+    b received from it (untimed, with the rewrite of a, b and target).
+
+    ``target`` another rewritten buffer: how the ring and the parameter servers add a chunk
+    they have just received into their fresh vector. ``target`` a itself (the buffer just
+    sent): recursive doubling's add.
+    """
     peer = comm.rank ^ 1
-    zero = _zero(a, b)
+    whole = a.size // dt.itemsize * dt.itemsize  # bytes that form whole elements
+    x, y = target[:whole].view(dt), b[:whole].view(dt)
+    zero = _zero(a, b, target)
 
     def fill():
         zero()
         comm.sendrecv(a, peer, b, peer)
     return _among(comm, peer < comm.size, fill, lambda: np.add(x, y, out=x), reps)
-
-
-def _hot_add(comm, x, y, it):
-    comm.barrier()
-    np.add(x, y, out=x)
-    t0 = time.perf_counter()
-    for _ in range(it):
-        np.add(x, y, out=x)
-    return (time.perf_counter() - t0) / it
 
 
 def _ranks_per_core():
@@ -215,12 +213,12 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
 
     Args:
         iters: fresh calls of each algorithm per size (more at small sizes: :func:`_reps`).
-        bufs: dict size -> (a, b) uint8 buffers of the primitives (reused across rounds).
+        bufs: dict size -> (a, b, c) uint8 buffers of the primitives (reused across rounds).
         cbufs: dict size -> ``dtype`` buffer of the collectives (reused across rounds).
 
     Returns:
-        A dict with the :data:`KEYS` (``add``: hot; ``add-sent``: into the buffer just
-        sent), lists of seconds per size; ``algos``: {algo: list of seconds per size of
+        A dict with the :data:`KEYS` (``add``: a received buffer into a fresh one;
+        ``add-sent``: into the buffer just sent), lists of seconds per size; ``algos``: {algo: list of seconds per size of
         [8] + compare_sizes} (median over fresh calls of the slowest rank's time).
     """
     parts = ["primitives", *algos]
@@ -236,17 +234,14 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
 
 def _primitives(comm, sizes, dt, bufs, iters, out):
     for size in sizes:
-        a, b = bufs[size]
+        a, b, c = bufs[size]
         it, reps = _iters(size), _reps(size, iters)
-        whole = size // dt.itemsize * dt.itemsize  # bytes that form whole elements
-        x, y = a[:whole].view(dt), b[:whole].view(dt)
         out["oneway"].append(_pingpong_fresh(comm, a, b, reps))
         out["oneway-sent"].append(_slowest(comm, _pingpong_sent(comm, a, it)))
         out["exchange"].append(_exchange_fresh(comm, a, b, reps))
         out["exchange-sent"].append(_slowest(comm, _exchange_sent(comm, a, b, it)))
-        out["add-sent"].append(_add_sent_fresh(comm, a, b, x, y, reps))
-        out["add"].append(_slowest(comm, _hot_add(comm, x, y, it)))
-        x[...] = 0  # keep the sums finite (exact zeros: no denormals, no overflow)
+        out["add"].append(_add_fresh(comm, a, b, c, dt, reps))
+        out["add-sent"].append(_add_fresh(comm, a, b, a, dt, reps))
 
 
 def _collective(comm, fn, sizes, iters, cbufs):
@@ -428,7 +423,7 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     if bad:
         raise ConfigError(f"bench fit has no cost model of {', '.join(map(repr, bad))}; "
                           f"choose from {', '.join(fittable)}")
-    bufs = {s: (np.zeros(s, np.uint8), np.zeros(s, np.uint8)) for s in sizes}
+    bufs = {s: tuple(np.zeros(s, np.uint8) for _ in range(3)) for s in sizes}
     cbufs = {s: np.zeros(max(s // np.dtype(dtype).itemsize, 1), dtype=dtype) for s in [OVERHEAD_BYTES, *compare_sizes]}
     max_rounds = max(rounds, max_rounds or 3 * rounds)
     samples = []
