@@ -41,8 +41,8 @@ its own vector (``-sent``) as into its scratch:
 =====================  =========================  =========================  ======================
 algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) reduce
 =====================  =========================  =========================  ======================
-ring                                              (n-1) + (n-1) x S/n        (n-1) x S/n
-multi-ps (co-located)                             (n-1) + (n-1) x S/n        (n-1) x S/n
+ring                                              (n-1) + (n-1) x S/n (*)    (n-1) x S/n (*)
+multi-ps (co-located)                             (n-1) + (n-1) x S/n (*)    (n-1) x S/n (*)
 ps (rank 0 serves)     (n-1) + (n-1) x S                                     (n-1) x S
 ring-unpartitioned     (n-1) + (n-1) x S                                     (n-1) x S
 recursive              f + f x S                  log2 p x S (scratch only)  f x S, sent: log2 p x S
@@ -50,14 +50,19 @@ gossip (degree d)                                 d x S (scratch only)       2d 
 sparse-allgather                                  (n-1) x 8 + (n-1) x P      n x P
 =====================  =========================  =========================  ======================
 
-p is the largest power of two <= n, f = 1 if n != p (the fold), P the sparse payload bytes
-per rank. Chunks (shards) of at least the ring's ``PIPELINE_MIN_BYTES`` are reduced as they
-arrive, k = ceil((S/n) / SEGMENT_BYTES) segments each, so the ring's and multi-PS's
-reduce is (n-1) k x S/(nk) there: each add then finds a segment in cache, where a whole
-chunk's add would run at memory bandwidth. With one link for all patterns, no delta and no overhead this is the survey's
-table: ring and multi-ps 2(n-1) alpha + 2(n-1)/n S beta, ps 2(n-1)(alpha + S beta) (its
-single PS with N workers and one extra server costs 2N(alpha + S beta); here rank 0 is
-server and worker, so N = n-1), recursive doubling log2 n (alpha + S beta).
+(*) pipelined above ``PIPELINE_MIN_BYTES`` per chunk, see below. p is the largest power of
+two <= n, f = 1 if n != p (the fold), P the sparse payload bytes per rank. With one link
+for all patterns, no delta and no overhead this is the survey's table: ring and multi-ps
+2(n-1) alpha + 2(n-1)/n S beta, ps 2(n-1)(alpha + S beta) (its single PS with N workers
+and one extra server costs 2N(alpha + S beta); here rank 0 is server and worker, so
+N = n-1), recursive doubling log2 n (alpha + S beta).
+
+Chunks (shards) of at least the ring's ``PIPELINE_MIN_BYTES`` travel in
+k = ceil((S/n) / SEGMENT_BYTES) segments in the reduce-scatter (the multi-PS gather) and
+are reduced as they arrive, so there the ring's and multi-PS's exchange and reduce are
+(n-1) k x S/(nk) (k - 1 more latencies per step than the survey's ring, as sent): each add
+finds its segment in cache, where a whole chunk's add would run at memory bandwidth. The
+allgather still moves whole chunks.
 
 The fit (``hpctrain bench fit``) is cached as JSON at ``$HPCTRAIN_CACHE/alpha_beta.json``
 or ``~/.cache/hpctrain/alpha_beta.json``.
@@ -94,9 +99,10 @@ def steps(algo, n, nbytes, degree=2, payload_ratio=None):
     S = float(nbytes)
     if algo in ("ring", "multi-ps"):
         chunk = S / n
-        if chunk >= PIPELINE_MIN_BYTES:  # the reduce-scatter adds segment by segment, in cache
+        if chunk >= PIPELINE_MIN_BYTES:  # the reduce-scatter travels and adds segment by segment
             k = math.ceil(chunk / SEGMENT_BYTES)
-            return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, chunk / k)]
+            seg = chunk / k
+            return [("exchange", (n - 1) * k, seg), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, seg)]
         return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]
     if algo in ("ps", "ring-unpartitioned"):
         return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]

@@ -251,18 +251,20 @@ def test_transport_auto_and_unknown(monkeypatch):
         get_transport("carrier-pigeon")
 
 
-def test_pipelined_chunks_are_reduced_segment_by_segment():
+def test_pipelined_chunks_travel_and_are_reduced_segment_by_segment():
     from hpctrain.collectives.ring import PIPELINE_MIN_BYTES, SEGMENT_BYTES
 
     n = 2
     for S in (2 * PIPELINE_MIN_BYTES - 2, 2 * PIPELINE_MIN_BYTES, 64 << 20):
         plan = cost.steps("ring", n, S)
         chunk = S / n
-        red = [(c, m) for k, c, m in plan if k == "reduce"]
-        if chunk < PIPELINE_MIN_BYTES:  # one add of the whole chunk per step
-            assert red == [(n - 1, chunk)]
-        else:  # ceil(chunk / segment) adds of a segment each, the same bytes in all
-            k = -(-chunk // SEGMENT_BYTES)
-            assert red == [((n - 1) * k, pytest.approx(chunk / k))] and red[0][1] <= SEGMENT_BYTES
-        assert sum(c * m for c, m in red) == pytest.approx((n - 1) * chunk)
+        per = {k: [(c, m) for kind, c, m in plan if kind == k] for k in ("exchange", "exchange-sent", "reduce")}
+        assert per["exchange-sent"] == [(n - 1, chunk)]  # the allgather moves whole chunks
+        for kind in ("exchange", "reduce"):
+            if chunk < PIPELINE_MIN_BYTES:  # one message and one add of the whole chunk per step
+                assert per[kind] == [(n - 1, chunk)]
+            else:  # ceil(chunk / segment) segments each, the same bytes in all
+                k = -(-chunk // SEGMENT_BYTES)
+                assert per[kind] == [((n - 1) * k, pytest.approx(chunk / k))] and per[kind][0][1] <= SEGMENT_BYTES
+            assert sum(c * m for c, m in per[kind]) == pytest.approx((n - 1) * chunk)
         assert cost.steps("multi-ps", n, S) == plan
