@@ -64,7 +64,7 @@ TRANSFERS = ("oneway", "oneway-sent", "exchange", "exchange-sent")  # the fitted
 
 
 def _iters(size):
-    """Calls per timed loop (the loops of the ``-sent`` primitives and the adds)."""
+    """Calls per timed loop (the loops of the ``-sent`` transfer primitives)."""
     return int(max(3, min(1000, 1e6 // max(size, 1024))))
 
 
