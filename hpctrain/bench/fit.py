@@ -372,6 +372,11 @@ def _settled(samples, window=5, tol=0.03):
     return True
 
 
+def _reduce_sent(tables):
+    """The reduce-sent table: the add into the buffer just sent, never below the plain add."""
+    return np.maximum(tables["add-sent"], tables["add"])
+
+
 def _build_fit(n, sizes, tables, algo_times):
     """The cost model's fit (see :mod:`hpctrain.collectives.cost`) from one table per
     :data:`KEYS` entry (seconds per size) and each algorithm's times ([8 B] + compared
@@ -384,8 +389,7 @@ def _build_fit(n, sizes, tables, algo_times):
         "r2": r2, "segments": one_segs,
         **{k: {"segments": segs, "r2": r2k} for k, (segs, r2k) in lines.items() if k != "oneway"},
         "reduce": {"segments": red_segs, "table": True},
-        "reduce-sent": {"segments": interpolate_segments(sizes, np.maximum(tables["add-sent"], tables["add"])),
-                        "table": True},
+        "reduce-sent": {"segments": interpolate_segments(sizes, _reduce_sent(tables)), "table": True},
         "overhead": {},
     }
     for algo, times in algo_times.items():
@@ -430,8 +434,9 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     while len(samples) < max_rounds and (len(samples) < rounds or not _settled(samples)):
         samples.append(measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=len(samples)))
     rounds = len(samples)
-    median = {k: np.median(_stack(samples, k), axis=0) for k in _quantities(samples)}
-    fastest = {k: _stack(samples, k).min(axis=0) for k in _quantities(samples)}
+    stacks = {k: _stack(samples, k) for k in _quantities(samples)}
+    median = {k: np.median(st, axis=0) for k, st in stacks.items()}
+    fastest = {k: st.min(axis=0) for k, st in stacks.items()}
     fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos})
     fit.update({"fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes,
                 "rounds": rounds, "created": datetime.datetime.now().isoformat(timespec="seconds")})
@@ -454,7 +459,7 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
         where = cost.save_fit(fit, path)
     points = {"sizes": sizes, **{k: median[k].tolist() for k in TRANSFERS},
               **{f"{k}_fastest": fastest[k].tolist() for k in TRANSFERS},
-              "reduce": median["add"].tolist(), "reduce_sent": np.maximum(median["add-sent"], median["add"]).tolist()}
+              "reduce": median["add"].tolist(), "reduce_sent": _reduce_sent(median).tolist()}
     return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
