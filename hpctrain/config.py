@@ -16,6 +16,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
+from .algorithms import ALGORITHMS
 from .collectives import ALLREDUCE
 from .errors import ConfigError
 
@@ -26,20 +27,8 @@ def _f(default, help, choices=None, check=None):
     return field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
 
-#: every --algo name (the classes live in hpctrain/algorithms; kept here so config stays import-light)
-ALGO_NAMES = ("dmsgd", "dsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "ecsgd", "doublesqueeze",
-              "prsgd-momentum", "dmomentum", "dpsgd", "local-sgd", "adagrad", "local-adaalter", "asgd")
-
-#: compressors each compressed algorithm accepts (others ignore --compressor)
-ALGO_COMPRESSORS = {
-    "mdsgd": ("topk", "randk", "approx-topk"), "dgc": ("topk", "randk", "approx-topk"),
-    "gmc": ("topk", "randk", "approx-topk"), "csgd": ("qsgd", "randk"),
-    "ecsgd": ("sign", "qsgd", "topk", "randk"), "doublesqueeze": ("sign", "qsgd", "topk", "randk"),
-}
-
-#: aggregations each algorithm implements (others must keep the default allreduce)
-ALGO_AGGREGATIONS = {"gmc": ("allreduce", "ps"), "csgd": ("allreduce", "ps", "ring"),
-                     "ecsgd": ("allreduce", "ps"), "doublesqueeze": ("allreduce", "ps")}
+#: every --algo name, from the registry (each class declares its compressors and aggregations)
+ALGO_NAMES = tuple(ALGORITHMS)
 
 _positive = (lambda v: v > 0, "must be > 0")
 _nonneg = (lambda v: v >= 0, "must be >= 0")
@@ -144,10 +133,11 @@ def validate(cfg):
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
-    allowed = ALGO_COMPRESSORS.get(cfg.algo)
+    cls = ALGORITHMS[cfg.algo]
+    allowed = cls.compressors
     if allowed and cfg.compressor not in allowed:
         raise ConfigError(f"algo {cfg.algo} takes compressor {', '.join(allowed)}; got {cfg.compressor!r}")
-    aggs = ALGO_AGGREGATIONS.get(cfg.algo, ("allreduce",))
+    aggs = cls.aggregations
     if cfg.aggregation not in aggs:
         raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")
     return cfg

@@ -62,6 +62,12 @@ class Algorithm:
         state_policies: name -> one of :data:`RESIZE_POLICIES` (default ``refuse``).
         replicated: True if the parameters are identical on every rank after each step
             (False for decentralized and local-update algorithms between syncs).
+        compressors: the ``--compressor`` values it accepts (empty: it compresses nothing
+            and ignores ``--compressor``).
+        aggregations: the ``--aggregation`` forms it implements.
+        unbiased_with: compressors (``"none"`` for an algorithm that takes none) under
+            which its update is unbiased, E[w_t - w_{t+1}] = lr * mean gradient, at
+            momentum 0 (the Monte-Carlo test of tests/mpi/test_unbiased.py checks each).
 
     Args:
         ctx: the :class:`AlgoContext`.
@@ -72,6 +78,9 @@ class Algorithm:
     state_names = ()
     state_policies = {}
     replicated = True
+    compressors = ()
+    aggregations = ("allreduce",)
+    unbiased_with = ()
 
     def __init__(self, ctx, params):
         self.ctx = ctx

@@ -13,6 +13,11 @@ E[Q(x)] = x). The aggregation decides where Q is applied:
   quantizes the average, which travels once around the ring to everyone.
 
 The RNG of every Q is counter-based on (seed, step, rank); the server's Q uses rank N.
+Every Q of a step is an independent draw (survey (3.2)/(3.3) need each Q unbiased given
+its input): random-k's coordinates are shared by the workers' uplink (draw 0), while the
+server's re-compression (draw 1), ring hop r (draw r + 1) and the ring's final average
+(draw N) each take their own shared seed (:meth:`Compressor.independent`); re-scaling
+coordinates the same draw already selected would multiply the step by d/k.
 ``nnz_up`` counts the payload in float-equivalents (payload bytes / itemsize).
 """
 
@@ -26,6 +31,9 @@ class CSGD(Algorithm):
     """Compressed SGD with unbiased quantization or sparsification (stateless)."""
 
     name = "csgd"
+    compressors = ("qsgd", "randk")
+    aggregations = ("allreduce", "ps", "ring")
+    unbiased_with = ("qsgd", "randk")
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
@@ -34,8 +42,8 @@ class CSGD(Algorithm):
         self.total = params * 0
         self.tmp = params * 0
 
-    def _decode_add(self, payload, out):
-        self.comp.decompress(payload, self.tmp)
+    def _decode_add(self, payload, out, comp=None):
+        (comp or self.comp).decompress(payload, self.tmp)
         if self.scale != 1.0:
             self.tmp *= self.scale
         out += self.tmp
@@ -60,7 +68,7 @@ class CSGD(Algorithm):
                     if src != SERVER:
                         self._decode_add(recv_payload(comm, src, tag=400), total)
                 total /= n
-                down = comp.compress(total, step=t, rank=n)
+                down = comp.independent(1).compress(total, step=t, rank=n)
                 for dst in range(n):
                     if dst != SERVER:
                         send_payload(comm, down, dst, tag=410)
@@ -68,7 +76,7 @@ class CSGD(Algorithm):
                 send_payload(comm, mine, SERVER, tag=400)
                 down = recv_payload(comm, SERVER, tag=410)
             total[...] = 0
-            self._decode_add(down, total)
+            self._decode_add(down, total, comp.independent(1))
         else:
             mine = comp.compress(grad, step=t, rank=r)
             self.count("nnz_up", self._floats(mine))
@@ -84,10 +92,10 @@ class CSGD(Algorithm):
         if r == 0:
             acc[...] = grad
         else:
-            self._decode_add(recv_payload(comm, left, tag=420), acc)
+            self._decode_add(recv_payload(comm, left, tag=420), acc, comp.independent(r))
             acc += grad
         if r < n - 1:
-            up = comp.compress(acc, step=t, rank=r)
+            up = comp.independent(r + 1).compress(acc, step=t, rank=r)
             self.count("nnz_up", self._floats(up))
             send_payload(comm, up, right, tag=420)
             final = recv_payload(comm, left, tag=430)
@@ -95,8 +103,8 @@ class CSGD(Algorithm):
                 send_payload(comm, final, right, tag=430)
         else:
             acc /= n
-            final = comp.compress(acc, step=t, rank=n)
+            final = comp.independent(n).compress(acc, step=t, rank=n)
             self.count("nnz_up", self._floats(final))
             send_payload(comm, final, right, tag=430)
         acc[...] = 0
-        self._decode_add(final, acc)
+        self._decode_add(final, acc, comp.independent(n))

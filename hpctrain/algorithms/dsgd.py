@@ -13,6 +13,7 @@ class DSGD(Algorithm):
     """Distributed plain SGD: g <- (1/n) sum_k g_k (the configured allreduce); w <- w - lr g."""
 
     name = "dsgd"
+    unbiased_with = ("none",)
 
     def step(self, params, grad, lr, t):
         self.allreduce(self.comm, grad, "mean")

@@ -30,6 +30,8 @@ class ECSGD(Algorithm):
     """EC-SGD: worker-side error compensation, uncompressed server reply."""
 
     name = "ecsgd"
+    compressors = ("sign", "qsgd", "topk", "randk")
+    aggregations = ("allreduce", "ps")
     state_names = ("memory",)
     state_policies = {"memory": "sum"}
     server_compresses = False

@@ -24,6 +24,8 @@ class GMC(Algorithm):
     """GMC with allreduce (allgather) or parameter-server aggregation."""
 
     name = "gmc"
+    compressors = ("topk", "randk", "approx-topk")
+    aggregations = ("allreduce", "ps")
     state_names = ("memory", "delta")
     state_policies = {"memory": "sum", "delta": "replicated"}
 

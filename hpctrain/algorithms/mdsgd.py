@@ -23,6 +23,7 @@ class MDSGD(Algorithm):
     """M-DSGD: local momentum (``velocity``), error-feedback ``memory``, sparse aggregation."""
 
     name = "mdsgd"
+    compressors = ("topk", "randk", "approx-topk")
     state_names = ("velocity", "memory")
     state_policies = {"velocity": "mean", "memory": "sum"}
 

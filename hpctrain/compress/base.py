@@ -229,6 +229,23 @@ class Compressor:
         self._residual(p, q, memory)
         return payload
 
+    def independent(self, draw):
+        """An operator like this one whose random choices are independent of this one's.
+
+        An unbiased compressor applied to a vector that the same draw already compressed
+        is biased (random-k would scale the same k coordinates by d/k twice), so a
+        second compression in one step (a server's, a ring hop's) takes ``draw`` >= 1.
+        Operators whose randomness is keyed by the ``rank`` argument already draw
+        independently for another rank, and return themselves.
+
+        Args:
+            draw: a positive integer naming the draw; equal on every rank that decodes it.
+
+        Returns:
+            A :class:`Compressor`.
+        """
+        return self
+
     def decompress(self, payload, out):
         """Write the dense vector described by ``payload`` into ``out`` (overwritten).
 

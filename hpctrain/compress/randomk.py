@@ -11,7 +11,7 @@ import numpy as np
 
 from ..xp import get_array_module
 from .base import Payload, SparseCompressor, check_density, check_input, index_dtype
-from .rng import STREAM_RANDK, counter_key, hash_u64
+from .rng import GOLDEN, STREAM_RANDK, counter_key, hash_u64, mix64
 from .topk import k_for_density
 
 __all__ = ["randk_indices", "RandomK"]
@@ -56,6 +56,15 @@ class RandomK(SparseCompressor):
         self.density = check_density(density)
         self.seed = int(seed)
         self._cache = None  # (step, d, k, on_gpu) -> indices of the last step
+        self._draws = {}
+
+    def independent(self, draw):
+        """A random-k with its own shared coordinates: the seed of draw ``draw`` (>= 1)."""
+        if draw == 0:
+            return self
+        if draw not in self._draws:
+            self._draws[draw] = RandomK(self.density, mix64(self.seed ^ (draw * GOLDEN)) >> 1)
+        return self._draws[draw]
 
     def indices(self, step, d, xp=np):
         """The k shared coordinates of ``step`` for a length-d vector (NumPy or CuPy)."""

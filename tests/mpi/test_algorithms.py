@@ -53,7 +53,7 @@ RESUME = ["gmc", "csgd", "local-sgd", "dpsgd", "local-adaalter", "dgc", "mdsgd",
 THREE = [  # 3 ranks: the ring/PS paths with more than one hop or worker
     ("csgd-ring", {"algo": "csgd", "compressor": "qsgd", "bits": 8, "aggregation": "ring"}),
     ("csgd-ps", {"algo": "csgd", "compressor": "qsgd", "bits": 8, "aggregation": "ps"}),
-    ("csgd-randk", {"algo": "csgd", "compressor": "randk", "density": 0.5, "aggregation": "ring", "lr": 0.05}),
+    ("csgd-randk", {"algo": "csgd", "compressor": "randk", "density": 0.5, "aggregation": "ring", "lr": 0.1}),
     ("gmc-ps", {"algo": "gmc", "aggregation": "ps", "compressor": "approx-topk", "density": 0.05}),
     ("doublesqueeze-ps", {"algo": "doublesqueeze", "aggregation": "ps", "compressor": "qsgd", "bits": 2}),
     ("ecsgd-ps", {"algo": "ecsgd", "aggregation": "ps", "compressor": "sign"}),
