@@ -18,6 +18,7 @@ import tomli_w
 
 from .algorithms import ALGORITHMS
 from .collectives import ALLREDUCE
+from .compress import COMPRESSORS
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "ALGO_NAMES"]
@@ -59,7 +60,7 @@ class TrainConfig:
     lr_decay: float = _f(0.1, "step schedule factor", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     warmup_epochs: float = _f(0.0, "linear lr warm-up length in epochs", check=_nonneg)
     compressor: str = _f("topk", "compression operator / mask of the compressed algorithms",
-                         choices=("topk", "approx-topk", "randk", "qsgd", "sign", "none"))
+                         choices=tuple(COMPRESSORS))
     density: float = _f(0.01, "fraction of coordinates sent, s/d, in (0, 1]", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     bits: int = _f(8, "bits per coordinate of the qsgd quantizer (b), one of 1, 2, 4, 8",
                    check=(lambda v: v in (1, 2, 4, 8), "must be one of 1, 2, 4, 8"))

@@ -52,7 +52,7 @@ __all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "AlgoContext"]
 
 ALGORITHMS = {
     cls.name: cls
-    for cls in (DSGD, DMSGD, ModelAverage, MDSGD, DGC, GMC, CSGD, ECSGD, DoubleSqueeze, PRSGDMomentum,
+    for cls in (DMSGD, DSGD, ModelAverage, MDSGD, DGC, GMC, CSGD, ECSGD, DoubleSqueeze, PRSGDMomentum,
                 DMomentum, DPSGD, LocalSGD, AdaGrad, LocalAdaAlter, ASGD)
 }
 

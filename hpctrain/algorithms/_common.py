@@ -8,7 +8,7 @@ import numpy as np
 
 from ..collectives import sparse_allgather
 from ..collectives.sparse import ring_allgatherv
-from ..compress import Payload, get_compressor
+from ..compress import Payload, make_compressor
 from ..compress.topk import k_for_density
 from .. import topology
 
@@ -32,28 +32,6 @@ __all__ = [
 
 #: the rank that plays the parameter server in the ``ps`` forms (it is also a worker)
 SERVER = 0
-
-
-def make_compressor(cfg, name=None, density=None):
-    """The compressor named by ``cfg.compressor`` (or ``name``) with the config's knobs.
-
-    Args:
-        cfg: the TrainConfig (density, bits, seed).
-        name: override of ``cfg.compressor``.
-        density: override of ``cfg.density`` (sparsity warm-up).
-
-    Returns:
-        A :class:`~hpctrain.compress.Compressor`.
-    """
-    name = name or cfg.compressor
-    density = cfg.density if density is None else density
-    if name in ("topk", "approx-topk"):
-        return get_compressor(name, density=density)
-    if name == "randk":
-        return get_compressor(name, density=density, seed=cfg.seed)
-    if name == "qsgd":
-        return get_compressor(name, bits=cfg.bits, seed=cfg.seed)
-    return get_compressor(name)
 
 
 def density_at(cfg, t, steps_per_epoch, start=0.25):

@@ -21,6 +21,7 @@ coordinates the same draw already selected would multiply the step by d/k.
 ``nnz_up`` counts the payload in float-equivalents (payload bytes / itemsize).
 """
 
+from ..compress import compressor_names
 from ._common import SERVER, allgather_payloads, make_compressor, recv_payload, send_payload, unbiased_scale
 from .base import Algorithm
 
@@ -31,9 +32,10 @@ class CSGD(Algorithm):
     """Compressed SGD with unbiased quantization or sparsification (stateless)."""
 
     name = "csgd"
-    compressors = ("qsgd", "randk")
+    # every unbiased operator, and random-k (made unbiased here by the d/k scale)
+    compressors = tuple(n for n in compressor_names(canonical=True, unbiased=True) if n != "none") + ("randk",)
     aggregations = ("allreduce", "ps", "ring")
-    unbiased_with = ("qsgd", "randk")
+    unbiased_with = compressors
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)

@@ -20,6 +20,7 @@ server memory is then replicated and the server's Q uses the RNG stream of rank 
 
 
 
+from ..compress import compressor_names
 from ._common import SERVER, allgather_payloads, make_compressor, recv_payload, send_payload
 from .base import Algorithm
 
@@ -30,7 +31,7 @@ class ECSGD(Algorithm):
     """EC-SGD: worker-side error compensation, uncompressed server reply."""
 
     name = "ecsgd"
-    compressors = ("sign", "qsgd", "topk", "randk")
+    compressors = tuple(compressor_names(canonical=True))  # error feedback takes any operator
     aggregations = ("allreduce", "ps")
     state_names = ("memory",)
     state_policies = {"memory": "sum"}

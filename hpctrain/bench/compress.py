@@ -15,25 +15,16 @@ import time
 
 import numpy as np
 
-from ..compress import get_compressor
+from ..compress import COMPRESSORS, get_compressor
 from ..errors import ConfigError
 from ..xp import resolve_device, synchronize
 
 __all__ = ["DEFAULT_OPS", "DEFAULT_PARAMS", "run_compress_bench", "format_compress_table"]
 
-DEFAULT_OPS = ("topk", "approx-topk", "threshold", "randk", "qsgd", "sign", "fp16")
-#: parameters used for each operator name (density 1%, 8-bit quantization, ...)
-DEFAULT_PARAMS = {
-    "topk": {"density": 0.01},
-    "approx-topk": {"density": 0.01},
-    "threshold": {"threshold": 2.576},  # ~1% of a standard normal
-    "randk": {"density": 0.01},
-    "qsgd": {"bits": 8},
-    "quantize": {"bits": 8},
-    "sign": {},
-    "fp16": {},
-    "none": {},
-}
+#: every registered operator but ``none`` (each name once: aliases left out)
+DEFAULT_OPS = tuple(name for name, cls in COMPRESSORS.items() if name == cls.name and name != "none")
+#: parameters used for each operator name: its class's ``bench_params`` (density 1%, 8 bits, ...)
+DEFAULT_PARAMS = {name: dict(cls.bench_params) for name, cls in COMPRESSORS.items()}
 
 
 def _timed(fn, xp, repeats, warmup):

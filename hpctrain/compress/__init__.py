@@ -25,7 +25,7 @@ docs/compress.md for semantics, tie rules and the wire format.
 """
 
 from ..errors import ConfigError
-from .base import HEADER_BYTES, Compressor, Payload, SparseCompressor
+from .base import HEADER_BYTES, Compressor, Payload, SparseCompressor, register
 from .fp16 import FP16, NoCompression
 from .memory import ErrorFeedback, Momentum
 from .quantize import Quantize
@@ -51,25 +51,37 @@ __all__ = [
     "COMPRESSORS",
     "compressor_names",
     "get_compressor",
+    "make_compressor",
 ]
 
-#: registry name -> class
-COMPRESSORS = {
-    "none": NoCompression,
-    "fp16": FP16,
-    "topk": TopK,
-    "approx-topk": ApproxTopK,
-    "threshold": Threshold,
-    "randk": RandomK,
-    "qsgd": Quantize,
-    "quantize": Quantize,
-    "sign": SignScale,
-}
+#: registry name -> class: one line per operator (its class declares wire opcodes, layout,
+#: the config fields it takes and its benchmark defaults)
+COMPRESSORS = {}
+for _cls in (
+    NoCompression,
+    FP16,
+    TopK,
+    ApproxTopK,
+    Threshold,
+    RandomK,
+    Quantize,
+    SignScale,
+):
+    register(_cls)
+    for _name in (_cls.name, *_cls.aliases):
+        COMPRESSORS[_name] = _cls
+del _cls, _name
 
 
-def compressor_names():
-    """Every registry name, sorted."""
-    return sorted(COMPRESSORS)
+def compressor_names(canonical=False, unbiased=None):
+    """Registry names, sorted.
+
+    Args:
+        canonical: leave aliases out (each operator once).
+        unbiased: True / False for only the unbiased / biased operators; None for all.
+    """
+    return sorted(n for n, c in COMPRESSORS.items()
+                  if (not canonical or n == c.name) and (unbiased is None or c.biased != unbiased))
 
 
 def get_compressor(name, **params):
@@ -92,3 +104,23 @@ def get_compressor(name, **params):
         return cls(**params)
     except TypeError as exc:
         raise ConfigError(f"compressor {name!r}: {exc}") from None
+
+
+def make_compressor(cfg, name=None, density=None):
+    """The compressor named by ``cfg.compressor`` (or ``name``), built from the config
+    fields its class declares in ``config_params`` (density, bits, seed, ...).
+
+    Args:
+        cfg: the TrainConfig.
+        name: override of ``cfg.compressor``.
+        density: override of ``cfg.density``.
+
+    Returns:
+        A :class:`Compressor`.
+    """
+    name = name or cfg.compressor
+    cls = COMPRESSORS.get(name)
+    params = {p: getattr(cfg, p) for p in (cls.config_params if cls else ())}
+    if density is not None and "density" in params:
+        params["density"] = density
+    return get_compressor(name, **params)

@@ -24,6 +24,7 @@ from ..xp import get_array_module
 __all__ = [
     "HEADER_BYTES",
     "OPCODES",
+    "register",
     "Payload",
     "Compressor",
     "SparseCompressor",
@@ -36,19 +37,10 @@ HEADER_BYTES = 32
 _HEADER = struct.Struct("<BBBBIQQQ")
 assert _HEADER.size == HEADER_BYTES
 
-#: operator name -> opcode on the wire
-OPCODES = {
-    "none": 0,
-    "fp16": 1,
-    "topk": 2,
-    "approx-topk": 3,
-    "threshold": 4,
-    "randk": 5,
-    "qsgd-minmax": 6,
-    "qsgd-norm": 7,
-    "sign": 8,
-}
-_OPNAMES = {v: k for k, v in OPCODES.items()}
+#: operator name on the wire -> opcode; filled by :func:`register` from each class's ``wire``
+OPCODES = {}
+_OPNAMES = {}
+_OPCLASS = {}  # opcode -> the compressor class that knows its array layout
 _DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.float64), 2: np.dtype(np.float16)}
 _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
 
@@ -79,21 +71,31 @@ def check_density(density):
     return density
 
 
+def register(cls):
+    """Make a compressor class's wire operators known to :meth:`Payload.from_bytes`.
+
+    ``cls.wire`` maps each operator name it puts on the wire to its opcode (unique over
+    all classes); ``cls.layout`` describes each operator's arrays. Returns ``cls``.
+    """
+    for op, code in cls.wire.items():
+        owner = _OPCLASS.get(code)
+        if (owner is not None and owner is not cls) or OPCODES.get(op, code) != code:
+            raise ValueError(f"opcode {code} / operator {op!r} of {cls.__name__} is already taken")
+        OPCODES[op], _OPNAMES[code], _OPCLASS[code] = code, op, cls
+    return cls
+
+
 def _layout(opcode, dtype, idx_itemsize, bits, count, aux):
     """(name, dtype, length) of each array of a payload, in wire order."""
     idt = {4: np.dtype(np.int32), 8: np.dtype(np.int64)}.get(idx_itemsize)
+    return _OPCLASS[opcode].layout(_OPNAMES[opcode], dtype, idt, bits, count, aux)
+
+
+def coded_layout(dtype, bits, count, aux, scales_per_bucket=1):
+    """The layout of a quantizer's payload: packed ``bits``-bit codes, then the scales of
+    ceil(count / aux) buckets."""
     nb = math.ceil(count / aux) if aux else 0
-    name = _OPNAMES[opcode]
-    if name == "none":
-        return [("values", dtype, count)]
-    if name == "fp16":
-        return [("values", np.dtype(np.float16), count)]
-    if name in ("topk", "approx-topk", "threshold"):
-        return [("indices", idt, count), ("values", dtype, count)]
-    if name == "randk":
-        return [("values", dtype, count)]
-    nscales = 2 if name == "qsgd-minmax" else 1
-    return [("codes", np.dtype(np.uint8), math.ceil(count * bits / 8)), ("scales", dtype, nb * nscales)]
+    return [("codes", np.dtype(np.uint8), math.ceil(count * bits / 8)), ("scales", dtype, nb * scales_per_bucket)]
 
 
 class Payload:
@@ -197,13 +199,28 @@ class Compressor:
 
     Attributes:
         name: registry name.
+        aliases: further registry names of the same operator.
+        wire: operator name on the wire -> opcode (see :func:`register`).
+        config_params: the TrainConfig fields passed to the constructor by the trainer
+            (``density``, ``bits``, ``seed``, ...).
+        bench_params: constructor arguments ``bench compress`` uses by default.
         biased: False for unbiased operators (E[decompress(compress(x))] = x).
         sparse: True when the payload is (indices, values) pairs.
     """
 
     name = "?"
+    aliases = ()
+    wire = {}
+    config_params = ()
+    bench_params = {}
     biased = True
     sparse = False
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """(name, dtype, length) of each array of an ``op`` payload, in wire order
+        (default: ``count`` dense values)."""
+        return [("values", dtype, count)]
 
     def compress(self, x, step=0, rank=0, memory=None):
         """Compress ``x`` (or ``x + memory`` with error feedback).
@@ -308,6 +325,11 @@ class SparseCompressor(Compressor):
     """
 
     sparse = True
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """``count`` indices, then their ``count`` values."""
+        return [("indices", index_dtype, count), ("values", dtype, count)]
 
     def compress(self, x, step=0, rank=0, memory=None):
         """Select coordinates of ``x`` (or of ``x + memory``, updating memory in one pass).

@@ -15,6 +15,12 @@ class FP16(Compressor):
     """Cast to float16 on the wire (16 bits per coordinate; overflow becomes inf)."""
 
     name = "fp16"
+    wire = {"fp16": 1}
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """``count`` float16 values."""
+        return [("values", np.dtype(np.float16), count)]
 
     def _compress(self, x, step, rank):
         if get_array_module(x) is not np:
@@ -38,6 +44,7 @@ class NoCompression(Compressor):
     """Identity: the dense vector itself travels (the baseline)."""
 
     name = "none"
+    wire = {"none": 0}
     biased = False
 
     def _compress(self, x, step, rank):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
-from .base import Compressor, Payload
+from .base import Compressor, Payload, coded_layout
 from .pack import check_bits, pack_bits, unpack_bits
 from .rng import STREAM_QUANTIZE, counter_key, uniform
 
@@ -133,7 +133,16 @@ class Quantize(Compressor):
     """
 
     name = "qsgd"
+    aliases = ("quantize",)
+    wire = {"qsgd-minmax": 6, "qsgd-norm": 7}
+    config_params = ("bits", "seed")
+    bench_params = {"bits": 8}
     biased = False
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """Packed codes, then one (norm) or two (minmax: min and step) scales per bucket."""
+        return coded_layout(dtype, bits, count, aux, 2 if op == "qsgd-minmax" else 1)
 
     def __init__(self, bits=8, bucket_size=512, scaling="minmax", seed=0):
         self.bits = check_bits(bits)

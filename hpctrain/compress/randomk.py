@@ -51,6 +51,14 @@ class RandomK(SparseCompressor):
     """
 
     name = "randk"
+    wire = {"randk": 5}
+    config_params = ("density", "seed")
+    bench_params = {"density": 0.01}
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """``count`` values (the indices are regenerated from the step)."""
+        return [("values", dtype, count)]
 
     def __init__(self, density=0.01, seed=0):
         self.density = check_density(density)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
-from .base import Compressor, Payload
+from .base import Compressor, Payload, coded_layout
 from .pack import pack_bits, unpack_bits
 from .quantize import bucket_stats
 
@@ -27,7 +27,13 @@ class SignScale(Compressor):
     """
 
     name = "sign"
+    wire = {"sign": 8}
     biased = True
+
+    @classmethod
+    def layout(cls, op, dtype, index_dtype, bits, count, aux):
+        """Packed 1-bit signs, then one mean-|x| scale per bucket."""
+        return coded_layout(dtype, bits, count, aux)
 
     def __init__(self, bucket_size=512):
         if int(bucket_size) < 1 or int(bucket_size) != bucket_size:

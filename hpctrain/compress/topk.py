@@ -118,6 +118,9 @@ class TopK(SparseCompressor):
     """
 
     name = "topk"
+    wire = {"topk": 2}
+    config_params = ("density",)
+    bench_params = {"density": 0.01}
 
     def __init__(self, density=0.01):
         self.density = check_density(density)
@@ -153,6 +156,9 @@ class ApproxTopK(SparseCompressor):
     """
 
     name = "approx-topk"
+    wire = {"approx-topk": 3}
+    config_params = ("density", "seed")
+    bench_params = {"density": 0.01}
 
     def __init__(self, density=0.01, sample_fraction=0.01, min_sample=1024, refine_steps=3,
                  band=(0.8, 1.3), seed=0):
@@ -234,6 +240,8 @@ class Threshold(SparseCompressor):
     """
 
     name = "threshold"
+    wire = {"threshold": 4}
+    bench_params = {"threshold": 2.576}  # ~1% of a standard normal
 
     def __init__(self, threshold=1e-3):
         try:

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from hpctrain.algorithms import ALGORITHMS
 from hpctrain.config import ALGO_NAMES, load_config
 from hpctrain.data import load_dataset
 from hpctrain.models import get_model
@@ -63,7 +64,7 @@ THREE = [  # 3 ranks: the ring/PS paths with more than one hop or worker
     ("mdsgd-approx", {"algo": "mdsgd", "compressor": "approx-topk", "density": 0.05}),
     ("adaalter-H1", {"algo": "local-adaalter", "sync_period": 1, "adaalter_warmup": 5}),
 ]
-REPLICATED = {"dsgd", "dmsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "ecsgd", "doublesqueeze", "adagrad"}
+REPLICATED = {name for name, cls in ALGORITHMS.items() if cls.replicated}
 
 
 def _launch(mpirun, tmp_path, n, spec, timeout):
