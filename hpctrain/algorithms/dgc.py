@@ -36,7 +36,8 @@ class DGC(MDSGD):
 
     def step(self, params, grad, lr, t):
         if self.clip > 0:
-            norm = math.sqrt(float((grad * grad).sum()))
+            sq = self.ctx.xp.multiply(grad, grad, out=self.total)  # total: scratch until the sum
+            norm = math.sqrt(float(sq.sum()))
             limit = self.clip / math.sqrt(self.comm.size)
             if norm > limit:
                 grad *= limit / norm

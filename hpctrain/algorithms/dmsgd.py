@@ -27,4 +27,5 @@ class DMSGD(Algorithm):
         v = self.velocity
         v *= self.momentum
         v += grad
-        params -= lr * v
+        self.ctx.xp.multiply(v, lr, out=grad)  # lr * v into the gradient buffer: no temporary
+        params -= grad

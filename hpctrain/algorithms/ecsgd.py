@@ -44,7 +44,6 @@ class ECSGD(Algorithm):
         self.server_memory = params * 0
         self.total = params * 0
         self.tmp = params * 0
-        self.trace = None
 
     def _floats(self, payload):
         return payload.payload_nbytes // payload.dtype.itemsize
@@ -60,24 +59,14 @@ class ECSGD(Algorithm):
         """Turn the worker average in ``total`` into the step direction (in place)."""
         if not self.server_compresses:
             return None
-        if self.trace is not None:
-            self.trace.update(server_input=self.total.copy(), server_memory_old=self.server_memory.copy())
         down = self.comp.compress(self.total, step=t, rank=self.comm.size, memory=self.server_memory)
         self.comp.decompress(down, self.total)
-        if self.trace is not None:
-            self.trace.update(server_sent=self.total.copy(), server_memory_new=self.server_memory.copy())
         return down
 
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank
-        if self.trace is not None:
-            self.trace.update(input=grad.copy(), memory_old=self.memory.copy())
         mine = self.comp.compress(grad, step=t, rank=r, memory=self.memory)
         self.count("nnz_up", self._floats(mine))
-        if self.trace is not None:
-            sent = params * 0
-            self.comp.decompress(mine, sent)
-            self.trace.update(sent=sent, memory_new=self.memory.copy())
         total = self.total
         if self.cfg.aggregation == "ps" and n > 1:
             if r == SERVER:

@@ -14,7 +14,8 @@ worker); workers send their sparse vectors to it, it forms w_{t+1} - w_t and sen
 With beta = 0 GMC is memory SGD (gradient dropping); with density 1 it is ``dmsgd``.
 """
 
-from ._common import SERVER, density_at, make_compressor, recv_pairs, send_pairs, sparse_pairs, sparse_sum
+from ..compress import make_compressor
+from ._common import SERVER, density_at, recv_pairs, send_pairs, sparse_pairs, sparse_sum
 from .base import Algorithm
 
 __all__ = ["GMC"]
@@ -35,22 +36,19 @@ class GMC(Algorithm):
         self.memory = params * 0
         self.delta = params * 0  # w_t - w_{t-1}
         self.total = params * 0
-        self.trace = None
+        self.comp = make_compressor(ctx.cfg)  # built once: keeps its scratch buffers
 
     def step(self, params, grad, lr, t):
-        comm, n = self.comm, self.comm.size
-        comp = make_compressor(self.cfg, density=density_at(self.cfg, t, self.ctx.steps_per_epoch))
-        g = grad / n
+        comm, n, comp = self.comm, self.comm.size, self.comp
+        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)
+        g = grad  # the gradient buffer is the step's scratch (no full-size temporaries)
+        g /= n
         if self.momentum:
-            g -= (self.momentum / (n * lr)) * self.delta
-        if self.trace is not None:
-            self.trace.update(input=g.copy(), memory_old=self.memory.copy())
+            correction = self.total  # overwritten by the aggregation below
+            self.ctx.xp.multiply(self.delta, self.momentum / (n * lr), out=correction)
+            g -= correction
         payload = comp.compress(g, step=t, rank=comm.rank, memory=self.memory)
         self.count("nnz_up", payload.count)
-        if self.trace is not None:
-            sent = params * 0
-            comp.decompress(payload, sent)
-            self.trace.update(sent=sent, memory_new=self.memory.copy())
         if self.cfg.aggregation == "ps" and n > 1:
             self._server_round(comp, payload, lr, t)
         else:

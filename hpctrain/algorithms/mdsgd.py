@@ -13,7 +13,8 @@ constant lr the "eta inside the memory" form of Alistarh/Stich is identical (u' 
 With density 1 every coordinate is sent and M-DSGD is exactly ``dmsgd``.
 """
 
-from ._common import density_at, make_compressor, sparse_sum
+from ..compress import make_compressor
+from ._common import density_at, sparse_sum
 from .base import Algorithm
 
 __all__ = ["MDSGD"]
@@ -33,25 +34,21 @@ class MDSGD(Algorithm):
         self.velocity = params * 0
         self.memory = params * 0
         self.total = params * 0
-        self.trace = None  # tests set a dict to see (input, sent, memory) of the last step
+        self.comp = make_compressor(ctx.cfg)  # built once: keeps its scratch buffers
 
     def step(self, params, grad, lr, t):
-        n = self.comm.size
-        comp = make_compressor(self.cfg, density=density_at(self.cfg, t, self.ctx.steps_per_epoch))
+        n, comp = self.comm.size, self.comp
+        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)
         v = self.velocity
         v *= self.momentum
-        v += grad / n
-        if self.trace is not None:
-            self.trace.update(input=v.copy(), memory_old=self.memory.copy())
+        grad /= n  # the gradient buffer is the step's scratch (no full-size temporaries)
+        v += grad
         payload = comp.compress(v, step=t, rank=self.comm.rank, memory=self.memory)
         self._sent(comp, payload, t)
         self.count("nnz_up", payload.count)
-        if self.trace is not None:
-            sent = params * 0
-            comp.decompress(payload, sent)
-            self.trace.update(sent=sent, memory_new=self.memory.copy())
-        sparse_sum(self.comm, comp, payload, self.total, t, self.allreduce)
-        params -= lr * self.total
+        total = sparse_sum(self.comm, comp, payload, self.total, t, self.allreduce)
+        total *= lr
+        params -= total
 
     def _sent(self, comp, payload, t):
         """Hook after compression (DGC masks the momentum of the sent coordinates)."""

@@ -246,6 +246,16 @@ class Compressor:
         self._residual(p, q, memory)
         return payload
 
+    def scratch(self, name, n, dtype):
+        """A reusable NumPy buffer ``name`` of ``n`` elements of ``dtype``, owned by this
+        operator (allocated on first use and when the size or dtype changes), so that the
+        hot path allocates nothing full-size per step. Contents are undefined."""
+        pool = self.__dict__.setdefault("_scratch", {})
+        buf = pool.get(name)
+        if buf is None or buf.size != n or buf.dtype != dtype:
+            buf = pool[name] = np.empty(n, dtype)
+        return buf
+
     def independent(self, draw):
         """An operator like this one whose random choices are independent of this one's.
 

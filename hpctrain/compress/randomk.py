@@ -11,13 +11,13 @@ import numpy as np
 
 from ..xp import get_array_module
 from .base import Payload, SparseCompressor, check_density, check_input, index_dtype
-from .rng import GOLDEN, STREAM_RANDK, counter_key, hash_u64, mix64
+from .rng import GOLDEN, STREAM_RANDK, counter_key, hash_u64, hash_u64_into, mix64
 from .topk import k_for_density
 
 __all__ = ["randk_indices", "RandomK"]
 
 
-def randk_indices(seed, step, d, k):
+def randk_indices(seed, step, d, k, comp=None):
     """The shared random-k coordinates (NumPy reference).
 
     Args:
@@ -25,13 +25,28 @@ def randk_indices(seed, step, d, k):
         step: training step.
         d: vector length.
         k: coordinates to draw (0 <= k <= d).
+        comp: optional :class:`RandomK` whose scratch buffers to use (then nothing of
+            size d is allocated).
 
     Returns:
         int64 indices, ascending.
     """
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    keys = hash_u64(counter_key(seed, step, 0, STREAM_RANDK), 0, d)
+    key = counter_key(seed, step, 0, STREAM_RANDK)
+    if comp is not None:
+        work, mask, ties = (comp.scratch("tmp", d, np.uint64), comp.scratch("mask", d, np.bool_),
+                            comp.scratch("ties", d, np.bool_))
+        keys = hash_u64_into(key, comp.golden_steps(d), comp.scratch("keys", d, np.uint64), work)
+        work[...] = keys
+        work.partition(k - 1)
+        thr = work[k - 1]
+        np.less(keys, thr, out=mask)
+        need = k - int(np.count_nonzero(mask))
+        np.equal(keys, thr, out=ties)
+        mask[np.flatnonzero(ties)[:need]] = True
+        return np.flatnonzero(mask)
+    keys = hash_u64(key, 0, d)
     thr = np.partition(keys, k - 1)[k - 1]
     mask = keys < thr
     need = k - int(np.count_nonzero(mask))
@@ -66,6 +81,13 @@ class RandomK(SparseCompressor):
         self._cache = None  # (step, d, k, on_gpu) -> indices of the last step
         self._draws = {}
 
+    def golden_steps(self, d):
+        """(i + 1) * GOLDEN for i < d (uint64, kept: the counters of every step's keys)."""
+        g = self.__dict__.get("_golden")
+        if g is None or g.size != d:
+            g = self._golden = np.arange(1, d + 1, dtype=np.uint64) * np.uint64(GOLDEN)
+        return g
+
     def independent(self, draw):
         """A random-k with its own shared coordinates: the seed of draw ``draw`` (>= 1)."""
         if draw == 0:
@@ -81,7 +103,7 @@ class RandomK(SparseCompressor):
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         if xp is np:
-            idx = randk_indices(self.seed, step, d, k)
+            idx = randk_indices(self.seed, step, d, k, self)
         else:
             from . import cuda
 

@@ -17,6 +17,7 @@ __all__ = [
     "mix64",
     "counter_key",
     "hash_u64",
+    "hash_u64_into",
     "uniform",
     "sample_positions",
 ]
@@ -65,12 +66,14 @@ def counter_key(seed, step, rank=0, stream=0):
     return k
 
 
-def _mix64_array(z):
-    z = z ^ (z >> np.uint64(30))
-    z *= np.uint64(_C1)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(_C2)
-    z ^= z >> np.uint64(31)
+def _mix64_array(z, tmp=None):
+    """splitmix64 finalizer of a uint64 array, in place (``tmp``: optional scratch)."""
+    tmp = np.empty_like(z) if tmp is None else tmp
+    for shift, mult in ((30, _C1), (27, _C2), (31, None)):
+        np.right_shift(z, np.uint64(shift), out=tmp)
+        z ^= tmp
+        if mult is not None:
+            z *= np.uint64(mult)
     return z
 
 
@@ -88,6 +91,21 @@ def hash_u64(key, start, count):
     i *= np.uint64(GOLDEN)
     i += np.uint64(key)
     return _mix64_array(i)
+
+
+def hash_u64_into(key, golden_steps, out, tmp):
+    """:func:`hash_u64` of counters 0 .. n-1 into ``out`` without allocating.
+
+    Args:
+        key: a stream key.
+        golden_steps: uint64 array (i + 1) * GOLDEN for i < n (reusable across keys).
+        out, tmp: uint64 arrays of length n.
+
+    Returns:
+        ``out``.
+    """
+    np.add(golden_steps, np.uint64(key), out=out)
+    return _mix64_array(out, tmp)
 
 
 def uniform(key, count, start=0):

@@ -75,21 +75,33 @@ def select_by_threshold(a, thr, need=None):
     return np.flatnonzero(mask)
 
 
-def topk_indices(a, k):
+def topk_indices(a, k, work=None, mask=None, ties=None):
     """Exact top-k of the scores ``a`` with the documented tie rule (lower index wins).
 
     Args:
         a: 1-D NumPy array of non-negative scores.
         k: how many to keep (0 <= k <= a.size).
+        work, mask, ties: optional scratch (a copy of ``a``'s size and dtype, two bool
+            arrays of that size): with them nothing of size d is allocated.
 
     Returns:
         int64 indices, ascending.
     """
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    thr = kth_largest(a, k)
-    need = k - int(np.count_nonzero(a > thr))
-    return select_by_threshold(a, thr, need)
+    if work is None:
+        thr = kth_largest(a, k)
+        need = k - int(np.count_nonzero(a > thr))
+        return select_by_threshold(a, thr, need)
+    n = a.size
+    work[...] = a
+    work.partition(n - k)
+    thr = work[n - k]
+    np.greater(a, thr, out=mask)
+    need = k - int(np.count_nonzero(mask))
+    np.equal(a, thr, out=ties)
+    mask[np.flatnonzero(ties)[:need]] = True
+    return np.flatnonzero(mask)
 
 
 def _take_and_update(p, idx, memory):
@@ -98,6 +110,12 @@ def _take_and_update(p, idx, memory):
     if memory is not None:
         memory[idx] = 0
     return val
+
+
+def _topk_scratch(comp, a):
+    """(work, mask, ties) scratch of ``comp`` for exact top-k of the scores ``a``."""
+    d = a.size
+    return comp.scratch("topk-work", d, a.dtype), comp.scratch("mask", d, np.bool_), comp.scratch("ties", d, np.bool_)
 
 
 def _prepare(x, memory, work=None):
@@ -131,8 +149,8 @@ class TopK(SparseCompressor):
             from . import cuda
 
             return cuda.topk_select(x, memory, k)
-        p, a = _prepare(x, memory)
-        idx = topk_indices(a, k)
+        p, a = _prepare(x, memory, self.scratch("abs", x.size, x.dtype))
+        idx = topk_indices(a, k, *_topk_scratch(self, a))
         return idx, _take_and_update(p, idx, memory)
 
 
@@ -176,13 +194,6 @@ class ApproxTopK(SparseCompressor):
         self.band = (low, high)
         self.seed = int(seed)
         self.last_info = {}
-        self._work = None  # reused |p| and mask buffers (no full-size allocation per step)
-
-    def _buffers(self, d, dtype):
-        w = self._work
-        if w is None or w[0].size != d or w[0].dtype != dtype:
-            w = self._work = (np.empty(d, dtype), np.empty(d, np.bool_))
-        return w
 
     def sample_size(self, d):
         """m, the number of sampled positions for a length-d vector."""
@@ -211,8 +222,8 @@ class ApproxTopK(SparseCompressor):
             self.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
             return np.zeros(0, np.int64), x[:0].copy()
         k, (lo_k, hi_k), m, key, kk = self.plan(d, step, rank)
-        work, mask = self._buffers(d, x.dtype)
-        p, a = _prepare(x, memory, work)
+        mask = self.scratch("mask", d, np.bool_)
+        p, a = _prepare(x, memory, self.scratch("abs", d, x.dtype))
         sample = a[sample_positions(key, m, d)]
         for attempt in range(self.refine_steps + 1):
             thr = kth_largest(sample, kk)
@@ -227,7 +238,7 @@ class ApproxTopK(SparseCompressor):
             if new == kk:
                 break
             kk = new
-        idx = topk_indices(a, k)
+        idx = topk_indices(a, k, *_topk_scratch(self, a))
         self.last_info = {"count": k, "k": k, "refinements": attempt, "fallback": True}
         return idx, _take_and_update(p, idx, memory)
 
