@@ -8,7 +8,32 @@ import os
 import sys
 import time
 
-__all__ = ["RunWriter", "Progress", "format_rate"]
+__all__ = ["RunWriter", "Progress", "format_rate", "traffic_ratios"]
+
+
+def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
+    """The two compression figures of an epoch, computed here and nowhere else.
+
+    ``compression_ratio`` is paper 001's CR,
+    (1/T) sum_t (sum_k ||m_t,k||_0 + p ||w_t+1 - w_t||_0) / (p d): the float values every
+    worker sends up plus what every worker receives of the model update (an (index,
+    value) pair counts 2), over the 2 p d T floats of dense gradient averaging through a
+    server, so DMSGD's CR is 1 (Table 1). ``wire_ratio`` is the exact traffic: the bytes
+    all ranks really sent (headers, lengths and indices included) over p d T dense
+    vectors of ``itemsize`` bytes (a ring allreduce gives 2 (p-1)/p).
+
+    Args:
+        floats: sum over ranks and steps of the algorithms' ``floats_up + floats_down``.
+        bytes_sent: sum over ranks of the bytes sent in those steps.
+        ranks, dim, itemsize, steps: p, d, bytes per parameter, T.
+
+    Returns:
+        dict with ``compression_ratio`` and ``wire_ratio`` (empty when T = 0).
+    """
+    if steps <= 0 or dim <= 0:
+        return {}
+    dense = float(ranks) * dim * steps
+    return {"compression_ratio": float(floats) / (2.0 * dense), "wire_ratio": float(bytes_sent) / (dense * itemsize)}
 
 
 def format_rate(x):

@@ -30,7 +30,7 @@ from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
-from .metrics import Progress, RunWriter
+from .metrics import Progress, RunWriter, traffic_ratios
 from .models import get_model
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
@@ -388,8 +388,9 @@ def run_training(cfg, comm=None):
             test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
             algo_stats = algo.pop_stats()
             counts = comm.allgather_array(np.array(
-                [sent_epoch, recv_epoch, algo_stats.get("nnz_up", 0), algo_stats.get("nnz_down", 0)], dtype=np.int64))
-            sent, recv = counts[:, 0], counts[:, 1]
+                [sent_epoch, recv_epoch, algo_stats.get("floats_up", 0) + algo_stats.get("floats_down", 0)],
+                dtype=np.float64))
+            sent, recv = counts[:, 0].astype(np.int64), counts[:, 1].astype(np.int64)
             record = {
                 "epoch": epoch,
                 "step": cursor.t,
@@ -404,9 +405,8 @@ def run_training(cfg, comm=None):
                 "bytes_sent_per_rank": [int(b) for b in sent],
                 "bytes_recv_per_rank": [int(b) for b in recv],
             }
-            if done and counts[:, 2].any():
-                # compression ratio of paper 001: (1/T) sum_t (sum_k |m_tk|_0 + p |dw|_0) / (p d)
-                record["compression_ratio"] = float(counts[:, 2:].sum() / (comm.size * params.size * done))
+            record.update(traffic_ratios(counts[:, 2].sum(), counts[:, 0].sum(), comm.size, params.size,
+                                         params.dtype.itemsize, done))
             if not algo.replicated:
                 record["consensus_distance"] = _consensus_distance(comm, params)
             history.append(record)

@@ -1,4 +1,4 @@
-"""Shared pieces of the algorithms: compressor choice, sparse aggregation, payload p2p, mixing.
+"""Shared pieces of the algorithms: sparse aggregation, density warm-up, mixing, local steps.
 
 Only communicator calls (``send``/``recv``/``isend``/``irecv``) and the hand-made
 collectives are used here; no MPI import.
@@ -7,31 +7,19 @@ collectives are used here; no MPI import.
 import numpy as np
 
 from ..collectives import sparse_allgather
-from ..collectives.sparse import ring_allgatherv
-from ..compress import Payload, make_compressor
 from ..compress.topk import k_for_density
 from .. import topology
 
 __all__ = [
-    "SERVER",
-    "make_compressor",
     "density_at",
     "sparse_pairs",
     "sparse_sum",
-    "send_pairs",
-    "recv_pairs",
-    "send_payload",
-    "recv_payload",
-    "allgather_payloads",
     "mixing_matrix",
     "k_of",
     "unbiased_scale",
     "local_momentum_step",
     "mix_pair",
 ]
-
-#: the rank that plays the parameter server in the ``ps`` forms (it is also a worker)
-SERVER = 0
 
 
 def density_at(cfg, t, steps_per_epoch, start=0.25):
@@ -78,52 +66,6 @@ def sparse_sum(comm, comp, payload, out, step, allreduce):
         return out
     idx, val = sparse_pairs(comp, payload, step)
     return sparse_allgather(comm, idx, val, out)
-
-
-def send_pairs(comm, idx, val, dest, tag):
-    """Send a sparse vector (count, indices as int64, values) to ``dest``."""
-    comm.send(np.array([idx.size], dtype=np.int64), dest, tag=tag)
-    if idx.size:
-        comm.send(np.ascontiguousarray(idx, dtype=np.int64), dest, tag=tag + 1)
-        comm.send(np.ascontiguousarray(val), dest, tag=tag + 2)
-
-
-def recv_pairs(comm, source, dtype, tag):
-    """Receive a sparse vector sent by :func:`send_pairs`; returns (indices, values)."""
-    n = np.zeros(1, dtype=np.int64)
-    comm.recv(n, source, tag=tag)
-    idx = np.empty(int(n[0]), dtype=np.int64)
-    val = np.empty(int(n[0]), dtype=dtype)
-    if idx.size:
-        comm.recv(idx, source, tag=tag + 1)
-        comm.recv(val, source, tag=tag + 2)
-    return idx, val
-
-
-def send_payload(comm, payload, dest, tag):
-    """Send a :class:`Payload` as its exact wire bytes (length first)."""
-    buf = payload.to_bytes()
-    comm.send(np.array([buf.size], dtype=np.int64), dest, tag=tag)
-    comm.send(buf, dest, tag=tag + 1)
-
-
-def recv_payload(comm, source, tag):
-    """Receive a payload sent by :func:`send_payload`."""
-    n = np.zeros(1, dtype=np.int64)
-    comm.recv(n, source, tag=tag)
-    buf = np.empty(int(n[0]), dtype=np.uint8)
-    comm.recv(buf, source, tag=tag + 1)
-    return Payload.from_bytes(buf)
-
-
-def allgather_payloads(comm, payload):
-    """Every rank's payload, in rank order, via the hand-made ring allgatherv of wire bytes."""
-    buf = payload.to_bytes()
-    counts = comm.allgather_array(np.array([buf.size], dtype=np.int64))[:, 0]
-    gathered = np.empty(int(counts.sum()), dtype=np.uint8)
-    ring_allgatherv(comm, (buf,), (gathered,), counts)
-    off = np.concatenate([[0], np.cumsum(counts)])
-    return [Payload.from_bytes(gathered[off[r]:off[r + 1]]) for r in range(comm.size)]
 
 
 def mixing_matrix(name, n):

@@ -36,7 +36,7 @@ class AdaGrad(Algorithm):
     def step(self, params, grad, lr, t):
         xp = self.ctx.xp
         self.allreduce(self.comm, grad, "mean")
-        self.count("nnz_up", grad.size)
+        self.count_traffic(grad.size, grad.size)
         self.accum_sq += grad * grad
         params -= lr * grad / xp.sqrt(self.accum_sq + self.eps_sq)
 
@@ -71,4 +71,4 @@ class LocalAdaAlter(Algorithm):
         if t1 % self.period == 0:
             mix_pair(params, self.accum_sq, self.buf, lambda b: self.allreduce(self.comm, b, "mean"))
             self.denom_sq[...] = self.accum_sq
-            self.count("nnz_up", 2 * params.size)
+            self.count_traffic(2 * params.size, 2 * params.size)

@@ -22,7 +22,8 @@ The evaluated model is the server's.
 
 import numpy as np
 
-from ._common import SERVER
+from ..collectives.ps_round import SERVER
+from ..collectives.tags import TAGS
 from .base import Algorithm
 
 __all__ = ["ASGD"]
@@ -57,8 +58,8 @@ class ASGD(Algorithm):
                 if src == SERVER:
                     g, v = grad, int(self.version[0])
                 else:
-                    comm.recv(self.tmp, src, tag=600)
-                    comm.recv(self.ver, src, tag=601)
+                    comm.recv(self.tmp, src, tag=TAGS["async-grad"])
+                    comm.recv(self.ver, src, tag=TAGS["async-version"])
                     g, v = self.tmp, int(self.ver[0])
                 age = t - v
                 if age > self.staleness:
@@ -71,19 +72,19 @@ class ASGD(Algorithm):
             if accepted:
                 self.server_model -= (lr / accepted) * total
         else:
-            comm.send(grad, SERVER, tag=600)
-            comm.send(self.version, SERVER, tag=601)
-        self.count("nnz_up", grad.size)
+            comm.send(grad, SERVER, tag=TAGS["async-grad"])
+            comm.send(self.version, SERVER, tag=TAGS["async-version"])
+        self.count_traffic(grad.size, 0)
         pullers = [k for k in range(n) if (t + 1 + k) % self.pull_period == 0]
         if r == SERVER:
-            comm.waitall([comm.isend(self.server_model, k, tag=610) for k in pullers if k != SERVER])
+            comm.waitall([comm.isend(self.server_model, k, tag=TAGS["async-pull"]) for k in pullers if k != SERVER])
             if SERVER in pullers:
                 params[...] = self.server_model
         elif r in pullers:
-            comm.recv(params, SERVER, tag=610)
+            comm.recv(params, SERVER, tag=TAGS["async-pull"])
         if r in pullers:
             self.version[0] = t + 1
-            self.count("nnz_down", params.size)
+            self.count_traffic(0, params.size)
 
     def eval_params(self, params):
         """The server's model (broadcast from rank 0; ``params`` is untouched)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..xp import get_array_module
+
 __all__ = ["Algorithm", "AlgoContext", "RESIZE_POLICIES"]
 
 #: How a per-rank state array is mapped to a new world size on resume:
@@ -95,14 +97,24 @@ class Algorithm:
         raise NotImplementedError
 
     def count(self, key, value):
-        """Add ``value`` to the per-epoch statistic ``key``.
-
-        The trainer reads ``nnz_up`` (nonzeros this rank sent towards aggregation, per
-        step summed: ||m_t,k||_0) and ``nnz_down`` (nonzeros of the model update sent
-        back by a server, counted once per receiving worker: p ||w_t+1 - w_t||_0) to
-        report the compression ratio of paper 001.
-        """
+        """Add ``value`` to the per-epoch statistic ``key``."""
         self.stats[key] = self.stats.get(key, 0) + value
+
+    def count_traffic(self, up, down):
+        """This step's traffic of this worker in paper 001's unit (float values; an
+        (index, value) pair counts 2): ``up`` what it sends towards the aggregation
+        (||m_t,k||_0 pairs for a sparse vector), ``down`` what it receives of the model
+        update w_{t+1} - w_t (what a server sends each worker: p ||w_t+1 - w_t||_0 over
+        the p workers). The trainer turns the sums into 001's compression ratio
+        (:func:`hpctrain.metrics.traffic_ratios`)."""
+        self.count("floats_up", up)
+        self.count("floats_down", down)
+
+    @staticmethod
+    def update_floats(update):
+        """Floats a server would send for ``update`` = w_{t+1} - w_t: its nonzeros as
+        (index, value) pairs, or the dense vector when that is smaller."""
+        return min(2 * int(get_array_module(update).count_nonzero(update)), update.size)
 
     def pop_stats(self):
         """Return and reset the statistics gathered since the last call."""

@@ -18,11 +18,17 @@ its input): random-k's coordinates are shared by the workers' uplink (draw 0), w
 server's re-compression (draw 1), ring hop r (draw r + 1) and the ring's final average
 (draw N) each take their own shared seed (:meth:`Compressor.independent`); re-scaling
 coordinates the same draw already selected would multiply the step by d/k.
-``nnz_up`` counts the payload in float-equivalents (payload bytes / itemsize).
+Traffic (paper 001's unit, :attr:`Payload.floats`): up each rank's payload (its ring hop),
+down what every worker receives of the step: the server's Q (ps), the final Q forwarded
+around the ring, or w_{t+1} - w_t as sparse pairs or dense (allreduce).
 """
 
 from ..compress import compressor_names
-from ._common import SERVER, allgather_payloads, make_compressor, recv_payload, send_payload, unbiased_scale
+from ..collectives.payload_p2p import allgather_payloads, recv_payload, send_payload
+from ..collectives.ps_round import server_round
+from ..collectives.tags import TAGS
+from ..compress import make_compressor
+from ._common import unbiased_scale
 from .base import Algorithm
 
 __all__ = ["CSGD"]
@@ -51,9 +57,6 @@ class CSGD(Algorithm):
         out += self.tmp
         return out
 
-    def _floats(self, payload):
-        return payload.payload_nbytes // payload.dtype.itemsize
-
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank
         comp, total = self.comp, self.total
@@ -63,28 +66,24 @@ class CSGD(Algorithm):
             self._ring(grad, t)
         elif agg == "ps" and n > 1:
             mine = comp.compress(grad, step=t, rank=r)
-            self.count("nnz_up", self._floats(mine))
-            if r == SERVER:
-                self._decode_add(mine, total)
-                for src in range(n):
-                    if src != SERVER:
-                        self._decode_add(recv_payload(comm, src, tag=400), total)
-                total /= n
-                down = comp.independent(1).compress(total, step=t, rank=n)
-                for dst in range(n):
-                    if dst != SERVER:
-                        send_payload(comm, down, dst, tag=410)
-            else:
-                send_payload(comm, mine, SERVER, tag=400)
-                down = recv_payload(comm, SERVER, tag=410)
+
+            def serve(payloads):  # Q((1/N) sum_n Q(g_n)), an independent draw
+                avg = self.total
+                for p in payloads:
+                    self._decode_add(p, avg)
+                avg /= n
+                return comp.independent(1).compress(avg, step=t, rank=n)
+
+            down = server_round(comm, mine, serve)
             total[...] = 0
             self._decode_add(down, total, comp.independent(1))
+            self.count_traffic(mine.floats, down.floats)
         else:
             mine = comp.compress(grad, step=t, rank=r)
-            self.count("nnz_up", self._floats(mine))
             for p in allgather_payloads(comm, mine):
                 self._decode_add(p, total)
             total /= n
+            self.count_traffic(mine.floats, self.update_floats(total))
         params -= lr * total
 
     def _ring(self, grad, t):
@@ -94,19 +93,19 @@ class CSGD(Algorithm):
         if r == 0:
             acc[...] = grad
         else:
-            self._decode_add(recv_payload(comm, left, tag=420), acc, comp.independent(r))
+            self._decode_add(recv_payload(comm, left, TAGS["ring-hop"]), acc, comp.independent(r))
             acc += grad
         if r < n - 1:
             up = comp.independent(r + 1).compress(acc, step=t, rank=r)
-            self.count("nnz_up", self._floats(up))
-            send_payload(comm, up, right, tag=420)
-            final = recv_payload(comm, left, tag=430)
+            send_payload(comm, up, right, TAGS["ring-hop"])
+            final = recv_payload(comm, left, TAGS["ring-final"])
             if r < n - 2:
-                send_payload(comm, final, right, tag=430)
+                send_payload(comm, final, right, TAGS["ring-final"])
         else:
             acc /= n
             final = comp.independent(n).compress(acc, step=t, rank=n)
-            self.count("nnz_up", self._floats(final))
-            send_payload(comm, final, right, tag=430)
+            up = None  # the last rank's contribution is the average itself
+            send_payload(comm, final, right, TAGS["ring-final"])
+        self.count_traffic(0 if up is None else up.floats, final.floats)
         acc[...] = 0
         self._decode_add(final, acc, comp.independent(n))

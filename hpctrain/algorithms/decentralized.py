@@ -41,7 +41,7 @@ class DPSGD(Algorithm):
     def step(self, params, grad, lr, t):
         params -= lr * grad
         gossip(self.comm, params, self.W)
-        self.count("nnz_up", self.degree * params.size)
+        self.count_traffic(self.degree * params.size, self.degree * params.size)
 
 
 class DMomentum(Algorithm):
@@ -64,4 +64,4 @@ class DMomentum(Algorithm):
     def step(self, params, grad, lr, t):
         local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)
         mix_pair(params, self.velocity, self.buf, lambda b: gossip(self.comm, b, self.W))
-        self.count("nnz_up", self.degree * 2 * params.size)
+        self.count_traffic(self.degree * 2 * params.size, self.degree * 2 * params.size)

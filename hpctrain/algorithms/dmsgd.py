@@ -23,7 +23,7 @@ class DMSGD(Algorithm):
 
     def step(self, params, grad, lr, t):
         self.allreduce(self.comm, grad, "mean")
-        self.count("nnz_up", grad.size)
+        self.count_traffic(grad.size, grad.size)
         v = self.velocity
         v *= self.momentum
         v += grad

@@ -17,7 +17,7 @@ class DSGD(Algorithm):
 
     def step(self, params, grad, lr, t):
         self.allreduce(self.comm, grad, "mean")
-        self.count("nnz_up", grad.size)
+        self.count_traffic(grad.size, grad.size)
         params -= lr * grad
 
 
@@ -29,4 +29,4 @@ class ModelAverage(Algorithm):
     def step(self, params, grad, lr, t):
         params -= lr * grad
         self.allreduce(self.comm, params, "mean")
-        self.count("nnz_up", params.size)
+        self.count_traffic(params.size, params.size)

@@ -21,7 +21,9 @@ server memory is then replicated and the server's Q uses the RNG stream of rank 
 
 
 from ..compress import compressor_names
-from ._common import SERVER, allgather_payloads, make_compressor, recv_payload, send_payload
+from ..collectives.payload_p2p import PAYLOAD, Dense, allgather_payloads
+from ..collectives.ps_round import SERVER, server_round
+from ..compress import make_compressor
 from .base import Algorithm
 
 __all__ = ["ECSGD", "DoubleSqueeze"]
@@ -45,9 +47,6 @@ class ECSGD(Algorithm):
         self.total = params * 0
         self.tmp = params * 0
 
-    def _floats(self, payload):
-        return payload.payload_nbytes // payload.dtype.itemsize
-
     def _average(self, payloads, out):
         out[...] = 0
         for p in payloads:
@@ -66,28 +65,20 @@ class ECSGD(Algorithm):
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank
         mine = self.comp.compress(grad, step=t, rank=r, memory=self.memory)
-        self.count("nnz_up", self._floats(mine))
         total = self.total
         if self.cfg.aggregation == "ps" and n > 1:
-            if r == SERVER:
-                payloads = [mine] + [recv_payload(comm, s, tag=500) for s in range(n) if s != SERVER]
+            def serve(payloads):  # the average, and DoubleSqueeze's compressed reply
                 self._average(payloads, total)
                 down = self._server(t)
-                for dst in range(n):
-                    if dst != SERVER:
-                        if down is None:
-                            comm.send(total, dst, tag=510)
-                        else:
-                            send_payload(comm, down, dst, tag=510)
-            else:
-                send_payload(comm, mine, SERVER, tag=500)
-                if self.server_compresses:
-                    self.comp.decompress(recv_payload(comm, SERVER, tag=510), total)
-                else:
-                    comm.recv(total, SERVER, tag=510)
+                return total if down is None else down
+
+            reply = server_round(comm, mine, serve, down=PAYLOAD if self.server_compresses else Dense(total))
+            if self.server_compresses and r != SERVER:
+                self.comp.decompress(reply, total)
         else:
             self._average(allgather_payloads(comm, mine), total)
-            self._server(t)
+            reply = self._server(t)
+        self.count_traffic(mine.floats, reply.floats if self.server_compresses else self.update_floats(total))
         params -= lr * total
 
 

@@ -10,12 +10,15 @@ Per worker k, with momentum beta, lr eta_t and a sparse mask m_{t,k} of density 
 ``aggregation = allreduce``: every rank gathers the sparse vectors (ring allgatherv) and
 applies the sum. ``aggregation = ps`` (001 Algorithm 1): rank 0 is the server (and a
 worker); workers send their sparse vectors to it, it forms w_{t+1} - w_t and sends that
-*sparse* difference back; ``nnz_down`` counts ||w_{t+1} - w_t||_0 per receiving worker.
+*sparse* difference back. Traffic is counted in 001's unit (pairs count 2): up the sent
+pairs, down ||w_{t+1} - w_t||_0 pairs per worker, in both forms.
 With beta = 0 GMC is memory SGD (gradient dropping); with density 1 it is ``dmsgd``.
 """
 
 from ..compress import make_compressor
-from ._common import SERVER, density_at, recv_pairs, send_pairs, sparse_pairs, sparse_sum
+from ..collectives.payload_p2p import Pairs
+from ..collectives.ps_round import SERVER, server_round
+from ._common import density_at, sparse_pairs, sparse_sum
 from .base import Algorithm
 
 __all__ = ["GMC"]
@@ -48,37 +51,32 @@ class GMC(Algorithm):
             self.ctx.xp.multiply(self.delta, self.momentum / (n * lr), out=correction)
             g -= correction
         payload = comp.compress(g, step=t, rank=comm.rank, memory=self.memory)
-        self.count("nnz_up", payload.count)
+        up = payload.floats
         if self.cfg.aggregation == "ps" and n > 1:
             self._server_round(comp, payload, lr, t)
         else:
             sparse_sum(comm, comp, payload, self.total, t, self.allreduce)
             self.delta[...] = self.total
             self.delta *= -lr
+        self.count_traffic(up, self.update_floats(self.delta))
         params += self.delta
 
     def _server_round(self, comp, payload, lr, t):
         """001 Algorithm 1: sparse vectors up to rank 0, sparse w_{t+1} - w_t back down."""
-        comm, delta = self.comm, self.delta
-        idx, val = sparse_pairs(comp, payload, t)
-        if comm.rank == SERVER:
-            total = self.total
+        delta = self.delta
+
+        def serve(pairs):
+            total, step = self.total, self.delta
             total[...] = 0
-            total[idx] += val
-            for src in range(comm.size):
-                if src != SERVER:
-                    i, v = recv_pairs(comm, src, val.dtype, tag=300)
-                    total[i] += v
-            delta[...] = total
-            delta *= -lr
-            down = delta.nonzero()[0]
-            for dst in range(comm.size):
-                if dst != SERVER:
-                    send_pairs(comm, down, delta[down], dst, tag=310)
-            self.count("nnz_down", down.size)
-        else:
-            send_pairs(comm, idx, val, SERVER, tag=300)
-            i, v = recv_pairs(comm, SERVER, delta.dtype, tag=310)
+            for i, v in pairs:
+                total[i] += v
+            step[...] = total
+            step *= -lr
+            down = step.nonzero()[0]
+            return down, step[down]
+
+        i, v = server_round(self.comm, sparse_pairs(comp, payload, t), serve, up=Pairs(delta.dtype),
+                            down=Pairs(delta.dtype))
+        if self.comm.rank != SERVER:
             delta[...] = 0
             delta[i] = v
-            self.count("nnz_down", i.size)

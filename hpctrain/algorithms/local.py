@@ -34,7 +34,7 @@ class LocalSGD(Algorithm):
         params -= lr * grad
         if (t + 1) % self.period == 0:
             self.allreduce(self.comm, params, "mean")
-            self.count("nnz_up", params.size)
+            self.count_traffic(params.size, params.size)
 
 
 class PRSGDMomentum(Algorithm):
@@ -57,4 +57,4 @@ class PRSGDMomentum(Algorithm):
         local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)
         if (t + 1) % self.period == 0:
             mix_pair(params, self.velocity, self.buf, lambda b: self.allreduce(self.comm, b, "mean"))
-            self.count("nnz_up", 2 * params.size)
+            self.count_traffic(2 * params.size, 2 * params.size)

@@ -45,8 +45,8 @@ class MDSGD(Algorithm):
         v += grad
         payload = comp.compress(v, step=t, rank=self.comm.rank, memory=self.memory)
         self._sent(comp, payload, t)
-        self.count("nnz_up", payload.count)
         total = sparse_sum(self.comm, comp, payload, self.total, t, self.allreduce)
+        self.count_traffic(payload.floats, self.update_floats(total))
         total *= lr
         params -= total
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import CommError
 from ..xp import get_array_module
 from ._buffers import scratch
+from .tags import TAGS
 
 __all__ = ["sparse_allgather", "ring_allgatherv", "METHODS"]
 
@@ -27,7 +28,7 @@ def _ring_counts(comm, k):
     right, left = (r + 1) % n, (r - 1) % n
     for s in range(n - 1):
         i, j = (r - s) % n, (r - s - 1) % n
-        comm.sendrecv(counts[i : i + 1], right, counts[j : j + 1], left, sendtag=50)
+        comm.sendrecv(counts[i : i + 1], right, counts[j : j + 1], left, sendtag=TAGS["sparse-count"])
     return counts
 
 
@@ -47,8 +48,8 @@ def ring_allgatherv(comm, arrays, gathered, counts):
     right, left = (r + 1) % n, (r - 1) % n
     for s in range(n - 1):
         i, j = (r - s) % n, (r - s - 1) % n
-        reqs = [comm.irecv(blk(g, j), left, tag=51 + t) for t, g in enumerate(gathered)]
-        reqs += [comm.isend(blk(g, i), right, tag=51 + t) for t, g in enumerate(gathered)]
+        reqs = [comm.irecv(blk(g, j), left, tag=TAGS["sparse-data"] + t) for t, g in enumerate(gathered)]
+        reqs += [comm.isend(blk(g, i), right, tag=TAGS["sparse-data"] + t) for t, g in enumerate(gathered)]
         comm.waitall(reqs)
     return gathered
 

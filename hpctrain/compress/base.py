@@ -137,6 +137,15 @@ class Payload:
         return HEADER_BYTES + sum(int(a.size) * a.dtype.itemsize for a in self.arrays.values())
 
     @property
+    def floats(self):
+        """Float-equivalents of the payload in paper 001's unit: an (index, value) pair
+        counts 2, a value 1, packed codes and scales their bytes / the dense itemsize."""
+        total = 0.0
+        for name, a in self.arrays.items():
+            total += int(a.size) if name == "indices" else int(a.size) * a.dtype.itemsize / self.dtype.itemsize
+        return total
+
+    @property
     def payload_nbytes(self):
         """Bytes of the arrays alone (what a dense allreduce of values moves per rank)."""
         return self.nbytes - HEADER_BYTES

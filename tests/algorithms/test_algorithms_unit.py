@@ -89,7 +89,7 @@ def test_sparse_count_and_sparsity_warmup():
     counts = []
     for t, g in enumerate(_grads(9)):
         alg.step(params, g.copy(), 0.1, t)
-        counts.append(alg.pop_stats()["nnz_up"])
+        counts.append(alg.pop_stats()["floats_up"] / 2)  # (index, value) pairs count 2
     assert counts[:3] == [125] * 3  # epoch 0: density 0.25
     assert counts[3:6] == [25] * 3  # epoch 1: 0.25 * (0.01/0.25)^(1/2) = 0.05
     assert counts[6:] == [5] * 3  # target density

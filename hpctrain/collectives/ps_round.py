@@ -1,0 +1,44 @@
+"""Parameter-server rounds for the algorithms: workers up to a server, one reply down.
+
+The survey's (003) single parameter server: every worker sends its message to the server
+(which is also a worker), the server combines them and sends one reply to every worker.
+Algorithms supply the math (``serve``); this module owns the messages, their order and
+their tags (:data:`~hpctrain.collectives.tags.TAGS`). Cost: (n-1) up-messages into one
+rank and (n-1) replies out of it, serialized at the server: 2(n-1)(alpha + M beta).
+"""
+
+from .payload_p2p import PAYLOAD
+from .tags import TAGS
+
+__all__ = ["SERVER", "server_round"]
+
+#: the rank that plays the parameter server (it is also a worker)
+SERVER = 0
+
+
+def server_round(comm, mine, serve, up=PAYLOAD, down=PAYLOAD, server=SERVER):
+    """One parameter-server round.
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator`.
+        mine: this worker's message (sent to the server; the server's own is passed to
+            ``serve`` directly).
+        serve: ``serve(messages) -> reply``, called on the server only, with every
+            worker's message in rank order.
+        up, down: wire codecs of the two directions (:mod:`.payload_p2p`: ``PAYLOAD``,
+            ``Pairs(dtype)``, ``Dense(out)``).
+        server: the server's rank.
+
+    Returns:
+        The reply, on every rank (the server's own object on the server).
+    """
+    n, r = comm.size, comm.rank
+    if r == server:
+        messages = [mine if src == server else up.recv(comm, src, TAGS["ps-up"]) for src in range(n)]
+        reply = serve(messages)
+        for dst in range(n):
+            if dst != server:
+                down.send(comm, reply, dst, TAGS["ps-down"])
+        return reply
+    up.send(comm, mine, server, TAGS["ps-up"])
+    return down.recv(comm, server, TAGS["ps-down"])
