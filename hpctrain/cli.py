@@ -181,7 +181,8 @@ def bench():
 @click.option("--ops", default="topk,approx-topk,randk,qsgd:bits=4,sign,fp16", show_default=True,
               help="operators separated by ',' (or by ';' when one has several parameters), parameters as "
                    "name:key=value (qsgd:bits=2); 'argpartition' is NumPy's exact selection baseline")
-@click.option("--sizes", default="1M,10M", show_default=True, help="comma-separated element counts (K, M, G = 10^3, 10^6, 10^9)")
+@click.option("--sizes", default="1M,8M", show_default=True,
+              help="comma-separated element counts (K, M, G = 2^10, 2^20, 2^30, as in every bench command)")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu"]))
 @click.option("--density", default=None, type=float, help="s/d for sparsifiers that do not name one")
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
@@ -190,20 +191,15 @@ def bench():
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the rows as JSON")
 def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json_path):
     """Time compress+pack and unpack+decompress of each operator (min/median over repeats)."""
+    from .bench.common import parse_size
     from .bench.compress import format_compress_table, run_compress_bench
-    from .errors import ConfigError
+    from .compress import COMPRESSORS
 
     names = [o.strip() for o in ops.split(";" if ";" in ops else ",") if o.strip()]
     if density is not None:
-        names = [f"{n}:density={density}" if n in ("topk", "approx-topk", "randk") else n for n in names]
-    counts = []
-    for text in sizes.split(","):
-        t = text.strip().upper()
-        mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(t[-1:], 1)
-        try:
-            counts.append(int(float(t[:-1] if mult > 1 else t) * mult))
-        except ValueError:
-            raise ConfigError(f"invalid element count {text!r} (use e.g. 1M, 100M, 5000)") from None
+        names = [f"{n}:density={density}" if "density" in getattr(COMPRESSORS.get(n), "config_params", ()) else n
+                 for n in names]
+    counts = [parse_size(text) for text in sizes.split(",")]
     rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
     click.echo(format_compress_table(rows))
     if json_path:

@@ -2,7 +2,7 @@
 """Run the paper experiments (sequentially, 4 ranks each) and collect their tables.
 
 usage:
-  jobs/paper_sweep.py run SWEEP [--root DIR] [--np 4]     # SWEEP: table1, prsgd, adaalter, all
+  jobs/paper_sweep.py run SWEEP [--root DIR] [--np 4] [--only NAME,...]   # SWEEP: table1, prsgd, adaalter, all
   jobs/paper_sweep.py table SWEEP [--root DIR]            # markdown table from summary/metrics
 
 Each run writes DIR/SWEEP/NAME/{config.toml,metrics.jsonl,summary.json}; runs whose
@@ -64,9 +64,11 @@ def command(config, over, out, n):
     return cmd
 
 
-def run(sweep, root, n):
+def run(sweep, root, n, only=None):
     config, runs = SWEEPS[sweep]()
     for name, over in runs:
+        if only and name not in only:
+            continue
         out = os.path.join(root, sweep, name)
         if os.path.exists(os.path.join(out, "summary.json")):
             continue
@@ -103,6 +105,7 @@ def rows(sweep, root):
             "test_accuracy": s["final_test_accuracy"],
             "cr": sum(c for c in crs if c is not None) / len(crs) if crs and crs[0] is not None else None,
             "cr_after_warmup": sum(after) / len(after) if after else None,
+            "wire": (sum(r["wire_ratio"] for r in m) / len(m)) if m and "wire_ratio" in m[0] else None,
             "bytes_per_rank": sum(r["bytes_sent_per_rank"][0] for r in m),
             "time_s": s["train_time_s"], "diverged": not (s["final_train_loss"] or 0) < 1e3,
         })
@@ -110,15 +113,16 @@ def rows(sweep, root):
 
 
 def table(sweep, root):
-    lines = ["| run | train loss | test loss | test acc | CR (all epochs) | CR (after warm-up) | MB sent/rank | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | train loss | test loss | test acc | CR (all epochs) | CR (after warm-up) | wire ratio | MB sent/rank | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows(sweep, root):
         if r.get("missing"):
-            lines.append(f"| {r['name']} | not run / failed | | | | | | |")
+            lines.append(f"| {r['name']} | not run / failed | | | | | | | |")
             continue
         lines.append(f"| {r['name']} | {fmt(r['train_loss'], '.4f')} | {fmt(r['test_loss'], '.4f')} | "
                      f"{fmt(r['test_accuracy'], '.4f')} | {fmt(r['cr'], '.5f')} | {fmt(r['cr_after_warmup'], '.5f')} | "
+                     f"{fmt(r['wire'], '.5f')} | "
                      f"{r['bytes_per_rank'] / 1e6:.2f} | {r['time_s']:.1f} |")
     return "\n".join(lines)
 
@@ -129,10 +133,11 @@ def main():
     ap.add_argument("sweep", choices=tuple(SWEEPS) + ("all",))
     ap.add_argument("--root", default="/tmp/paper")
     ap.add_argument("--np", type=int, default=4)
+    ap.add_argument("--only", default="", help="comma-separated run names (default: every run)")
     a = ap.parse_args()
     for sweep in SWEEPS if a.sweep == "all" else (a.sweep,):
         if a.action == "run":
-            run(sweep, a.root, a.np)
+            run(sweep, a.root, a.np, set(filter(None, a.only.split(","))))
         else:
             print(f"### {sweep}\n\n{table(sweep, a.root)}\n")
     return 0

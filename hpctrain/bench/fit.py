@@ -377,6 +377,14 @@ def _reduce_sent(tables):
     return np.maximum(tables["add-sent"], tables["add"])
 
 
+def summary_alpha_beta(segments):
+    """The survey's two numbers from a piecewise fit: alpha the latency, the intercept of
+    the *first* (small-message) line, never below 0; beta the seconds per byte of the
+    *last* (large-message) line. A later line's intercept is no latency: it may be
+    negative where the bandwidth improves with size."""
+    return max(0.0, float(segments[0]["alpha"])), float(segments[-1]["beta"])
+
+
 def _build_fit(n, sizes, tables, algo_times):
     """The cost model's fit (see :mod:`hpctrain.collectives.cost`) from one table per
     :data:`KEYS` entry (seconds per size) and each algorithm's times ([8 B] + compared
@@ -384,8 +392,9 @@ def _build_fit(n, sizes, tables, algo_times):
     lines = {k: fit_segments(sizes, tables[k]) for k in TRANSFERS}
     one_segs, r2 = lines["oneway"]
     red_segs = interpolate_segments(sizes, tables["add"])
+    alpha, beta = summary_alpha_beta(one_segs)
     fit = {
-        "alpha": one_segs[-1]["alpha"], "beta": one_segs[-1]["beta"], "gamma": max(red_segs[-1]["beta"], 0.0),
+        "alpha": alpha, "beta": beta, "gamma": max(red_segs[-1]["beta"], 0.0),
         "r2": r2, "segments": one_segs,
         **{k: {"segments": segs, "r2": r2k} for k, (segs, r2k) in lines.items() if k != "oneway"},
         "reduce": {"segments": red_segs, "table": True},

@@ -268,3 +268,16 @@ def test_pipelined_chunks_travel_and_are_reduced_segment_by_segment():
                 assert per[kind] == [((n - 1) * k, pytest.approx(chunk / k))] and per[kind][0][1] <= SEGMENT_BYTES
             assert sum(c * m for c, m in per[kind]) == pytest.approx((n - 1) * chunk)
         assert cost.steps("multi-ps", n, S) == plan
+
+
+def test_summary_alpha_is_the_first_lines_nonnegative_intercept():
+    from hpctrain.bench.fit import fit_segments, summary_alpha_beta
+
+    sizes = [2 ** k for k in range(6, 27)]
+    # latency 5 us, then a faster large-message regime: the last line's intercept is < 0
+    times = [5e-6 + s / 1e9 if s < 1 << 20 else -2.1e-5 + s / 0.9e9 for s in sizes]
+    segs, _ = fit_segments(sizes, times)
+    assert len(segs) >= 2 and segs[-1]["alpha"] < 0
+    alpha, beta = summary_alpha_beta(segs)
+    assert alpha == pytest.approx(5e-6, rel=0.05) and beta == pytest.approx(1 / 0.9e9, rel=0.02)
+    assert summary_alpha_beta([{"alpha": -1e-6, "beta": 1e-9}]) == (0.0, 1e-9)
