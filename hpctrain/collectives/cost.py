@@ -68,58 +68,51 @@ The fit (``hpctrain bench fit``) is cached as JSON at ``$HPCTRAIN_CACHE/alpha_be
 or ``~/.cache/hpctrain/alpha_beta.json``.
 """
 
+import inspect
 import json
 import math
 import os
 
-from .ring import PIPELINE_MIN_BYTES, SEGMENT_BYTES
-
 __all__ = ["steps", "modelled", "predict", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "MODELLED", "PRIMITIVES"]
+           "save_fit", "PRIMITIVES"]
 
-MODELLED = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive", "gossip", "sparse-allgather")
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
 
-def steps(algo, n, nbytes, degree=2, payload_ratio=None):
-    """The steps of ``algo`` on ``n`` ranks for ``nbytes`` per rank (see the module table).
+def _cost_steps(algo):
+    """The ``cost_steps(n, S, **kw)`` of the module that implements ``algo`` (every
+    registered allreduce, mixer and sparse aggregation may declare one), or None."""
+    from . import ALLREDUCE, MIXERS, SPARSE  # the registries import this module's users
+
+    fn = ALLREDUCE.get(algo) or MIXERS.get(algo) or SPARSE.get(algo)
+    fn = getattr(fn, "func", fn)  # functools.partial
+    module = inspect.getmodule(fn) if fn is not None else None
+    return getattr(module, "cost_steps", None)
+
+
+def steps(algo, n, nbytes, **kw):
+    """The steps of ``algo`` on ``n`` ranks for ``nbytes`` per rank (see the module table):
+    each collective's module owns its ``cost_steps``; this only dispatches.
 
     Args:
-        degree: neighbours per rank (gossip).
-        payload_ratio: P/S, sparse payload bytes per dense byte (sparse-allgather).
+        kw: ``degree`` (gossip: neighbours per rank), ``payload_ratio`` (sparse
+            aggregation: P/S, sparse payload bytes per dense byte).
 
     Returns:
         A list of ``(primitive, count, bytes)`` with primitive in :data:`PRIMITIVES`; empty
         for n = 1; None for an algorithm without a model (``mpi``, ``auto``).
     """
-    if not modelled(algo):
+    fn = _cost_steps(algo)
+    if fn is None:
         return None
     if n <= 1:
         return []
-    S = float(nbytes)
-    if algo in ("ring", "multi-ps"):
-        chunk = S / n
-        if chunk >= PIPELINE_MIN_BYTES:  # the reduce-scatter travels and adds segment by segment
-            k = math.ceil(chunk / SEGMENT_BYTES)
-            seg = chunk / k
-            return [("exchange", (n - 1) * k, seg), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, seg)]
-        return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]
-    if algo in ("ps", "ring-unpartitioned"):
-        return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]
-    if algo == "recursive":
-        p = 1 << (n.bit_length() - 1)
-        f = 0 if p == n else 1
-        lg = int(math.log2(p))
-        return [("oneway", f, S), ("oneway-sent", f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]
-    if algo == "gossip":
-        return [("exchange", degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]
-    P = S * (1.0 if payload_ratio is None else payload_ratio)  # sparse-allgather
-    return [("exchange", n - 1, 8.0), ("exchange", n - 1, P), ("reduce", n, P)]
+    return fn(n, float(nbytes), **kw)
 
 
 def modelled(algo):
     """Whether :func:`predict` has a model of ``algo``."""
-    return algo in MODELLED or algo.startswith("sparse-allgather")
+    return _cost_steps(algo) is not None
 
 
 def link(fit, msg_bytes, kind="oneway"):

@@ -62,3 +62,8 @@ def gossip(comm, buf, W):
         t *= W[r, j]
         buf += t
     return buf
+
+
+def cost_steps(n, S, degree=2, **_):
+    """One exchange with each of ``degree`` neighbours, the weighted sum of their vectors."""
+    return [("exchange", degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]

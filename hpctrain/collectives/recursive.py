@@ -9,6 +9,8 @@ Every addition is ``mine + theirs`` or ``theirs + mine`` of the same two partial
 all ranks end with bit-identical results. For n = 2 it is one ``Sendrecv`` and one add.
 """
 
+import math
+
 from ._buffers import scratch
 from .ring import reduce_op
 
@@ -65,3 +67,12 @@ def recursive_doubling_allreduce(comm, buf, op="sum"):
     if op == "mean":
         buf /= n
     return buf
+
+
+def cost_steps(n, S, **_):
+    """log2 p whole-vector exchanges added into the buffer just sent, plus the fold of the
+    n - p extra ranks in and out (p the largest power of two <= n)."""
+    p = 1 << (n.bit_length() - 1)
+    f = 0 if p == n else 1
+    lg = int(math.log2(p))
+    return [("oneway", f, S), ("oneway-sent", f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]

@@ -11,6 +11,7 @@ communicator (``collectives/_buffers.py``) and reused across calls: no allocatio
 once warm.
 """
 
+import math
 from functools import lru_cache
 
 from ..errors import CommError
@@ -122,3 +123,15 @@ def ring_allreduce(comm, buf, op="sum"):
     for s in range(n - 1):
         comm.sendrecv(chunk(r + 1 - s), right, chunk(r - s), left)
     return buf
+
+
+def cost_steps(n, S, **_):
+    """The alpha-beta steps of the ring (see :mod:`hpctrain.collectives.cost`): n - 1
+    exchanges of a chunk S/n into scratch (the reduce-scatter, segmented above
+    ``PIPELINE_MIN_BYTES``, each added as it arrives), n - 1 into the own vector."""
+    chunk = S / n
+    if chunk >= PIPELINE_MIN_BYTES:  # the reduce-scatter travels and adds segment by segment
+        k = math.ceil(chunk / SEGMENT_BYTES)
+        seg = chunk / k
+        return [("exchange", (n - 1) * k, seg), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, seg)]
+    return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]

@@ -91,3 +91,10 @@ def sparse_allgather(comm, idx, val, out, method="ring"):
         comm.native_allgatherv(val, gval, counts)
     xp.add.at(out, gidx, gval)
     return out
+
+
+def cost_steps(n, S, payload_ratio=None, **_):
+    """The counts around the ring, the payloads around the ring, n scatter-adds; P the
+    sparse payload bytes per rank (``payload_ratio`` x S)."""
+    P = S * (1.0 if payload_ratio is None else payload_ratio)
+    return [("exchange", n - 1, 8.0), ("exchange", n - 1, P), ("reduce", n, P)]
