@@ -34,8 +34,10 @@ def test_dense_sum_reduces_left_to_right_into_any_payload(n, op):
     # ((p0 . p1) . p2) . ... bit for bit, whichever payload the output aliases
     from hpctrain.collectives.multi_ps import DenseSum
 
-    class Comm:  # scratch buffers live in the communicator's __dict__
-        pass
+    from hpctrain.comm.buffers import Buffers
+
+    class Comm:  # a communicator owns its scratch buffers
+        buffers = Buffers()
 
     ufunc = getattr(np, op)
     rng = np.random.default_rng(n)

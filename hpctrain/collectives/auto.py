@@ -26,9 +26,7 @@ def shared_fit(comm):
 
 
 def _state(comm):
-    st = comm.__dict__.get("_auto")
-    if st is None:
-        st = comm.__dict__["_auto"] = {"fit": shared_fit(comm), "memo": {}}
+    st = comm.buffers.cached("auto", lambda: {"fit": shared_fit(comm), "memo": {}})
     return st
 
 

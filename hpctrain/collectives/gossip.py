@@ -10,7 +10,6 @@ weighted sum in place. Receive buffers are owned by the communicator and reused.
 import numpy as np
 
 from ..errors import CommError, TopologyError
-from ._buffers import scratch
 
 __all__ = ["gossip", "neighbours"]
 
@@ -52,7 +51,7 @@ def gossip(comm, buf, W):
         buf *= W[0, 0]
         return buf
     recv_from, send_to = neighbours(W, r)
-    tmps = {j: scratch(comm, ("gossip", j), buf.size, buf) for j in recv_from}
+    tmps = {j: comm.buffers.scratch(("gossip", j), buf.size, buf) for j in recv_from}
     reqs = [comm.irecv(tmps[j], j, tag=40) for j in recv_from]
     reqs += [comm.isend(buf, j, tag=40) for j in send_to]
     comm.waitall(reqs)

@@ -23,7 +23,6 @@ in worker-rank order, so both placements give bit-identical results on the same 
 
 from ..errors import CommError
 from . import ring as _ring
-from ._buffers import scratch
 from .ring import chunk_bounds, reduce_op
 
 _SEGMENT_TAG = 1 << 12  # tags of the segmented phase 1: _SEGMENT_TAG + segment index
@@ -45,7 +44,7 @@ class DenseSum:
 
     def wire_buffer(self, comm, key, shard_len, like):
         """A receive buffer big enough for one worker's payload of a ``shard_len`` shard."""
-        return scratch(comm, key, shard_len, like)
+        return comm.buffers.scratch(key, shard_len, like)
 
     def reduce_into(self, comm, acc, payloads, nbytes, ufunc):
         """``acc`` <- reduction of the decoded ``payloads``, left to right in the given order.
@@ -67,7 +66,7 @@ class DenseSum:
                 acc[...] = first
             return acc
         if len(payloads) > 2:
-            part = scratch(comm, "mps-part", acc.size, acc)
+            part = comm.buffers.scratch("mps-part", acc.size, acc)
             ufunc(first, payloads[1], out=part)
             for p in payloads[2:-1]:
                 ufunc(part, p, out=part)
@@ -150,7 +149,7 @@ class MultiPS:
         sources = [(r - i) % n for i in range(1, n)]
         sends = [comm.isend(shard(d)[k : k + seg], d, tag=_SEGMENT_TAG + k // seg)
                  for d in ((r + i) % n for i in range(1, n)) for k in range(0, shard(d).size, seg)]
-        halves = [[scratch(comm, ("mps-seg", h, src), seg, own) for src in sources] for h in (0, 1)]
+        halves = [[comm.buffers.scratch(("mps-seg", h, src), seg, own) for src in sources] for h in (0, 1)]
 
         def post(k):
             m = min(seg, own.size - k * seg)
@@ -224,9 +223,7 @@ def multi_ps_allreduce(comm, buf, op="sum"):
     if comm.size == 1:
         reduce_op(op, buf)
         return buf
-    mps = comm.__dict__.get("_multi_ps")
-    if mps is None:
-        mps = comm.__dict__["_multi_ps"] = MultiPS(comm)
+    mps = comm.buffers.cached("multi-ps", lambda: MultiPS(comm))
     return mps.allreduce(buf, op)
 
 

@@ -7,7 +7,6 @@ rank n-1 ends with the full reduction and it travels once more around the ring
 AllReduce partitions the vector; do not use it for training.
 """
 
-from ._buffers import scratch
 from .ring import reduce_op
 
 __all__ = ["unpartitioned_ring_allreduce"]
@@ -31,7 +30,7 @@ def unpartitioned_ring_allreduce(comm, buf, op="sum"):
     right, left = (r + 1) % n, (r - 1) % n
     # reduce phase: partial sums flow 0 -> 1 -> ... -> n-1, added in rank order
     if r > 0:
-        tmp = scratch(comm, "naive-ring", buf.size, buf)
+        tmp = comm.buffers.scratch("naive-ring", buf.size, buf)
         comm.recv(tmp, left, tag=10)
         ufunc(tmp, buf, out=buf)
     if r < n - 1:

@@ -6,7 +6,6 @@ order, so the sum is deterministic), reduces, and sends the result back to each 
 The server's link carries 2(n-1)S bytes: the bottleneck the ring removes.
 """
 
-from ._buffers import scratch
 from .ring import reduce_op
 
 __all__ = ["ps_allreduce"]
@@ -30,7 +29,7 @@ def ps_allreduce(comm, buf, op="sum"):
     if n == 1:
         return buf
     if r == ROOT:
-        tmp = scratch(comm, "ps", buf.size, buf)
+        tmp = comm.buffers.scratch("ps", buf.size, buf)
         for src in range(1, n):
             comm.recv(tmp, src, tag=20)
             ufunc(buf, tmp, out=buf)

@@ -11,7 +11,6 @@ all ranks end with bit-identical results. For n = 2 it is one ``Sendrecv`` and o
 
 import math
 
-from ._buffers import scratch
 from .ring import reduce_op
 
 __all__ = ["recursive_doubling_allreduce"]
@@ -32,7 +31,7 @@ def recursive_doubling_allreduce(comm, buf, op="sum"):
     n, r = comm.size, comm.rank
     if n == 1:
         return buf
-    tmp = scratch(comm, "recursive", buf.size, buf)
+    tmp = comm.buffers.scratch("recursive", buf.size, buf)
     if n == 2:  # the common fast path: one exchange
         comm.sendrecv(buf, 1 - r, tmp, 1 - r)
         ufunc(buf, tmp, out=buf) if r == 0 else ufunc(tmp, buf, out=buf)

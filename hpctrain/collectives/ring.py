@@ -7,7 +7,7 @@ receives the neighbour's segments through two alternating segment buffers, addin
 while segment k+1 is arriving, so the reduction overlaps the transfer and the temporary
 stays two segments long whatever the message size. The reduction is in place; the
 temporary (one chunk below the pipelining size, two segments above) is owned by the
-communicator (``collectives/_buffers.py``) and reused across calls: no allocation per call
+communicator (``comm.buffers``, :mod:`hpctrain.comm.buffers`) and reused across calls: no allocation per call
 once warm.
 """
 
@@ -15,7 +15,6 @@ import math
 from functools import lru_cache
 
 from ..errors import CommError
-from ._buffers import scratch
 
 __all__ = ["ring_allreduce", "chunk_bounds", "reduce_op", "REDUCE_UFUNCS", "SEGMENT_BYTES", "PIPELINE_MIN_BYTES"]
 
@@ -101,7 +100,7 @@ def ring_allreduce(comm, buf, op="sum"):
     itemsize = buf.dtype.itemsize
     seg = max(1, SEGMENT_BYTES // itemsize)
     pipelined = clen * itemsize >= PIPELINE_MIN_BYTES
-    tmp = scratch(comm, "ring", 2 * seg if pipelined else clen, buf)
+    tmp = comm.buffers.scratch("ring", 2 * seg if pipelined else clen, buf)
 
     def chunk(i):
         i %= n

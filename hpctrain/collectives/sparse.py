@@ -12,7 +12,6 @@ import numpy as np
 
 from ..errors import CommError
 from ..xp import get_array_module
-from ._buffers import scratch
 from .tags import TAGS
 
 __all__ = ["sparse_allgather", "ring_allgatherv", "METHODS"]
@@ -82,8 +81,8 @@ def sparse_allgather(comm, idx, val, out, method="ring"):
     else:
         counts = comm.allgather_array(np.array([k], dtype=np.int64))[:, 0]
     total = int(counts.sum())
-    gidx = scratch(comm, "sparse-idx", total, idx)
-    gval = scratch(comm, "sparse-val", total, val)
+    gidx = comm.buffers.scratch("sparse-idx", total, idx)
+    gval = comm.buffers.scratch("sparse-val", total, val)
     if method == "ring":
         ring_allgatherv(comm, (idx, val), (gidx, gval), counts)
     else:

@@ -10,6 +10,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from .buffers import Buffers
 from .transport import get_transport
 
 __all__ = ["Communicator", "Request", "world"]
@@ -56,6 +57,7 @@ class Communicator:
         self.size = self._comm.Get_size()
         self.transport = get_transport(transport) if isinstance(transport, str) else transport
         self._status = MPI.Status()  # reused by blocking calls (one thread drives a rank)
+        self.buffers = Buffers()  # collectives' scratch and per-communicator caches
         self.reset_counters()
 
     # -- bookkeeping ---------------------------------------------------------------

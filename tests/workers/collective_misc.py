@@ -77,8 +77,8 @@ if not fuzz_only:
     from hpctrain.collectives import ring as ring_mod
 
     saved = ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES
-    for key in [k for k in comm.__dict__.get("_scratch", {}) if k[0] == "ring"]:  # grown by the fuzz above
-        del comm.__dict__["_scratch"][key]
+    for key in [k for k in comm.buffers._scratch if k[0] == "ring"]:  # grown by the fuzz above
+        del comm.buffers._scratch[key]
     ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES = 16, 32
     try:
         for length in range(0, 12 * n + n + 1):
@@ -93,7 +93,7 @@ if not fuzz_only:
         floats = {length: np.random.default_rng([seed, 6, r, length]).standard_normal(length) for length in (9 * n, 13 * n + 1)}
         seg_out = {length: get_allreduce("multi-ps")(comm, x.copy(), "mean") for length, x in floats.items()}
         # the temporary stays two segments long (4 elements), not a chunk (up to 13 here)
-        ring_tmp = [b.size for k, b in comm.__dict__.get("_scratch", {}).items() if k[0] == "ring" and b.dtype == np.int64]
+        ring_tmp = [b.size for k, b in comm.buffers._scratch.items() if k[0] == "ring" and b.dtype == np.int64]
         check("ring-pipelined-scratch", n == 1 or ring_tmp == [4], ring_tmp)
     finally:
         ring_mod.SEGMENT_BYTES, ring_mod.PIPELINE_MIN_BYTES = saved
