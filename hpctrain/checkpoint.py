@@ -82,12 +82,12 @@ def _digest(arr):
 
 def _versions():
     import h5py
-    import mpi4py
 
     from . import __version__
+    from .comm.communicator import mpi_library_info
 
     return {"hpctrain_version": __version__, "numpy_version": np.__version__,
-            "h5py_version": h5py.__version__, "mpi4py_version": mpi4py.__version__}
+            "h5py_version": h5py.__version__, "mpi4py_version": mpi_library_info()["mpi4py"]}
 
 
 def write_checkpoint(path, snap):

@@ -45,7 +45,6 @@ def cli():
 def info():
     """Versions, MPI library, world size, CuPy/GPU availability."""
     import h5py
-    import mpi4py
     import numpy
 
     from .comm.communicator import mpi_library_info
@@ -62,7 +61,7 @@ def info():
         ("hpctrain", __version__),
         ("python", sys.version.split()[0]),
         ("numpy", numpy.__version__),
-        ("mpi4py", mpi4py.__version__),
+        ("mpi4py", lib["mpi4py"]),
         ("h5py", h5py.__version__),
         ("click", importlib.metadata.version("click")),
         ("MPI standard", lib["mpi_standard"]),
@@ -371,9 +370,8 @@ def main(argv=None):
         rank = _env_rank()
         click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
         traceback.print_exc(file=sys.stderr)
-        if "mpi4py.MPI" in sys.modules:
-            from mpi4py import MPI
+        if "hpctrain.comm.communicator" in sys.modules:  # MPI was started: end every rank
+            from .comm.communicator import abort_world
 
-            if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-                MPI.COMM_WORLD.Abort(1)
+            abort_world(1)
         sys.exit(1)

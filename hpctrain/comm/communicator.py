@@ -301,8 +301,19 @@ def world(transport="host"):
 
 
 def mpi_library_info():
-    """MPI standard version, library version string and vendor (for ``hpctrain info``)."""
+    """MPI standard version, library version string, vendor and mpi4py's version (for
+    ``hpctrain info`` and checkpoint provenance)."""
+    import mpi4py
+
     version = "%d.%d" % MPI.Get_version()
     lib = MPI.Get_library_version().strip().splitlines()[0]
     vendor, vver = MPI.get_vendor()
-    return {"mpi_standard": version, "mpi_library": lib, "mpi_vendor": f"{vendor} {'.'.join(map(str, vver))}"}
+    return {"mpi_standard": version, "mpi_library": lib, "mpi_vendor": f"{vendor} {'.'.join(map(str, vver))}",
+            "mpi4py": mpi4py.__version__}
+
+
+def abort_world(code=1):
+    """End every rank of the job (``MPI_Abort`` on COMM_WORLD) when MPI is running with
+    more than one rank; a no-op otherwise (one rank just exits)."""
+    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        MPI.COMM_WORLD.Abort(code)
