@@ -90,31 +90,19 @@ def info():
 
 
 def _train_options(f):
-    """The flags of ``hpctrain train``; each overrides the same key of the TOML file."""
-    from .config import TrainConfig, _FIELDS
+    """The flags of ``hpctrain train``, one per TrainConfig field (generated: a new config
+    key is a new flag); each overrides the same key of the TOML file."""
+    from .config import option_specs
 
-    opts = [
-        ("--algo", str), ("--collective", str), ("--device", str), ("--transport", str), ("--model", str), ("--dataset", str),
-        ("--data-dir", str), ("--epochs", int), ("--batch-size", int), ("--lr", float),
-        ("--momentum", float), ("--weight-decay", float), ("--lr-schedule", str), ("--lr-stage-epochs", int),
-        ("--lr-decay", float), ("--warmup-epochs", float), ("--partition", str), ("--dirichlet-alpha", float),
-        ("--test-dataset", str), ("--seed", int), ("--dtype", str),
-        ("--threads", int), ("--checkpoint-every", str), ("--keep", int), ("--resume", str), ("--out", str),
-        ("--hidden", int), ("--compressor", str), ("--density", float), ("--bits", int), ("--aggregation", str),
-        ("--sparsity-warmup-epochs", float), ("--clip", float), ("--sync-period", int), ("--adagrad-eps", float),
-        ("--adagrad-b0", float), ("--adaalter-warmup", int), ("--topology", str), ("--topology-file", str), ("--staleness", int),
-    ]
-    for flag, typ in reversed(opts):
-        key = flag[2:].replace("-", "_")
-        fld = _FIELDS[key]
-        choices = fld.metadata.get("choices")
-        default = getattr(TrainConfig(), key)
-        help_ = f"{fld.metadata['help']} [config key {key}; default {default!r}]"
-        f = click.option(flag, key, type=click.Choice(choices) if choices else typ, default=None, help=help_)(f)
-    f = click.option("--nesterov/--no-nesterov", "nesterov", default=None,
-                     help="Nesterov momentum (Option II) for prsgd-momentum / dmomentum [config key nesterov]")(f)
-    f = click.option("--overwrite", is_flag=True, default=None, help="reuse an existing run directory")(f)
-    f = click.option("--quiet", "-q", is_flag=True, default=None, help="no progress bar or per-epoch lines")(f)
+    for spec in reversed(option_specs()):
+        key, flag = spec["name"], spec["flag"]
+        help_ = f"{spec['help']} [config key {key}; default {spec['default']!r}]"
+        names = [spec["short"]] if spec["short"] else []
+        if spec["type"] is bool:  # --nesterov/--no-nesterov: either overrides the file
+            f = click.option(f"{flag}/--no-{flag[2:]}", *names, key, default=None, help=help_)(f)
+        else:
+            typ = click.Choice(spec["choices"]) if spec["choices"] else spec["type"]
+            f = click.option(flag, *names, key, type=typ, default=None, help=help_)(f)
     return f
 
 

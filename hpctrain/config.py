@@ -21,11 +21,11 @@ from .collectives import ALLREDUCE
 from .compress import COMPRESSORS
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "ALGO_NAMES"]
+__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "option_specs", "ALGO_NAMES"]
 
 
-def _f(default, help, choices=None, check=None):
-    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
+def _f(default, help, choices=None, check=None, short=None):
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check, "short": short})
 
 
 #: every --algo name, from the registry (each class declares its compressors and aggregations)
@@ -88,7 +88,7 @@ class TrainConfig:
     resume: str = _f("", "checkpoint to resume from: a path or 'latest' (newest in the run directory)")
     out: str = _f("", "run directory (default runs/run-YYYYmmdd-HHMMSS)")
     overwrite: bool = _f(False, "reuse an existing run directory")
-    quiet: bool = _f(False, "no progress bar or per-epoch lines")
+    quiet: bool = _f(False, "no progress bar or per-epoch lines", short="-q")
 
     def to_dict(self):
         """The configuration as a plain dict."""
@@ -96,11 +96,22 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def option_specs():
+    """One dict per TrainConfig field, in declaration order, for building command-line
+    flags: ``name`` (config key), ``flag`` (``--batch-size``), ``type`` (int, float, str,
+    bool), ``default``, ``help``, ``choices`` (or None) and ``short`` (e.g. ``-q``)."""
+    defaults = TrainConfig()
+    return [{"name": f.name, "flag": "--" + f.name.replace("_", "-"), "type": _TYPES.get(f.type, f.type),
+             "default": getattr(defaults, f.name), "help": f.metadata["help"], "choices": f.metadata["choices"],
+             "short": f.metadata["short"]} for f in fields(TrainConfig)]
 
 
 def _check_type(name, value):
     want = _FIELDS[name].type
-    want = {"int": int, "float": float, "str": str, "bool": bool}.get(want, want)
+    want = _TYPES.get(want, want)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if want is int and isinstance(value, bool) or not isinstance(value, want):
