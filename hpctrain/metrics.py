@@ -3,12 +3,15 @@
 Only rank 0 writes; the library prints for the user nowhere else.
 """
 
+import contextlib
 import json
 import os
 import sys
 import time
 
-__all__ = ["RunWriter", "Progress", "format_rate", "traffic_ratios"]
+from .errors import OutputError
+
+__all__ = ["RunWriter", "Progress", "format_rate", "traffic_ratios", "read_records"]
 
 
 def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
@@ -90,17 +93,17 @@ class RunWriter:
             kept = []
             if keep_epochs_before is not None and os.path.exists(path):
                 # resuming: keep the epochs finished before the checkpoint, drop later ones
-                with open(path, encoding="utf-8") as f:
-                    kept = [ln for ln in f if ln.strip() and json.loads(ln).get("epoch", 0) < keep_epochs_before]
-            self._metrics = open(path, "w", encoding="utf-8")
-            self._metrics.writelines(kept)
-            self._metrics.flush()
+                # (and a half-written last line, what a full disk or a kill leaves)
+                kept = [json.dumps(r) + "\n" for r in read_records(path) if r.get("epoch", 0) < keep_epochs_before]
+            with _io(path):
+                self._metrics = open(path, "w", encoding="utf-8")
+                self._metrics.writelines(kept)
+                self._metrics.flush()
 
     def config(self, toml_text):
         """Record the resolved configuration next to the outputs."""
         if self.active:
-            with open(os.path.join(self.run_dir, "config.toml"), "w", encoding="utf-8") as f:
-                f.write(toml_text)
+            _write_atomic(os.path.join(self.run_dir, "config.toml"), toml_text)
 
     def say(self, line):
         """A line for the user on stdout (rank 0, unless quiet)."""
@@ -111,8 +114,9 @@ class RunWriter:
         """Append one epoch's record to ``metrics.jsonl`` and print its summary line."""
         if not self.active:
             return
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        with _io(os.path.join(self.run_dir, "metrics.jsonl")):
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
         self.say(
             f"epoch {record['epoch']:>3}  train_loss {record['train_loss']:.4f}  "
             f"test_loss {record['test_loss']:.4f}  test_acc {record['test_accuracy']:.4f}  "
@@ -123,12 +127,52 @@ class RunWriter:
     def summary(self, summary):
         """Write ``summary.json`` (final figures and the resolved config)."""
         if self.active:
-            with open(os.path.join(self.run_dir, "summary.json"), "w", encoding="utf-8") as f:
-                json.dump(summary, f, indent=2)
-                f.write("\n")
+            _write_atomic(os.path.join(self.run_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
 
     def close(self):
         """Close the metrics file."""
         if self._metrics is not None:
-            self._metrics.close()
+            try:
+                self._metrics.close()
+            except OSError:
+                pass  # already reported by the write that failed
             self._metrics = None
+
+
+def read_records(path):
+    """The epoch records of a ``metrics.jsonl``; lines that are not a JSON object (a
+    half-written last line) are skipped."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+@contextlib.contextmanager
+def _io(path):
+    """Turn an OSError (disk full, read-only, quota) into one line naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file: never a 0-byte or partial file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with _io(path):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -30,6 +30,8 @@ from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
+from . import rundir
+from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, traffic_ratios
 from .models import get_model
 from .schedules import make_schedule
@@ -88,10 +90,12 @@ def _prepare_run_dir(cfg, comm):
 
     def make():
         out = cfg.out or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
-        if os.path.exists(os.path.join(out, "metrics.jsonl")) and not (cfg.overwrite or cfg.resume):
-            raise ConfigError(f"run directory {out} already holds a run; pass --overwrite or choose another --out")
+        rundir.check_out(cfg, out)
         try:
-            os.makedirs(out, exist_ok=True)
+            if not os.path.exists(out):
+                os.makedirs(out)
+                rundir.remove_if_empty_at_exit(out)
+            rundir.clean_run_dir(out)
             probe = os.path.join(out, ".hpctrain-write-test")
             with open(probe, "w"):
                 pass
@@ -216,6 +220,7 @@ class _Cursor:
 
     def __init__(self, t=0, epoch=1, step_in_epoch=0, loss_sum=0.0):
         self.t, self.epoch, self.step_in_epoch, self.loss_sum = t, epoch, step_in_epoch, loss_sum
+        self.lineage, self.resumed_from = new_lineage(), None  # rank 0's lineage is the run's
 
 
 def _snapshot_local(params, algo, cursor):
@@ -230,17 +235,21 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
     """Gather every rank's state to rank 0 and write one checkpoint atomically."""
     local = _snapshot_local(params, algo, cursor)
     gathered = {k: comm.gather_array(to_numpy(v)) for k, v in local.items()}
-    path = checkpoint_path(run_dir, cursor.t)
+    path = checkpoint_path(run_dir, cursor.t, cursor.lineage)
 
     def write():
+        if cursor.resumed_from and os.path.realpath(path) == os.path.realpath(cursor.resumed_from):
+            return mark_latest(run_dir, path)  # nothing new since the resume: keep that file as is
         meta = {
             "world_size": comm.size, "step": cursor.t, "epoch": cursor.epoch,
             "step_in_epoch": cursor.step_in_epoch, "steps_per_epoch": steps_per_epoch,
             "algo": cfg.algo, "model": cfg.model, "n_params": dim, "dataset": cfg.dataset,
-            "seed": cfg.seed, "replicated": int(algo.replicated),
+            "seed": cfg.seed, "replicated": int(algo.replicated), "lineage": cursor.lineage,
+            "resumed_from": os.path.basename(cursor.resumed_from or ""),
         }
         write_checkpoint(path, Snapshot(meta, config_to_toml(cfg), gathered))
-        prune_checkpoints(run_dir, cfg.keep)
+        mark_latest(run_dir, path)
+        prune_checkpoints(run_dir, cfg.keep, cursor.lineage, protect=(cursor.resumed_from,))
 
     on_root(comm, write)
     return path
@@ -256,18 +265,19 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
 
     def load():
         path = resolve_resume(cfg.resume, run_dir)
-        snap = read_checkpoint(path)
+
+        def accept(meta):
+            if meta.get("algo") != cfg.algo:
+                raise CheckpointError(f"{path} was written by algorithm {meta.get('algo')!r}, not {cfg.algo!r}")
+            if meta.get("model") != cfg.model or int(meta.get("n_params", -1)) != dim:
+                raise CheckpointError(
+                    f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
+                    f"this run's {cfg.model} has {dim}"
+                )
+
+        expected = {name: (tuple(arr.shape), np.dtype(arr.dtype)) for name, arr in local.items()}
+        snap = read_checkpoint(path, expected, accept)
         meta = snap.meta
-        if meta.get("algo") != cfg.algo:
-            raise CheckpointError(f"{path} was written by algorithm {meta.get('algo')!r}, not {cfg.algo!r}")
-        if meta.get("model") != cfg.model or int(meta.get("n_params", -1)) != dim:
-            raise CheckpointError(
-                f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
-                f"this run's {cfg.model} has {dim}"
-            )
-        missing = sorted(set(local) - set(snap.arrays))
-        if missing:
-            raise CheckpointError(f"{path} lacks {missing[0]}; it was not written for this algorithm")
         old = int(meta["world_size"])
         if old != comm.size:
             policies = {"params": "replicated" if int(meta.get("replicated", 0)) else "refuse",
@@ -289,9 +299,10 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
         host = np.empty(arr.shape, dtype=arr.dtype)
         comm.scatter_array(snap.arrays[name] if comm.rank == 0 else None, host)
         arr[...] = get_array_module(arr).asarray(host)
-    return _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0])), (
-        path if comm.rank == 0 else None
-    )
+    cursor = _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0]))
+    if comm.rank == 0:
+        cursor.lineage, cursor.resumed_from = rundir.lineage_after_resume(run_dir, path), path
+    return cursor, (path if comm.rank == 0 else None)
 
 
 def run_training(cfg, comm=None):
@@ -324,8 +335,10 @@ def run_training(cfg, comm=None):
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
         cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size)
-    writer = RunWriter(run_dir, comm.rank == 0, cfg.quiet, keep_epochs_before=cursor.epoch if cfg.resume else None)
-    writer.config(config_to_toml(cfg))
+    cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
+    writer = agree(comm, lambda: RunWriter(run_dir, comm.rank == 0, cfg.quiet,
+                                           keep_epochs_before=cursor.epoch if cfg.resume else None))
+    agree(comm, lambda: writer.config(config_to_toml(cfg)))
     writer.say(
         f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} rank{'s' if comm.size != 1 else ''}, "
         f"{cfg.model} on {data.name} ({data.n_train_total} train / {data.n_test_total} test), "
@@ -410,11 +423,11 @@ def run_training(cfg, comm=None):
             if not algo.replicated:
                 record["consensus_distance"] = _consensus_distance(comm, params)
             history.append(record)
-            writer.epoch(record)
+            agree(comm, lambda: writer.epoch(record))  # a full disk ends every rank
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if period and period[1] == "epochs" and epoch % period[0] == 0:
                 checkpoint()
-        if period and last_ckpt != checkpoint_path(run_dir, cursor.t):
+        if period and last_ckpt != checkpoint_path(run_dir, cursor.t, cursor.lineage):
             checkpoint()  # the end of the run, so that it can be extended with --resume
     finally:
         guard.close()
@@ -437,7 +450,7 @@ def run_training(cfg, comm=None):
         "resumed_from": resumed_from,
         "config": cfg.to_dict(),
     }
-    writer.summary(summary)
+    agree(comm, lambda: writer.summary(summary))
     if history:
         writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run_dir})")
     summary["params"] = params

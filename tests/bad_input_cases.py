@@ -7,6 +7,8 @@ import os
 import h5py
 import numpy as np
 
+from ckpt_tools import set_attr
+
 __all__ = ["CASES", "Case"]
 
 
@@ -103,10 +105,10 @@ def _flip(p):
     open(p, "wb").write(bytes(data))
 
 
-def _attr(key, value):
+def _attr(key, value, sign=True):
+    """Edit a root attribute; re-signed, this models a genuine checkpoint of another run."""
     def edit(p):
-        with h5py.File(p, "a") as f:
-            f.attrs[key] = value
+        set_attr(p, key, value, sign)
     return edit
 
 
