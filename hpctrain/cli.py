@@ -114,10 +114,13 @@ def train(config, **overrides):
 
     Writes config.toml, metrics.jsonl (one line per epoch) and summary.json into --out.
     """
+    import numpy as np
+
     from .config import load_config
     from .train import run_training
 
     cfg = load_config(config, overrides)
+    np.seterr(all="ignore")  # non-finite values are detected and reported by the loop, once
     run_training(cfg)
 
 
@@ -152,11 +155,21 @@ def inspect(checkpoint, verify):
                 "dataset", "step", "epoch", "step_in_epoch", "steps_per_epoch"):
         if key in m:
             click.echo(f"{key:<15} {m[key]}")
+    click.echo(f"{'position':<15} {_position(m)}")
     click.echo("datasets:")
     for name, arr in sorted(snap.arrays.items()):
         click.echo(f"  {name:<28} {str(arr.shape):<16} {arr.dtype}")
     if verify:
         click.echo(f"verified        all {len(snap.arrays)} checksums match")
+
+
+def _position(m):
+    """Where a checkpoint stands, in words (epoch = the epoch it continues in)."""
+    epoch, k, per = int(m["epoch"]), int(m["step_in_epoch"]), int(m["steps_per_epoch"])
+    if k == 0:
+        return f"end of epoch {epoch - 1} (step {m['step']}); a resume starts epoch {epoch}" if epoch > 1 else \
+            "start of training"
+    return f"step {k} of {per} in epoch {epoch} (step {m['step']})"
 
 
 @cli.group()
