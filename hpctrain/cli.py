@@ -117,7 +117,9 @@ def train(config, **overrides):
     import numpy as np
 
     from .config import load_config
-    from .train import run_training
+    from .train import catch_stop_signals_early, run_training
+
+    catch_stop_signals_early()  # Ctrl-C during setup stops at the first step boundary, on every rank
 
     cfg = load_config(config, overrides)
     np.seterr(all="ignore")  # non-finite values are detected and reported by the loop, once
@@ -339,11 +341,32 @@ def _one_line(exc):
     return text or exc.__class__.__name__
 
 
+def _plain_ctrl_c(prog):
+    """Commands other than train take Ctrl-C at once (KeyboardInterrupt), also one that
+    arrived during start-up."""
+    import signal
+
+    from .signals import pending
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, signal.SIG_DFL)
+    if pending() == signal.SIGINT:
+        if _env_rank() == 0:
+            click.echo(f"{prog}: interrupted", err=True)
+        os._exit(130)
+    if pending():
+        os.kill(os.getpid(), pending())
+
+
 def main(argv=None):
     """Entry point: run the CLI; map errors to one line and exit status 2."""
     prog = "hpctrain"
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "train" not in args[:1]:
+        _plain_ctrl_c(prog)
     try:
-        cli.main(args=argv, prog_name=prog, standalone_mode=False)
+        cli.main(args=args, prog_name=prog, standalone_mode=False)
     except SilentExit as exc:
         sys.exit(exc.exit_code)
     except HpctrainError as exc:
@@ -360,13 +383,16 @@ def main(argv=None):
             where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) else f"{prog}: "
             click.echo(f"{where}error: {_one_line(exc.format_message())}", err=True)
         sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: aborted", err=True)
-        sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C outside the training loop (start-up, another command): one line from rank 0,
+        # and no MPI_Finalize, which would wait for ranks that are elsewhere
+        if _env_rank() == 0:
+            click.echo(f"{prog}: interrupted", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
         rank = _env_rank()
         click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)

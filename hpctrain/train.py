@@ -29,7 +29,7 @@ from .collectives import get_allreduce
 from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
-from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
+from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir
 from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, traffic_ratios
@@ -41,7 +41,18 @@ from .xp import get_array_module, resolve_device, to_numpy
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from .signals import STOP_SIGNALS, pending as _pending_signal
+from .signals import record_stop_signals as catch_stop_signals_early  # noqa: F401 (the CLI's)
+
+
+def _stopped(signum, step, last_ckpt, wrote):
+    """The error that ends a run stopped by ``signum`` (exit 130 for SIGINT, else 75)."""
+    name = signal.Signals(signum).name
+    if signum == signal.SIGINT:
+        if wrote:
+            return Interrupted(f"{name} at step {step}: checkpoint {last_ckpt} written; continue with --resume latest")
+        return Interrupted(f"{name} at step {step}: stopped (checkpointing is off, nothing saved)")
+    return Preempted(f"{name} at step {step}: checkpoint {last_ckpt} written; continue with --resume latest")
 
 
 def agree(comm, fn):
@@ -174,7 +185,7 @@ class StepGuard:
 
     def __init__(self, comm):
         self.comm = comm
-        self.signum = 0
+        self.signum = _pending_signal()  # arrived during start-up
         self.first_bad = 0  # first step (1-based) with a non-finite loss on this rank
         self._old = {}
         for s in STOP_SIGNALS:
@@ -382,13 +393,12 @@ def run_training(cfg, comm=None):
                             f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
                             f"good checkpoint ({last_ckpt or 'none'}) is kept; lower --lr"
                         )
-                    if stop or ckpt_due:
+                    save = bool(stop) and (stop != signal.SIGINT or period is not None)  # Ctrl-C: when on
+                    if save or ckpt_due:
                         checkpoint()
                     if stop:
                         bar.close()
-                        name = signal.Signals(stop).name
-                        raise Preempted(f"{name} at step {cursor.t}: checkpoint {last_ckpt} written; "
-                                        f"continue with --resume latest")
+                        raise _stopped(stop, cursor.t, last_ckpt, save)
             epoch_time = time.perf_counter() - t0
             sent_epoch, recv_epoch = comm.bytes_sent - bytes_before, comm.bytes_recv - recv_before
             bar.close()
