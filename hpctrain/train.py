@@ -368,7 +368,8 @@ def run_training(cfg, comm=None):
         while cursor.epoch <= cfg.epochs:
             epoch = cursor.epoch
             order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
-            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
+            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
+                           samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
             comm_before, bytes_before, recv_before = comm.comm_time, comm.bytes_sent, comm.bytes_recv
             first = cursor.step_in_epoch
             lr = lr_at(cursor.t, epoch)
