@@ -136,6 +136,29 @@ def plot(run_dirs, out):
     click.echo(plot_runs(run_dirs, out))
 
 
+@cli.command("trace")
+@click.argument("trace_file", type=click.Path(dir_okay=False))
+def trace_cmd(trace_file):
+    """Print the compute/comm/compress split per epoch of a --trace file (mean over ranks)."""
+    from .errors import DataError
+    from .trace import format_summary, summarize
+
+    try:
+        with open(trace_file, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"trace file not found: {trace_file}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{trace_file}: not a trace-event JSON file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
+        raise DataError(f"{trace_file}: not an hpctrain trace (no traceEvents list)")
+    try:
+        rows = summarize(doc)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise DataError(f"{trace_file}: malformed trace events") from None
+    click.echo(format_summary(rows))
+
+
 @cli.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--verify", is_flag=True, help="check every dataset's SHA-256; exit 1 on corruption")

@@ -90,6 +90,7 @@ class TrainConfig:
     out: str = _f("", "run directory (default runs/run-YYYYmmdd-HHMMSS)")
     overwrite: bool = _f(False, "reuse an existing run directory")
     quiet: bool = _f(False, "no progress bar or per-epoch lines", short="-q")
+    trace: str = _f("", "write a per-rank timeline (Chrome trace-event JSON, all ranks merged) to this file")
 
     def to_dict(self):
         """The configuration as a plain dict."""

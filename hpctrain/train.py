@@ -30,7 +30,7 @@ from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
-from . import rundir
+from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, traffic_ratios
 from .models import get_model
@@ -316,6 +316,31 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
     return cursor, (path if comm.rank == 0 else None)
 
 
+#: span names of the collectives that are server rounds
+_COLLECTIVE_SPAN = {"ps": "server round", "multi-ps": "server round"}
+
+
+def _start_trace(cfg, comm):
+    """Check the trace file's directory (rank 0), then start recording on every rank."""
+    def check():
+        parent = os.path.dirname(os.path.abspath(cfg.trace))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"--trace {cfg.trace}: directory {parent} does not exist")
+        if os.path.isdir(cfg.trace):
+            raise ConfigError(f"--trace {cfg.trace} is a directory; give a file name")
+
+    on_root(comm, check)
+    trace.start(comm)
+
+
+def _finish_trace(cfg, comm, writer):
+    """Gather the timeline to rank 0, write it, print the per-epoch split."""
+    rows = agree(comm, lambda: trace.finish(comm, cfg.trace))
+    if rows:
+        writer.say(f"trace written to {cfg.trace} (open in ui.perfetto.dev); time per epoch, mean over ranks:\n"
+                   + trace.format_summary(rows))
+
+
 def run_training(cfg, comm=None):
     """Train as ``cfg`` says; rank 0 writes the run directory.
 
@@ -333,10 +358,13 @@ def run_training(cfg, comm=None):
         comm = world(transport)
     _threads = limit_threads(cfg.threads) if cfg.threads else None  # noqa: F841 (kept alive)
     run_dir = _prepare_run_dir(cfg, comm)
+    if cfg.trace:
+        _start_trace(cfg, comm)
     data, model, steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, xp))
     params = model.init_params(xp, np.dtype(cfg.dtype), cfg.seed)
     grad = xp.zeros_like(params)
-    ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, xp)
+    allreduce = trace.wrap(get_allreduce(cfg.collective), _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
+    ctx = AlgoContext(cfg, comm, allreduce, params.size, steps_per_epoch, xp)
     if mixing is not None:
         ctx.extras["mixing"] = mixing
     algo = get_algorithm(cfg.algo)(ctx, params)
@@ -362,11 +390,13 @@ def run_training(cfg, comm=None):
 
     def checkpoint():
         nonlocal last_ckpt
-        last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
+        with trace.span("checkpoint write", "io"):
+            last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
 
     try:
         while cursor.epoch <= cfg.epochs:
             epoch = cursor.epoch
+            trace.mark(f"epoch {epoch}")
             order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
             bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                            samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
@@ -376,9 +406,11 @@ def run_training(cfg, comm=None):
             t0 = time.perf_counter()
             for i in range(first, steps_per_epoch):
                 idx = batch_rows(order, i, cfg.batch_size)
-                loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+                with trace.span("compute", "compute"):  # forward + backward
+                    loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
                 lr = lr_at(cursor.t, epoch)
-                algo.step(params, grad, lr, cursor.t)
+                with trace.span("step"):  # the algorithm: compress, collectives, update
+                    algo.step(params, grad, lr, cursor.t)
                 cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
                 cursor.loss_sum += loss
                 guard.record(cursor.t, loss)
@@ -409,7 +441,8 @@ def run_training(cfg, comm=None):
                              dtype=np.float64)
             comm.native_allreduce(stats)
             stats /= comm.size
-            test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
+            with trace.span("evaluate"):
+                test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
             algo_stats = algo.pop_stats()
             counts = comm.allgather_array(np.array(
                 [sent_epoch, recv_epoch, algo_stats.get("floats_up", 0) + algo_stats.get("floats_down", 0)],
@@ -440,9 +473,15 @@ def run_training(cfg, comm=None):
                 checkpoint()
         if period and last_ckpt != checkpoint_path(run_dir, cursor.t, cursor.lineage):
             checkpoint()  # the end of the run, so that it can be extended with --resume
+    except (Preempted, TrainingDiverged):  # agreed by every rank: the trace can still be gathered
+        if cfg.trace:
+            _finish_trace(cfg, comm, writer)
+        raise
     finally:
         guard.close()
         writer.close()
+    if cfg.trace:
+        _finish_trace(cfg, comm, writer)
     summary = {
         "hpctrain_version": __version__,
         "world_size": comm.size,
