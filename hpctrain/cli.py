@@ -297,6 +297,8 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
     from .bench.common import parse_size, size_sweep
     from .comm import world
 
+    if plot_path:
+        _need_matplotlib("--plot")  # before the sweep, not after it
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
     comm = world(transport)
     rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit, servers=servers)
@@ -305,6 +307,13 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
         write_rows(rows, json_path, csv_path)
         if plot_path:
             plot_rows(rows, plot_path, fit)
+
+
+def _need_matplotlib(what):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{what} needs matplotlib: pip install 'hpctrain[plot]'") from None
 
 
 @bench.command("fit")
