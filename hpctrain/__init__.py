@@ -7,6 +7,9 @@ other MPI ranks on the same node cost a 30x slowdown.
 
 __version__ = "0.1.0"
 
+from . import signals as _signals
 from . import threads as _threads
 
+if _signals.under_cli():
+    _signals.record_stop_signals()  # Ctrl-C during start-up: every rank stops at the same step
 _threads.default_thread_env()

@@ -114,10 +114,15 @@ def train(config, **overrides):
 
     Writes config.toml, metrics.jsonl (one line per epoch) and summary.json into --out.
     """
+    import numpy as np
+
     from .config import load_config
-    from .train import run_training
+    from .train import catch_stop_signals_early, run_training
+
+    catch_stop_signals_early()  # Ctrl-C during setup stops at the first step boundary, on every rank
 
     cfg = load_config(config, overrides)
+    np.seterr(all="ignore")  # non-finite values are detected and reported by the loop, once
     run_training(cfg)
 
 
@@ -129,6 +134,29 @@ def plot(run_dirs, out):
     from .plot import plot_runs
 
     click.echo(plot_runs(run_dirs, out))
+
+
+@cli.command("trace")
+@click.argument("trace_file", type=click.Path(dir_okay=False))
+def trace_cmd(trace_file):
+    """Print the compute/comm/compress split per epoch of a --trace file (mean over ranks)."""
+    from .errors import DataError
+    from .trace import format_summary, summarize
+
+    try:
+        with open(trace_file, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"trace file not found: {trace_file}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{trace_file}: not a trace-event JSON file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
+        raise DataError(f"{trace_file}: not an hpctrain trace (no traceEvents list)")
+    try:
+        rows = summarize(doc)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise DataError(f"{trace_file}: malformed trace events") from None
+    click.echo(format_summary(rows))
 
 
 @cli.command()
@@ -152,11 +180,21 @@ def inspect(checkpoint, verify):
                 "dataset", "step", "epoch", "step_in_epoch", "steps_per_epoch"):
         if key in m:
             click.echo(f"{key:<15} {m[key]}")
+    click.echo(f"{'position':<15} {_position(m)}")
     click.echo("datasets:")
     for name, arr in sorted(snap.arrays.items()):
         click.echo(f"  {name:<28} {str(arr.shape):<16} {arr.dtype}")
     if verify:
         click.echo(f"verified        all {len(snap.arrays)} checksums match")
+
+
+def _position(m):
+    """Where a checkpoint stands, in words (epoch = the epoch it continues in)."""
+    epoch, k, per = int(m["epoch"]), int(m["step_in_epoch"]), int(m["steps_per_epoch"])
+    if k == 0:
+        return f"end of epoch {epoch - 1} (step {m['step']}); a resume starts epoch {epoch}" if epoch > 1 else \
+            "start of training"
+    return f"step {k} of {per} in epoch {epoch} (step {m['step']})"
 
 
 @cli.group()
@@ -259,6 +297,8 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
     from .bench.common import parse_size, size_sweep
     from .comm import world
 
+    if plot_path:
+        _need_matplotlib("--plot")  # before the sweep, not after it
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
     comm = world(transport)
     rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit, servers=servers)
@@ -267,6 +307,13 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
         write_rows(rows, json_path, csv_path)
         if plot_path:
             plot_rows(rows, plot_path, fit)
+
+
+def _need_matplotlib(what):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"{what} needs matplotlib: pip install 'hpctrain[plot]'") from None
 
 
 @bench.command("fit")
@@ -326,11 +373,32 @@ def _one_line(exc):
     return text or exc.__class__.__name__
 
 
+def _plain_ctrl_c(prog):
+    """Commands other than train take Ctrl-C at once (KeyboardInterrupt), also one that
+    arrived during start-up."""
+    import signal
+
+    from .signals import pending
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, signal.SIG_DFL)
+    if pending() == signal.SIGINT:
+        if _env_rank() == 0:
+            click.echo(f"{prog}: interrupted", err=True)
+        os._exit(130)
+    if pending():
+        os.kill(os.getpid(), pending())
+
+
 def main(argv=None):
     """Entry point: run the CLI; map errors to one line and exit status 2."""
     prog = "hpctrain"
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "train" not in args[:1]:
+        _plain_ctrl_c(prog)
     try:
-        cli.main(args=argv, prog_name=prog, standalone_mode=False)
+        cli.main(args=args, prog_name=prog, standalone_mode=False)
     except SilentExit as exc:
         sys.exit(exc.exit_code)
     except HpctrainError as exc:
@@ -347,13 +415,16 @@ def main(argv=None):
             where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) else f"{prog}: "
             click.echo(f"{where}error: {_one_line(exc.format_message())}", err=True)
         sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: aborted", err=True)
-        sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C outside the training loop (start-up, another command): one line from rank 0,
+        # and no MPI_Finalize, which would wait for ranks that are elsewhere
+        if _env_rank() == 0:
+            click.echo(f"{prog}: interrupted", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
         rank = _env_rank()
         click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)

@@ -6,6 +6,7 @@ Every problem raises :class:`~hpctrain.errors.ConfigError` with one clear senten
 
 import dataclasses
 import difflib
+import math
 import sys
 from dataclasses import dataclass, field, fields
 
@@ -48,7 +49,7 @@ class TrainConfig:
                         choices=("auto", "cuda-aware", "staged", "host"))
     model: str = _f("softmax", "model", choices=("softmax", "mlp"))
     hidden: int = _f(128, "hidden units of the mlp model (one ReLU layer)", check=_positive)
-    dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, or a directory of IDX files")
+    dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, libsvm:PATH, hdf5:PATH, or a directory of IDX files")
     data_dir: str = _f("", "directory holding the Fashion-MNIST IDX files")
     epochs: int = _f(5, "passes over the training set", check=_positive)
     batch_size: int = _f(128, "mini-batch size per worker", check=_positive)
@@ -89,6 +90,7 @@ class TrainConfig:
     out: str = _f("", "run directory (default runs/run-YYYYmmdd-HHMMSS)")
     overwrite: bool = _f(False, "reuse an existing run directory")
     quiet: bool = _f(False, "no progress bar or per-epoch lines", short="-q")
+    trace: str = _f("", "write a per-rank timeline (Chrome trace-event JSON, all ranks merged) to this file")
 
     def to_dict(self):
         """The configuration as a plain dict."""
@@ -141,10 +143,13 @@ def validate(cfg):
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         check = f.metadata.get("check")
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
+    _check_data_options(cfg)
     cls = ALGORITHMS[cfg.algo]
     allowed = cls.compressors
     if allowed and cfg.compressor not in allowed:
@@ -155,8 +160,29 @@ def validate(cfg):
     return cfg
 
 
+def _check_data_options(cfg):
+    """Options that only some data sets read are refused elsewhere, never ignored."""
+    if cfg.data_dir and cfg.dataset != "fashion-mnist":
+        raise ConfigError(f"data_dir applies to dataset fashion-mnist only, not {cfg.dataset!r} "
+                          "(give a directory of IDX files as --dataset DIR)")
+    if cfg.test_dataset and cfg.dataset.partition(":")[0] not in ("libsvm", "hdf5", "h5"):
+        raise ConfigError(f"test_dataset applies to libsvm:/hdf5: data sets only, not {cfg.dataset!r}")
+
+
+#: common names from other trainers for hpctrain's keys (difflib cannot see these)
+_SYNONYMS = {"learning_rate": "lr", "learningrate": "lr", "eta": "lr", "num_epochs": "epochs", "n_epochs": "epochs",
+             "max_epochs": "epochs", "epoch": "epochs", "bs": "batch_size", "batch": "batch_size",
+             "wd": "weight_decay", "l2": "weight_decay", "beta": "momentum", "optimizer": "algo",
+             "algorithm": "algo", "output": "out", "output_dir": "out", "out_dir": "out", "run_dir": "out",
+             "data": "dataset", "data_path": "data_dir", "checkpoint": "resume", "precision": "dtype",
+             "compression": "compressor", "topk_ratio": "density", "ratio": "density", "num_threads": "threads"}
+
+
 def _unknown_key(key):
-    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    norm = key.lower().replace("-", "_")
+    if norm in _SYNONYMS:
+        return ConfigError(f"unknown config key {key!r} (did you mean {_SYNONYMS[norm]!r}?)")
+    close = difflib.get_close_matches(norm, list(_FIELDS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint}")
 

@@ -5,6 +5,7 @@ from the seed, identical on every rank) and its contiguous slice of the test set
 """
 
 import gzip
+import math
 import os
 from dataclasses import dataclass
 
@@ -48,6 +49,39 @@ class Dataset:
     name: str
 
 
+def available_memory():
+    """Bytes of memory this process may still use (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n):
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def check_fits(path, nbytes, what):
+    """Raise DataError when ``nbytes`` (declared by a file) exceed the memory available:
+    sizes are checked before anything that large is read or allocated."""
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise DataError(f"{path}: {what} needs {_gb(nbytes)}, more than the {_gb(avail)} of memory available")
+
+
+def _check_finite(path, name, x):
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        row = int(np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))[0]) if x.ndim else 0
+        raise DataError(f"{path}: {name} holds NaN or Inf (row {row}); clean the data")
+
+
 def _open(path):
     with open(path, "rb") as f:
         head = f.read(2)
@@ -75,18 +109,25 @@ def read_idx(path, rows=None):
             if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_DTYPES:
                 raise DataError(f"{path}: not an IDX file (bad magic number {header.hex() or 'empty'})")
             ndim = header[3]
+            if ndim == 0:
+                raise DataError(f"{path}: IDX header declares 0 dimensions (an IDX array has at least one)")
             dims_raw = f.read(4 * ndim)
             if len(dims_raw) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
             dims = tuple(int(v) for v in np.frombuffer(dims_raw, dtype=">u4"))
             dtype = np.dtype(_IDX_DTYPES[header[2]])
-            expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+            if not isinstance(f, gzip.GzipFile) and expected > os.path.getsize(path) - 4 - 4 * ndim:
+                have = os.path.getsize(path) - 4 - 4 * ndim
+                raise DataError(f"{path}: truncated IDX data (expected {expected} bytes, got {have})")
+            check_fits(path, 2 * expected, f"the IDX array of shape {dims}")
             body = f.read(expected)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX data (expected {expected} bytes, got {len(body)})")
     arr = np.frombuffer(body, dtype=dtype).reshape(dims)
+    _check_finite(path, "the IDX array", arr)
     if rows is not None and rows.size and int(rows[-1]) >= dims[0]:
         raise DataError(f"{path}: holds {dims[0]} items, fewer than its labels file")
     if rows is not None:
@@ -159,9 +200,14 @@ def synthetic(n_train=12000, n_test=3000, n_features=64, n_classes=10, seed=0, n
 
 def find_fashion_mnist(data_dir=""):
     """The first directory holding the four Fashion-MNIST IDX files, or None."""
-    candidates = [data_dir] if data_dir else []
-    candidates += [os.environ.get("HPCTRAIN_DATA", "")] + list(FASHION_MNIST_DIRS)
-    for d in candidates:
+    env = os.environ.get("HPCTRAIN_DATA", "")
+    if data_dir or env:
+        # a directory the user named is the only place looked at: never a silent fallback
+        d, what = (data_dir, "--data-dir") if data_dir else (env, "HPCTRAIN_DATA")
+        if not os.path.isdir(d):
+            raise DataError(f"{what} {d} is not a directory")
+        return d
+    for d in FASHION_MNIST_DIRS:
         if d and all(_idx_path(d, stem) for stem in _FMNIST.values()):
             return d
     return None
@@ -202,11 +248,14 @@ def _holdout(n, seed, frac=0.1):
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def _check_labels(path, y_train, y_test):
+def _check_labels(path, y_train, y_test, n_features=1):
     for name, y in (("training", y_train), ("test", y_test)):
         if y.size and y.min() < 0:
             raise DataError(f"{path}: {name} label {int(y.min())} is out of range (labels must be >= 0)")
     n_classes = int(y_train.max()) + 1 if y_train.size else 0
+    # a label L means L + 1 classes: the model (weights, gradient, optimizer state) grows with it
+    check_fits(path, n_classes * (n_features + 1) * 4 * 8, f"label {n_classes - 1} ({n_classes} classes x "
+               f"{n_features} features, the model)")
     if y_test.size and int(y_test.max()) >= n_classes:
         raise DataError(
             f"{path}: test label {int(y_test.max())} is out of range (training labels are 0..{n_classes - 1})"
@@ -265,6 +314,8 @@ def read_libsvm(path):
                 raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')") from None
             if idx.size and idx.min() < 1:
                 raise DataError(f"{path}:{lineno}: feature index {int(idx.min())} is not >= 1")
+            if not math.isfinite(labels[-1]) or not np.isfinite(val).all():
+                raise DataError(f"{path}:{lineno}: NaN or Inf in a label or value; clean the data")
             rows.append((idx - 1, val))
             dim = max(dim, int(idx.max()) if idx.size else 0)
     if not labels:
@@ -272,7 +323,8 @@ def read_libsvm(path):
     return np.array(labels), rows, dim
 
 
-def _dense(rows, dim):
+def _dense(rows, dim, path=""):
+    check_fits(path, len(rows) * dim * 4, f"{len(rows)} rows x {dim} features (largest feature index {dim})")
     x = np.zeros((len(rows), dim), dtype=np.float32)
     for i, (idx, val) in enumerate(rows):
         x[i, idx] = val
@@ -301,8 +353,8 @@ def _libsvm_source(path, test_path, seed):
         raise DataError(f"{test_path or path}: test label {unknown[0]:g} is out of range (not a training label)")
     y = np.searchsorted(classes, y_raw).astype(np.int64)
     y_test = np.searchsorted(classes, ty_raw).astype(np.int64)
-    x = _dense(rows, dim)
-    return _Source(y, lambda r: x[r], _dense(trows, dim), y_test, dim, max(len(classes), 2), f"libsvm:{path}")
+    x = _dense(rows, dim, path)
+    return _Source(y, lambda r: x[r], _dense(trows, dim, test_path or path), y_test, dim, max(len(classes), 2), f"libsvm:{path}")
 
 
 def _hdf5_source(path, test_path, seed):
@@ -317,13 +369,17 @@ def _hdf5_source(path, test_path, seed):
                     if required:
                         raise DataError(f"{p}: needs datasets '{xname}' and '{yname}'")
                     return None, None
-                x, y = f[xname][()], f[yname][()]
+                xd, yd = _h5_dataset(f, p, xname, "fiu"), _h5_dataset(f, p, yname, "iu")
+                if yd.ndim != 1 and not (yd.ndim == 2 and yd.shape[1] == 1):
+                    raise DataError(f"{p}: {yname} has shape {yd.shape}; labels are one integer per row")
+                if xd.shape[0] != yd.shape[0]:
+                    raise DataError(f"{p}: {xname} has {xd.shape[0]} rows but {yname} has {yd.shape[0]}")
+                n_x = math.prod(xd.shape)
+                check_fits(p, n_x * (xd.dtype.itemsize + 4) + yd.shape[0] * 16, f"{xname} of shape {xd.shape}")
+                x, y = xd[()], yd[()].reshape(-1)
         except OSError:
             raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
-        if x.shape[0] != y.shape[0]:
-            raise DataError(f"{p}: {xname} has {x.shape[0]} rows but {yname} has {y.shape[0]}")
-        if y.dtype.kind not in "iu":
-            raise DataError(f"{p}: {yname} must hold integer class labels, got {y.dtype}")
+        _check_finite(p, xname, x)
         return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
 
     x, y = read(path, "x", "y")
@@ -336,8 +392,31 @@ def _hdf5_source(path, test_path, seed):
             x, y, xt, yt = x[tr], y[tr], x[te], y[te]
     if xt.shape[1:] != x.shape[1:]:
         raise DataError(f"feature dimension mismatch: train has {x.shape[1]} features, test has {xt.shape[1]}")
-    n_classes = _check_labels(path, y, yt)
+    n_classes = _check_labels(path, y, yt, x.shape[1])
     return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}")
+
+
+def _h5_dataset(f, p, name, kinds):
+    """``f[name]`` after checking it is a plain numeric dataset with rows (no link, group,
+    string, compound, vlen or scalar); nothing is read."""
+    import h5py
+
+    link = f.get(name, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{p}: {name} is {'an external' if isinstance(link, h5py.ExternalLink) else 'a soft'} link; "
+                        "store the data in the file")
+    ds = f.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise DataError(f"{p}: {name} is a group, not a dataset")
+    dt = ds.dtype
+    if dt.kind not in kinds or dt.fields is not None or dt.subdtype is not None:
+        want = "integer class labels" if kinds == "iu" else "numbers"
+        raise DataError(f"{p}: {name} must hold {want}, got {dt if dt.kind != 'O' else 'strings or variable-length data'}")
+    if ds.ndim == 0:
+        raise DataError(f"{p}: {name} is a scalar; it needs one row per sample")
+    if ds.shape[0] == 0 or math.prod(ds.shape) == 0:
+        raise DataError(f"{p}: {name} is empty (shape {ds.shape})")
+    return ds
 
 
 def _synthetic_source(seed):

@@ -7,12 +7,15 @@ __all__ = [
     "CheckpointError",
     "TopologyError",
     "CommError",
+    "OutputError",
     "SilentExit",
     "TrainingDiverged",
     "Preempted",
+    "Interrupted",
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_PREEMPTED",
+    "EXIT_INTERRUPTED",
 ]
 
 EXIT_USAGE = 2
@@ -20,6 +23,8 @@ EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 #: Stopped by SIGTERM/SIGUSR1 after writing a checkpoint (EX_TEMPFAIL: "try again").
 EXIT_PREEMPTED = 75
+#: Stopped by SIGINT (Ctrl-C), after writing a checkpoint when checkpointing is on (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class HpctrainError(Exception):
@@ -49,6 +54,11 @@ class CommError(HpctrainError):
     """A collective was used in a way the communicator cannot serve."""
 
 
+class OutputError(HpctrainError):
+    """An output file (checkpoint, metrics, summary) cannot be written: disk full, read-only,
+    quota. Older checkpoints are left intact."""
+
+
 class SilentExit(HpctrainError):
     """Exit without a message: another rank already reported the error."""
 
@@ -68,3 +78,10 @@ class Preempted(HpctrainError):
 
     exit_code = EXIT_PREEMPTED
     label = "stopped"
+
+
+class Interrupted(Preempted):
+    """SIGINT (Ctrl-C) arrived: stopped at a step boundary (with a checkpoint when on)."""
+
+    exit_code = EXIT_INTERRUPTED
+    label = "interrupted"

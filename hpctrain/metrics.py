@@ -3,12 +3,15 @@
 Only rank 0 writes; the library prints for the user nowhere else.
 """
 
+import contextlib
 import json
 import os
 import sys
 import time
 
-__all__ = ["RunWriter", "Progress", "format_rate", "traffic_ratios"]
+from .errors import OutputError
+
+__all__ = ["RunWriter", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
 
 
 def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
@@ -44,32 +47,123 @@ def format_rate(x):
     return f"{x:.1f}"
 
 
-class Progress:
-    """A one-line progress bar on stderr, drawn only on a terminal and when not quiet."""
+def _launcher_terminal(max_depth=8):
+    """The terminal an MPI launcher was started from, or None.
 
-    def __init__(self, total, label, enabled=True, stream=None):
+    Under ``mpiexec`` rank 0's stderr is a pipe to the launcher (MPICH's proxies even start
+    their own sessions), so ``isatty`` is False even when the user sits at a terminal. The
+    first ancestor whose stderr is not a pipe or socket tells: a terminal (interactive) or
+    a file (a batch log). Linux /proc only; elsewhere None.
+    """
+    pid = os.getpid()
+    for _ in range(max_depth):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if pid <= 1:
+                return None
+            target = os.readlink(f"/proc/{pid}/fd/2")
+        except (OSError, ValueError, IndexError):
+            return None
+        if target.startswith(("pipe:", "socket:", "anon_inode:")):
+            continue
+        return target if target.startswith(("/dev/pts/", "/dev/tty")) else None
+    return None
+
+
+def progress_mode(stream=None):
+    """``bar`` (a terminal: ours, or the launcher's), ``lines`` (a batch log) or the value
+    of ``$HPCTRAIN_PROGRESS`` (bar, lines, off)."""
+    forced = os.environ.get("HPCTRAIN_PROGRESS", "").strip().lower()
+    if forced in ("bar", "lines", "off"):
+        return forced
+    stream = stream or sys.stderr
+    if hasattr(stream, "isatty") and stream.isatty():
+        return "bar"
+    return "bar" if _launcher_terminal() else "lines"
+
+
+def _terminal_columns():
+    term = _launcher_terminal()
+    if term:
+        try:
+            fd = os.open(term, os.O_RDONLY | os.O_NOCTTY)
+            try:
+                return os.get_terminal_size(fd).columns
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+    return None
+
+
+def _hms(seconds):
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Progress of one epoch on rank 0: a live tqdm bar on a terminal (also the launcher's
+    terminal under ``mpiexec``), or, in batch logs, a plain line every
+    ``$HPCTRAIN_PROGRESS_EVERY`` seconds (default 30) with rate and ETA.
+
+    Args:
+        total: steps in the epoch.
+        label: e.g. ``epoch 2/5``.
+        enabled: False for other ranks and --quiet.
+        samples_per_step: samples per step over all ranks (for the rate).
+        first: the step the epoch starts at (a resumed epoch).
+    """
+
+    def __init__(self, total, label, enabled=True, stream=None, samples_per_step=0, first=0):
         self.stream = stream or sys.stderr
-        self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total, self.label, self._last = total, label, 0.0
+        self.total, self.label, self.samples_per_step = total, label, samples_per_step
+        self.mode = progress_mode(self.stream) if enabled else "off"
+        self.enabled = self.mode != "off"
+        self._bar = None
+        self._t0 = self._t_bar = time.monotonic()
+        self._first = first
+        try:
+            self.every = float(os.environ.get("HPCTRAIN_PROGRESS_EVERY", "30"))
+        except ValueError:
+            self.every = 30.0
+        self._next = self._t0 + self.every
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=first, desc=label, file=self.stream, leave=False,
+                             ncols=_terminal_columns(), mininterval=0.1, unit="step", dynamic_ncols=False)
 
     def update(self, done, extra=""):
-        """Redraw (at most 10 times a second) with ``done`` of ``total`` finished."""
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.1 and done < self.total:
-            return
-        self._last = now
-        width = 30
-        filled = int(width * done / max(self.total, 1))
-        self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {done}/{self.total} {extra}")
-        self.stream.flush()
+        """``done`` of ``total`` steps finished; ``extra`` (e.g. the loss) is shown beside."""
+        if self._bar is not None:
+            now = time.monotonic()
+            if now - self._t_bar < 0.1 and done < self.total:
+                return  # cheaper than asking tqdm each step
+            self._t_bar = now
+            self._bar.n = done
+            if extra:
+                self._bar.set_postfix_str(extra, refresh=False)
+            self._bar.refresh()
+        elif self.mode == "lines":
+            now = time.monotonic()
+            if now < self._next:
+                return
+            self._next = now + self.every
+            steps = done - self._first
+            rate = steps / max(now - self._t0, 1e-9)
+            eta = (self.total - done) / rate if rate > 0 else 0.0
+            samples = f", {format_rate(rate * self.samples_per_step)} samples/s" if self.samples_per_step else ""
+            tail = f", {extra}" if extra else ""
+            self.stream.write(f"{self.label}: step {done}/{self.total} ({100 * done / max(self.total, 1):.0f}%)"
+                              f"{samples}{tail}, ETA {_hms(eta)}\n")
+            self.stream.flush()
 
     def close(self):
-        """Erase the bar."""
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        """Erase the bar (the epoch's summary line follows on stdout)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class RunWriter:
@@ -90,17 +184,17 @@ class RunWriter:
             kept = []
             if keep_epochs_before is not None and os.path.exists(path):
                 # resuming: keep the epochs finished before the checkpoint, drop later ones
-                with open(path, encoding="utf-8") as f:
-                    kept = [ln for ln in f if ln.strip() and json.loads(ln).get("epoch", 0) < keep_epochs_before]
-            self._metrics = open(path, "w", encoding="utf-8")
-            self._metrics.writelines(kept)
-            self._metrics.flush()
+                # (and a half-written last line, what a full disk or a kill leaves)
+                kept = [json.dumps(r) + "\n" for r in read_records(path) if r.get("epoch", 0) < keep_epochs_before]
+            with _io(path):
+                self._metrics = open(path, "w", encoding="utf-8")
+                self._metrics.writelines(kept)
+                self._metrics.flush()
 
     def config(self, toml_text):
         """Record the resolved configuration next to the outputs."""
         if self.active:
-            with open(os.path.join(self.run_dir, "config.toml"), "w", encoding="utf-8") as f:
-                f.write(toml_text)
+            _write_atomic(os.path.join(self.run_dir, "config.toml"), toml_text)
 
     def say(self, line):
         """A line for the user on stdout (rank 0, unless quiet)."""
@@ -111,8 +205,9 @@ class RunWriter:
         """Append one epoch's record to ``metrics.jsonl`` and print its summary line."""
         if not self.active:
             return
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        with _io(os.path.join(self.run_dir, "metrics.jsonl")):
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
         self.say(
             f"epoch {record['epoch']:>3}  train_loss {record['train_loss']:.4f}  "
             f"test_loss {record['test_loss']:.4f}  test_acc {record['test_accuracy']:.4f}  "
@@ -123,12 +218,52 @@ class RunWriter:
     def summary(self, summary):
         """Write ``summary.json`` (final figures and the resolved config)."""
         if self.active:
-            with open(os.path.join(self.run_dir, "summary.json"), "w", encoding="utf-8") as f:
-                json.dump(summary, f, indent=2)
-                f.write("\n")
+            _write_atomic(os.path.join(self.run_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
 
     def close(self):
         """Close the metrics file."""
         if self._metrics is not None:
-            self._metrics.close()
+            try:
+                self._metrics.close()
+            except OSError:
+                pass  # already reported by the write that failed
             self._metrics = None
+
+
+def read_records(path):
+    """The epoch records of a ``metrics.jsonl``; lines that are not a JSON object (a
+    half-written last line) are skipped."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+@contextlib.contextmanager
+def _io(path):
+    """Turn an OSError (disk full, read-only, quota) into one line naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file: never a 0-byte or partial file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with _io(path):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -223,7 +223,9 @@ def build(name=None, n=None, path=None):
         return Topology(path, W)
     if name not in BUILDERS:
         raise TopologyError(f"unknown topology {name!r}; choose from {', '.join(BUILDERS)} or give a file")
-    if n is None or n < 1:
+    if n is None:
+        raise TopologyError(f"topology {name} needs the number of ranks: add -n N (e.g. -n 8)")
+    if n < 1:
         raise TopologyError(f"topology {name} needs a number of ranks >= 1, got {n}")
     return Topology(name, BUILDERS[name](n))
 

@@ -29,7 +29,9 @@ from .collectives import get_allreduce
 from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
-from .errors import CheckpointError, ConfigError, HpctrainError, Preempted, SilentExit, TrainingDiverged
+from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
+from . import rundir, trace
+from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, traffic_ratios
 from .models import get_model
 from .schedules import make_schedule
@@ -39,7 +41,18 @@ from .xp import get_array_module, resolve_device, to_numpy
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+from .signals import STOP_SIGNALS, pending as _pending_signal
+from .signals import record_stop_signals as catch_stop_signals_early  # noqa: F401 (the CLI's)
+
+
+def _stopped(signum, step, last_ckpt, wrote):
+    """The error that ends a run stopped by ``signum`` (exit 130 for SIGINT, else 75)."""
+    name = signal.Signals(signum).name
+    if signum == signal.SIGINT:
+        if wrote:
+            return Interrupted(f"{name} at step {step}: checkpoint {last_ckpt} written; continue with --resume latest")
+        return Interrupted(f"{name} at step {step}: stopped (checkpointing is off, nothing saved)")
+    return Preempted(f"{name} at step {step}: checkpoint {last_ckpt} written; continue with --resume latest")
 
 
 def agree(comm, fn):
@@ -88,10 +101,12 @@ def _prepare_run_dir(cfg, comm):
 
     def make():
         out = cfg.out or os.path.join("runs", time.strftime("run-%Y%m%d-%H%M%S"))
-        if os.path.exists(os.path.join(out, "metrics.jsonl")) and not (cfg.overwrite or cfg.resume):
-            raise ConfigError(f"run directory {out} already holds a run; pass --overwrite or choose another --out")
+        rundir.check_out(cfg, out)
         try:
-            os.makedirs(out, exist_ok=True)
+            if not os.path.exists(out):
+                os.makedirs(out)
+                rundir.remove_if_empty_at_exit(out)
+            rundir.clean_run_dir(out)
             probe = os.path.join(out, ".hpctrain-write-test")
             with open(probe, "w"):
                 pass
@@ -170,7 +185,7 @@ class StepGuard:
 
     def __init__(self, comm):
         self.comm = comm
-        self.signum = 0
+        self.signum = _pending_signal()  # arrived during start-up
         self.first_bad = 0  # first step (1-based) with a non-finite loss on this rank
         self._old = {}
         for s in STOP_SIGNALS:
@@ -216,6 +231,7 @@ class _Cursor:
 
     def __init__(self, t=0, epoch=1, step_in_epoch=0, loss_sum=0.0):
         self.t, self.epoch, self.step_in_epoch, self.loss_sum = t, epoch, step_in_epoch, loss_sum
+        self.lineage, self.resumed_from = new_lineage(), None  # rank 0's lineage is the run's
 
 
 def _snapshot_local(params, algo, cursor):
@@ -230,17 +246,21 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
     """Gather every rank's state to rank 0 and write one checkpoint atomically."""
     local = _snapshot_local(params, algo, cursor)
     gathered = {k: comm.gather_array(to_numpy(v)) for k, v in local.items()}
-    path = checkpoint_path(run_dir, cursor.t)
+    path = checkpoint_path(run_dir, cursor.t, cursor.lineage)
 
     def write():
+        if cursor.resumed_from and os.path.realpath(path) == os.path.realpath(cursor.resumed_from):
+            return mark_latest(run_dir, path)  # nothing new since the resume: keep that file as is
         meta = {
             "world_size": comm.size, "step": cursor.t, "epoch": cursor.epoch,
             "step_in_epoch": cursor.step_in_epoch, "steps_per_epoch": steps_per_epoch,
             "algo": cfg.algo, "model": cfg.model, "n_params": dim, "dataset": cfg.dataset,
-            "seed": cfg.seed, "replicated": int(algo.replicated),
+            "seed": cfg.seed, "replicated": int(algo.replicated), "lineage": cursor.lineage,
+            "resumed_from": os.path.basename(cursor.resumed_from or ""),
         }
         write_checkpoint(path, Snapshot(meta, config_to_toml(cfg), gathered))
-        prune_checkpoints(run_dir, cfg.keep)
+        mark_latest(run_dir, path)
+        prune_checkpoints(run_dir, cfg.keep, cursor.lineage, protect=(cursor.resumed_from,))
 
     on_root(comm, write)
     return path
@@ -256,18 +276,19 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
 
     def load():
         path = resolve_resume(cfg.resume, run_dir)
-        snap = read_checkpoint(path)
+
+        def accept(meta):
+            if meta.get("algo") != cfg.algo:
+                raise CheckpointError(f"{path} was written by algorithm {meta.get('algo')!r}, not {cfg.algo!r}")
+            if meta.get("model") != cfg.model or int(meta.get("n_params", -1)) != dim:
+                raise CheckpointError(
+                    f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
+                    f"this run's {cfg.model} has {dim}"
+                )
+
+        expected = {name: (tuple(arr.shape), np.dtype(arr.dtype)) for name, arr in local.items()}
+        snap = read_checkpoint(path, expected, accept)
         meta = snap.meta
-        if meta.get("algo") != cfg.algo:
-            raise CheckpointError(f"{path} was written by algorithm {meta.get('algo')!r}, not {cfg.algo!r}")
-        if meta.get("model") != cfg.model or int(meta.get("n_params", -1)) != dim:
-            raise CheckpointError(
-                f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
-                f"this run's {cfg.model} has {dim}"
-            )
-        missing = sorted(set(local) - set(snap.arrays))
-        if missing:
-            raise CheckpointError(f"{path} lacks {missing[0]}; it was not written for this algorithm")
         old = int(meta["world_size"])
         if old != comm.size:
             policies = {"params": "replicated" if int(meta.get("replicated", 0)) else "refuse",
@@ -289,9 +310,35 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
         host = np.empty(arr.shape, dtype=arr.dtype)
         comm.scatter_array(snap.arrays[name] if comm.rank == 0 else None, host)
         arr[...] = get_array_module(arr).asarray(host)
-    return _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0])), (
-        path if comm.rank == 0 else None
-    )
+    cursor = _Cursor(int(head[0]), int(head[1]), int(head[2]), float(local["train/loss_sum"][0]))
+    if comm.rank == 0:
+        cursor.lineage, cursor.resumed_from = rundir.lineage_after_resume(run_dir, path), path
+    return cursor, (path if comm.rank == 0 else None)
+
+
+#: span names of the collectives that are server rounds
+_COLLECTIVE_SPAN = {"ps": "server round", "multi-ps": "server round"}
+
+
+def _start_trace(cfg, comm):
+    """Check the trace file's directory (rank 0), then start recording on every rank."""
+    def check():
+        parent = os.path.dirname(os.path.abspath(cfg.trace))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"--trace {cfg.trace}: directory {parent} does not exist")
+        if os.path.isdir(cfg.trace):
+            raise ConfigError(f"--trace {cfg.trace} is a directory; give a file name")
+
+    on_root(comm, check)
+    trace.start(comm)
+
+
+def _finish_trace(cfg, comm, writer):
+    """Gather the timeline to rank 0, write it, print the per-epoch split."""
+    rows = agree(comm, lambda: trace.finish(comm, cfg.trace))
+    if rows:
+        writer.say(f"trace written to {cfg.trace} (open in ui.perfetto.dev); time per epoch, mean over ranks:\n"
+                   + trace.format_summary(rows))
 
 
 def run_training(cfg, comm=None):
@@ -311,10 +358,13 @@ def run_training(cfg, comm=None):
         comm = world(transport)
     _threads = limit_threads(cfg.threads) if cfg.threads else None  # noqa: F841 (kept alive)
     run_dir = _prepare_run_dir(cfg, comm)
+    if cfg.trace:
+        _start_trace(cfg, comm)
     data, model, steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, xp))
     params = model.init_params(xp, np.dtype(cfg.dtype), cfg.seed)
     grad = xp.zeros_like(params)
-    ctx = AlgoContext(cfg, comm, get_allreduce(cfg.collective), params.size, steps_per_epoch, xp)
+    allreduce = trace.wrap(get_allreduce(cfg.collective), _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
+    ctx = AlgoContext(cfg, comm, allreduce, params.size, steps_per_epoch, xp)
     if mixing is not None:
         ctx.extras["mixing"] = mixing
     algo = get_algorithm(cfg.algo)(ctx, params)
@@ -324,8 +374,10 @@ def run_training(cfg, comm=None):
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
         cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size)
-    writer = RunWriter(run_dir, comm.rank == 0, cfg.quiet, keep_epochs_before=cursor.epoch if cfg.resume else None)
-    writer.config(config_to_toml(cfg))
+    cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
+    writer = agree(comm, lambda: RunWriter(run_dir, comm.rank == 0, cfg.quiet,
+                                           keep_epochs_before=cursor.epoch if cfg.resume else None))
+    agree(comm, lambda: writer.config(config_to_toml(cfg)))
     writer.say(
         f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} rank{'s' if comm.size != 1 else ''}, "
         f"{cfg.model} on {data.name} ({data.n_train_total} train / {data.n_test_total} test), "
@@ -338,22 +390,27 @@ def run_training(cfg, comm=None):
 
     def checkpoint():
         nonlocal last_ckpt
-        last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
+        with trace.span("checkpoint write", "io"):
+            last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
 
     try:
         while cursor.epoch <= cfg.epochs:
             epoch = cursor.epoch
+            trace.mark(f"epoch {epoch}")
             order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
-            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet)
+            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
+                           samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
             comm_before, bytes_before, recv_before = comm.comm_time, comm.bytes_sent, comm.bytes_recv
             first = cursor.step_in_epoch
             lr = lr_at(cursor.t, epoch)
             t0 = time.perf_counter()
             for i in range(first, steps_per_epoch):
                 idx = batch_rows(order, i, cfg.batch_size)
-                loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+                with trace.span("compute", "compute"):  # forward + backward
+                    loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
                 lr = lr_at(cursor.t, epoch)
-                algo.step(params, grad, lr, cursor.t)
+                with trace.span("step"):  # the algorithm: compress, collectives, update
+                    algo.step(params, grad, lr, cursor.t)
                 cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
                 cursor.loss_sum += loss
                 guard.record(cursor.t, loss)
@@ -369,13 +426,12 @@ def run_training(cfg, comm=None):
                             f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
                             f"good checkpoint ({last_ckpt or 'none'}) is kept; lower --lr"
                         )
-                    if stop or ckpt_due:
+                    save = bool(stop) and (stop != signal.SIGINT or period is not None)  # Ctrl-C: when on
+                    if save or ckpt_due:
                         checkpoint()
                     if stop:
                         bar.close()
-                        name = signal.Signals(stop).name
-                        raise Preempted(f"{name} at step {cursor.t}: checkpoint {last_ckpt} written; "
-                                        f"continue with --resume latest")
+                        raise _stopped(stop, cursor.t, last_ckpt, save)
             epoch_time = time.perf_counter() - t0
             sent_epoch, recv_epoch = comm.bytes_sent - bytes_before, comm.bytes_recv - recv_before
             bar.close()
@@ -385,7 +441,8 @@ def run_training(cfg, comm=None):
                              dtype=np.float64)
             comm.native_allreduce(stats)
             stats /= comm.size
-            test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
+            with trace.span("evaluate"):
+                test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
             algo_stats = algo.pop_stats()
             counts = comm.allgather_array(np.array(
                 [sent_epoch, recv_epoch, algo_stats.get("floats_up", 0) + algo_stats.get("floats_down", 0)],
@@ -410,15 +467,21 @@ def run_training(cfg, comm=None):
             if not algo.replicated:
                 record["consensus_distance"] = _consensus_distance(comm, params)
             history.append(record)
-            writer.epoch(record)
+            agree(comm, lambda: writer.epoch(record))  # a full disk ends every rank
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if period and period[1] == "epochs" and epoch % period[0] == 0:
                 checkpoint()
-        if period and last_ckpt != checkpoint_path(run_dir, cursor.t):
+        if period and last_ckpt != checkpoint_path(run_dir, cursor.t, cursor.lineage):
             checkpoint()  # the end of the run, so that it can be extended with --resume
+    except (Preempted, TrainingDiverged):  # agreed by every rank: the trace can still be gathered
+        if cfg.trace:
+            _finish_trace(cfg, comm, writer)
+        raise
     finally:
         guard.close()
         writer.close()
+    if cfg.trace:
+        _finish_trace(cfg, comm, writer)
     summary = {
         "hpctrain_version": __version__,
         "world_size": comm.size,
@@ -437,7 +500,7 @@ def run_training(cfg, comm=None):
         "resumed_from": resumed_from,
         "config": cfg.to_dict(),
     }
-    writer.summary(summary)
+    agree(comm, lambda: writer.summary(summary))
     if history:
         writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run_dir})")
     summary["params"] = params

@@ -2,10 +2,13 @@
 exit with status 2. tests/test_bad_input.py runs them and checks docs/errors.md against
 their real messages (HPCTRAIN_UPDATE_DOCS=1 rewrites the file)."""
 
+import hashlib
 import os
 
 import h5py
 import numpy as np
+
+from ckpt_tools import resign, set_attr
 
 __all__ = ["CASES", "Case"]
 
@@ -103,10 +106,10 @@ def _flip(p):
     open(p, "wb").write(bytes(data))
 
 
-def _attr(key, value):
+def _attr(key, value, sign=True):
+    """Edit a root attribute; re-signed, this models a genuine checkpoint of another run."""
     def edit(p):
-        with h5py.File(p, "a") as f:
-            f.attrs[key] = value
+        set_attr(p, key, value, sign)
     return edit
 
 
@@ -133,6 +136,114 @@ def _existing_run(tmp):
 def _out_under_file(tmp):
     open(f"{tmp}/afile", "w").close()
     return ["train", "--dataset", "synthetic", "--out", f"{tmp}/afile/run"]
+
+
+def _h5_data(make, ranks_note=""):
+    """An HDF5 data set whose 'x'/'y' ``make(f)`` writes (a valid small set unless replaced)."""
+    def setup(tmp):
+        with h5py.File(f"{tmp}/d.h5", "w") as f:
+            make(f, tmp)
+            for k, v in (("x", np.zeros((20, 4), np.float32)), ("y", np.arange(20) % 2)):
+                if k not in f and k not in getattr(f, "_skip", ()):
+                    f[k] = v
+        return ["train", "--dataset", f"hdf5:{tmp}/d.h5", "--batch-size", "2", "--out", f"{tmp}/run"]
+    return setup
+
+
+def _x(value):
+    def make(f, tmp):
+        f["x"] = value
+    return make
+
+
+def _x_external(f, tmp):
+    with h5py.File(f"{tmp}/other.h5", "w") as g:
+        g["x"] = np.zeros((20, 4))
+    f["x"] = h5py.ExternalLink(f"{tmp}/other.h5", "/x")
+
+
+def _x_huge(f, tmp):
+    f.create_dataset("x", shape=(20, 225_000_000), dtype="f4", chunks=(1, 1 << 20))  # 18 GB declared, 0 written
+
+
+def _y_huge(f, tmp):
+    f["y"] = np.where(np.arange(20) == 3, 2_000_000_000, np.arange(20) % 2)
+
+
+def _x_nan(f, tmp):
+    x = np.zeros((20, 4), np.float32)
+    x[5, 1] = np.nan
+    f["x"] = x
+
+
+def _idx_header(ndim_dims):
+    def setup(tmp):
+        _idx_dir(tmp)
+        p = f"{tmp}/idx/t10k-labels-idx1-ubyte"
+        ndim, dims = ndim_dims
+        with open(p, "wb") as f:
+            f.write(bytes([0, 0, 8, ndim]) + np.array(dims, dtype=">u4").tobytes() + b"\0" * 16)
+        return ["train", "--dataset", f"{tmp}/idx", "--batch-size", "4", "--out", f"{tmp}/run"]
+    return setup
+
+
+def _ckpt_edit(fn, extra=()):
+    """Resume from a copy of the session's checkpoint after ``fn(h5file)`` (re-signed)."""
+    def edit(p):
+        with h5py.File(p, "a") as f:
+            fn(f)
+        resign(p)
+    return _resume_from(edit, extra)
+
+
+def _params_group(f):
+    del f["params"]
+    f.create_group("params")
+
+
+def _params_soft_loop(f):
+    del f["params"]
+    f["params"] = h5py.SoftLink("/params")
+
+
+def _params_external(f):
+    del f["params"]
+    f["params"] = h5py.ExternalLink("/nonexistent/other.h5", "/params")
+
+
+def _params_crafted(shape, fill, compression=None):
+    def fn(f):
+        del f["params"]
+        ds = f.create_dataset("params", shape=shape, dtype="f4", compression=compression)
+        if fill is not None:
+            ds[...] = fill
+            ds.attrs["sha256"] = hashlib.sha256(ds[()].tobytes()).hexdigest()
+        else:
+            ds.attrs["sha256"] = "0" * 64
+    return fn
+
+
+def _other_model(f):
+    """A genuine-looking checkpoint of a 784-feature softmax: params (1, 7850) and n_params 7850."""
+    _params_crafted((1, 7850), 0.0)(f)
+    del f["state/velocity"]
+    f["state/velocity"] = np.zeros((1, 7850), np.float32)
+    f["state/velocity"].attrs["sha256"] = hashlib.sha256(np.zeros((1, 7850), np.float32).tobytes()).hexdigest()
+    f.attrs["n_params"] = 7850
+
+
+def _only_format_version(p):
+    os.remove(p)
+    with h5py.File(p, "w") as f:
+        f.attrs["format_version"] = 2
+
+
+def _other_run(tmp):
+    os.makedirs(f"{tmp}/B", exist_ok=True)
+    open(f"{tmp}/B/metrics.jsonl", "w").write('{"epoch": 1}\n')
+    open(f"{tmp}/B/config.toml", "w").write("[train]\n")
+    return ["train", "--dataset", "synthetic", "--epochs", "2", "--out", f"{tmp}/B", "--resume",
+            os.environ["HPCTRAIN_TEST_CKPT"]]
 
 
 CASES = [
@@ -181,7 +292,7 @@ CASES = [
          "checkpoint format version 99 is newer"),
     Case("ckpt-other-algo", "a checkpoint of another algorithm", _resume_from(_attr("algo", "gmc")),
          "was written by algorithm 'gmc', not 'dmsgd'"),
-    Case("ckpt-model-shape", "a checkpoint of a model of another shape", _resume_from(_attr("n_params", 7850)),
+    Case("ckpt-model-shape", "a checkpoint of a model of another shape", _ckpt_edit(_other_model),
          "holds a softmax model with 7850 parameters"),
     Case("density-range", "s/d outside (0, 1]", _train("--algo", "gmc", "--density", "0"), "density must be in (0, 1]"),
     Case("bits-range", "quantization bits outside {1, 2, 4, 8}", _train("--algo", "csgd", "--compressor", "qsgd",
@@ -208,4 +319,60 @@ CASES = [
     Case("servers-vs-ranks", "as many dedicated servers as ranks (2 ranks)",
          lambda t: ["bench", "collective", "--algo", "multi-ps", "--servers", "2"],
          "multi-ps with dedicated servers needs 1 <= servers < 2 ranks", ranks=2),
+    Case("lr-inf", "a non-finite number (lr inf)", _train("--lr", "inf"), "lr must be a finite number"),
+    Case("data-dir-missing", "a --data-dir that does not exist (no silent fallback)",
+         lambda t: ["train", "--data-dir", f"{t}/nowhere", "--epochs", "1", "--out", f"{t}/run"],
+         "--data-dir <tmp>/nowhere is not a directory"),
+    Case("data-dir-unused", "--data-dir with a data set that does not read it", _train("--data-dir", "/tmp"),
+         "data_dir applies to dataset fashion-mnist only"),
+    Case("test-dataset-unused", "--test-dataset with a data set that does not read it",
+         _train("--test-dataset", "/tmp/t.svm"), "test_dataset applies to libsvm:/hdf5: data sets only"),
+    Case("h5-x-string", "an HDF5 x of strings", _h5_data(_x(np.array([b"ab"] * 20))), "x must hold numbers"),
+    Case("h5-x-compound", "an HDF5 x of a compound type",
+         _h5_data(_x(np.zeros(20, dtype=[("a", "f4"), ("b", "i4")]))), "x must hold numbers"),
+    Case("h5-x-vlen", "an HDF5 x of variable-length rows",
+         _h5_data(lambda f, t: f.create_dataset("x", (20,), dtype=h5py.vlen_dtype(np.float32))),
+         "x must hold numbers"),
+    Case("h5-x-scalar", "an HDF5 x that is a scalar", _h5_data(_x(np.float32(3))), "x is a scalar"),
+    Case("h5-x-group", "an HDF5 x that is a group", _h5_data(lambda f, t: f.create_group("x")),
+         "x is a group, not a dataset"),
+    Case("h5-x-empty", "an HDF5 x with no rows", _h5_data(_x(np.zeros((0, 4), np.float32))), "x is empty"),
+    Case("h5-x-external", "an HDF5 x that is an external link", _h5_data(_x_external), "x is an external link"),
+    Case("h5-x-huge", "an HDF5 x declaring 18 GB in a small file", _h5_data(_x_huge), "more than the"),
+    Case("h5-label-huge", "a label of 2e9 (a model of 2e9 classes)", _h5_data(_y_huge), "label 2000000000"),
+    Case("h5-x-nan", "NaN in the features (bad input, not divergence)", _h5_data(_x_nan), "x holds NaN or Inf (row 5)"),
+    Case("h5-x-huge-mpi", "an HDF5 x declaring 18 GB (2 ranks)", _h5_data(_x_huge), "more than the", ranks=2),
+    Case("idx-ndim0", "an IDX header with 0 dimensions", _idx_header((0, [])), "declares 0 dimensions"),
+    Case("idx-overflow", "IDX dims whose product overflows int64", _idx_header((4, [2**32 - 1] * 4)),
+         "truncated IDX data"),
+    Case("libsvm-huge-index", "a LIBSVM feature index of 1e12", _libsvm("1 1:1\n2 1000000000000:1\n1 2:1\n"),
+         "largest feature index 1000000000000"),
+    Case("libsvm-nan", "a NaN value in a LIBSVM file", _libsvm("1 1:1\n2 2:nan\n"), "a.svm:2: NaN or Inf"),
+    Case("ckpt-dtype", "resuming a float32 checkpoint with --dtype float64", _resume_from(extra=("--dtype", "float64")),
+         "params is float32, this run uses float64"),
+    Case("ckpt-params-crafted", "a checkpoint whose params has another shape (2, 100)",
+         _ckpt_edit(_params_crafted((2, 100), 2e38)), "params has shape (2, 100)"),
+    Case("ckpt-attr-edited", "a checkpoint attribute changed (step) without its checksum",
+         _resume_from(_attr("step", 3, sign=False)), "attribute checksum mismatch"),
+    Case("ckpt-step-missing", "a checkpoint without step", _resume_from(_attr("step", None)),
+         "attribute step is missing"),
+    Case("ckpt-world-size-missing", "a checkpoint without world_size", _resume_from(_attr("world_size", None)),
+         "attribute world_size is missing"),
+    Case("ckpt-params-missing", "a checkpoint without params", _ckpt_edit(lambda f: f.__delitem__("params")),
+         "params is missing"),
+    Case("ckpt-params-group", "a checkpoint whose params is a group", _ckpt_edit(_params_group),
+         "unexpected group params"),
+    Case("ckpt-soft-link-loop", "a checkpoint whose params is a soft-link loop", _ckpt_edit(_params_soft_loop),
+         "params is a soft link"),
+    Case("ckpt-external-link", "a checkpoint whose params is an external link", _ckpt_edit(_params_external),
+         "params is an external link"),
+    Case("ckpt-state-missing", "a checkpoint without the algorithm's state",
+         _ckpt_edit(lambda f: f.__delitem__("state/velocity")), "lacks state/velocity"),
+    Case("ckpt-gzip-bomb", "a small checkpoint holding a 3 GB gzip-of-zeros dataset",
+         _ckpt_edit(_params_crafted((1, 750_000_000), None, "gzip")), "compressed"),
+    Case("ckpt-only-version", "a file holding only format_version", _resume_from(_only_format_version),
+         "no attrs_sha256"),
+    Case("ckpt-nan", "a checkpoint holding NaN", _ckpt_edit(_params_crafted((1, 650), np.nan)), "holds NaN or Inf"),
+    Case("resume-into-other-run", "--resume of one run with --out of another run", _other_run,
+         "already holds another run"),
 ]

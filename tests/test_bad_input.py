@@ -2,6 +2,7 @@
 nothing overwritten; docs/errors.md shows each real message (checked here)."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -31,14 +32,18 @@ def results(tmp_path_factory):
         tmp.mkdir()
         args = case.setup(str(tmp))
         snapshot = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
+        dirs = {p for p in tmp.rglob("*") if p.is_dir()}
         if case.ranks == 1:
             r = subprocess.run([HPCTRAIN, *args], capture_output=True, text=True, timeout=60, cwd=tmp)
         else:
             r = run_mpi(case.ranks, [HPCTRAIN, *args], timeout=60, cwd=tmp, check=False)
         changed = [str(p) for p, b in snapshot.items() if not p.exists() or p.read_bytes() != b]
+        changed += [f"{p} (left behind)" for p in tmp.rglob("*") if p.is_dir() and p not in dirs]
         shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
                  .replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>") for a in args]
         err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
+        err = err.replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
+        err = re.sub(r"[\d.]+ [GM]B of memory available", "<M> GB of memory available", err)  # varies by machine
         out[case.name] = (r.returncode, err, changed, shown)
     return out
 
@@ -67,11 +72,14 @@ def render(results):
         "(run directories, checkpoints) untouched. Other exit statuses: 1 for a bug or a",
         "system failure (the rank prints `rank R: <error>` and a traceback, then the job is",
         "aborted through MPI), 3 when the loss or parameters become NaN/Inf, 75 when",
-        "SIGTERM/SIGUSR1 stopped the run after writing a checkpoint.",
+        "SIGTERM/SIGUSR1 stopped the run after writing a checkpoint, 130 when Ctrl-C (SIGINT)",
+        "stopped it (with a checkpoint when checkpointing is on). A file that cannot be",
+        "written (full disk, read-only, quota) is also one line naming the file and status 2.",
         "",
         "This page is generated from `tests/bad_input_cases.py` by running each case;",
         "`tests/test_bad_input.py` fails when it drifts (`HPCTRAIN_UPDATE_DOCS=1 pytest",
-        "tests/test_bad_input.py` rewrites it). `<tmp>` stands for the case's directory.",
+        "tests/test_bad_input.py` rewrites it). `<tmp>` stands for the case's directory, `<ckpt>` for",
+        "a checkpoint of a real run, `<M>` for the memory available on the machine.",
         "",
         "| case | bad input | command | message (stderr) |",
         "|---|---|---|---|",

@@ -20,9 +20,14 @@ from hpctrain.checkpoint import (
 from hpctrain.errors import CheckpointError
 
 
+def meta(n=3, d=5):
+    return {"world_size": n, "step": 7, "epoch": 2, "step_in_epoch": 3, "steps_per_epoch": 4, "n_params": d,
+            "algo": "dmsgd", "model": "softmax"}
+
+
 def snap(n=3, d=5, seed=0):
     rng = np.random.default_rng(seed)
-    return Snapshot({"world_size": n, "step": 7, "algo": "dmsgd"}, "[train]\nlr = 0.1\n",
+    return Snapshot(meta(n, d), "[train]\nlr = 0.1\n",
                     {"params": rng.standard_normal((n, d)), "state/memory": rng.standard_normal((n, d)),
                      "train/loss_sum": rng.standard_normal((n, 1))})
 
@@ -63,7 +68,7 @@ def test_flipped_byte_is_detected(tmp_path):
     data[offset + 3] ^= 0xFF
     p.write_bytes(bytes(data))
     problems = verify_checkpoint(str(p))
-    assert len(problems) == 1 and "state/memory: checksum mismatch" in problems[0]
+    assert len(problems) == 1 and "checksum mismatch in dataset state/memory" in problems[0]
     with pytest.raises(CheckpointError, match="checksum mismatch in dataset state/memory"):
         read_checkpoint(str(p))
 
@@ -90,9 +95,11 @@ def test_latest_and_pruning(tmp_path):
     d = tmp_path / "checkpoints"
     for step in (5, 40, 100, 7):
         write_checkpoint(str(d / f"ckpt-{step:09d}.h5"), snap())
+        os.utime(d / f"ckpt-{step:09d}.h5", ns=(step, 10**9 + step if step != 7 else 2 * 10**9))
     assert [os.path.basename(p) for p in list_checkpoints(tmp_path)] == [
         "ckpt-000000005.h5", "ckpt-000000007.h5", "ckpt-000000040.h5", "ckpt-000000100.h5"]
-    assert resolve_resume("latest", str(tmp_path)).endswith("ckpt-000000100.h5")
+    # without a LATEST pointer, latest is the file written last (7 was resumed from 5: a new line)
+    assert resolve_resume("latest", str(tmp_path)).endswith("ckpt-000000007.h5")
     prune_checkpoints(str(tmp_path), 2)
     assert len(list_checkpoints(tmp_path)) == 2
     with pytest.raises(CheckpointError, match="no checkpoint"):

@@ -15,6 +15,7 @@ import math
 from functools import lru_cache
 
 from ..errors import CommError
+from ..trace import span
 
 __all__ = ["ring_allreduce", "chunk_bounds", "reduce_op", "REDUCE_UFUNCS", "SEGMENT_BYTES", "PIPELINE_MIN_BYTES"]
 
@@ -107,20 +108,22 @@ def ring_allreduce(comm, buf, op="sum"):
         return buf[bounds[i] : bounds[i + 1]]
 
     # reduce-scatter: after n-1 steps rank r owns the full reduction of chunk r+1
-    for s in range(n - 1):
-        send, dst = chunk(r - s), chunk(r - s - 1)
-        if pipelined:
-            _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg)
-        else:
-            recv = tmp[: dst.size]
-            comm.sendrecv(send, right, recv, left)
-            ufunc(dst, recv, out=dst)
+    with span("reduce-scatter", "comm"):
+        for s in range(n - 1):
+            send, dst = chunk(r - s), chunk(r - s - 1)
+            if pipelined:
+                _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg)
+            else:
+                recv = tmp[: dst.size]
+                comm.sendrecv(send, right, recv, left)
+                ufunc(dst, recv, out=dst)
     if op == "mean":
         own = chunk(r + 1)
         own /= n
     # allgather: pass the finished chunks around the ring, received straight into buf
-    for s in range(n - 1):
-        comm.sendrecv(chunk(r + 1 - s), right, chunk(r - s), left)
+    with span("allgather", "comm"):
+        for s in range(n - 1):
+            comm.sendrecv(chunk(r + 1 - s), right, chunk(r - s), left)
     return buf
 
 
