@@ -222,7 +222,7 @@ def test_resume_is_bit_identical(mpirun, tmp_path, name, model):
 @pytest.mark.mpi
 def test_native_cnn_learns_images(mpirun, tmp_path):
     data = image_h5(tmp_path / "img.h5")
-    ws = _train(mpirun, tmp_path / "c", model="cnn", dataset=data, epochs=3, batch_size=20, lr=0.01)
+    ws = _train(mpirun, tmp_path / "c", model="cnn", dataset=data, epochs=6, batch_size=20, lr=0.01)
     assert np.array_equal(ws[0], ws[1])
     rec = [json.loads(x) for x in (tmp_path / "c" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rec[-1]["test_accuracy"] > 0.9
