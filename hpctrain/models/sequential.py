@@ -143,7 +143,7 @@ class Sequential:
         self.step_counter[0] += 1
         return loss
 
-    def evaluate(self, params, x, y, batch=1024):
+    def evaluate(self, params, x, y, batch=256):
         """(summed cross-entropy, number correct) over ``(x, y)``, evaluation mode."""
         total, correct = 0.0, 0
         for i in range(0, x.shape[0], batch):

@@ -39,8 +39,9 @@ def load_torch_model(ref, input_shape, n_classes, seed, rank, dtype, threads=0, 
         raise ConfigError(f"{label}: the torch adapter runs on the CPU only (CuPy<->torch buffer sharing is "
                           "not tested); use --device cpu, or a native model (cnn, resnet8, a layer spec) on the GPU")
     factory, label = load_factory("torch", ref)
-    if threads:
-        torch.set_num_threads(int(threads))
+    from ..threads import default_threads
+
+    torch.set_num_threads(int(threads) or default_threads())  # one pool size per rank, as for BLAS
     torch.manual_seed(int(seed))
     module = call_factory(factory, label, input_shape=tuple(input_shape), n_classes=int(n_classes), seed=int(seed),
                           rank=int(rank))
@@ -133,8 +134,8 @@ class TorchModel:
     def logits(self, params, x):
         """Class scores in eval mode (``params`` may be another buffer, e.g. averaged weights)."""
         torch = self.torch
-        prev = self._bound
-        self._bind(params, None) if prev[0] != params.__array_interface__["data"][0] else None
+        if self._bound[0] != params.__array_interface__["data"][0]:
+            self._bind(params, None)  # e.g. averaged weights; the next step rebinds the training buffers
         self.module.eval()
         try:
             with torch.no_grad():
