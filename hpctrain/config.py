@@ -47,7 +47,9 @@ class TrainConfig:
                      choices=("cpu", "gpu"))
     transport: str = _f("auto", "how GPU buffers reach MPI: cuda-aware, staged (pinned host copies), auto, host",
                         choices=("auto", "cuda-aware", "staged", "host"))
-    model: str = _f("softmax", "model", choices=("softmax", "mlp"))
+    model: str = _f("softmax", "model: softmax, mlp, cnn, resnet8, a layer string (conv:32:3,relu,maxpool:2,"
+                    "flatten,linear:10), python:PATH:FACTORY or torch:PATH:FACTORY (docs/models.md)",
+                    check=(lambda v: bool(v.strip()), "must not be empty"))
     hidden: int = _f(128, "hidden units of the mlp model (one ReLU layer)", check=_positive)
     dataset: str = _f("fashion-mnist", "fashion-mnist, synthetic, libsvm:PATH, hdf5:PATH, or a directory of IDX files")
     data_dir: str = _f("", "directory holding the Fashion-MNIST IDX files")

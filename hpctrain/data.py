@@ -47,6 +47,10 @@ class Dataset:
     n_train_total: int
     n_test_total: int
     name: str
+    input_shape: tuple = ()  # one sample's shape: (c, h, w) for images, else (n_features,)
+
+    def __post_init__(self):
+        self.input_shape = tuple(self.input_shape) or (self.n_features,)
 
 
 def available_memory():
@@ -239,6 +243,7 @@ class _Source:
     n_features: int
     n_classes: int
     name: str
+    input_shape: tuple = ()
 
 
 def _holdout(n, seed, frac=0.1):
@@ -261,6 +266,17 @@ def _check_labels(path, y_train, y_test, n_features=1):
             f"{path}: test label {int(y_test.max())} is out of range (training labels are 0..{n_classes - 1})"
         )
     return max(n_classes, 2)
+
+
+def _image_shape(sample_shape):
+    """One sample's shape as models see it: (h, w) images get one channel, (c, h, w)
+    stays, anything else is a flat feature vector."""
+    shape = tuple(int(v) for v in sample_shape)
+    if len(shape) == 2:
+        return (1,) + shape
+    if len(shape) == 3:
+        return shape
+    return (int(np.prod(shape)),)
 
 
 def _idx_source(directory, name):
@@ -286,7 +302,7 @@ def _idx_source(directory, name):
         return scale(x)
 
     n_classes = max(_check_labels(directory, y_all, y_test), 10)
-    return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name)
+    return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name, _image_shape(x_test.shape[1:]))
 
 
 def read_libsvm(path):
@@ -380,8 +396,10 @@ def _hdf5_source(path, test_path, seed):
         except OSError:
             raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
         _check_finite(p, xname, x)
+        shapes[p] = x.shape[1:]
         return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
 
+    shapes = {}
     x, y = read(path, "x", "y")
     if test_path:
         xt, yt = read(test_path, "x", "y")
@@ -393,7 +411,7 @@ def _hdf5_source(path, test_path, seed):
     if xt.shape[1:] != x.shape[1:]:
         raise DataError(f"feature dimension mismatch: train has {x.shape[1]} features, test has {xt.shape[1]}")
     n_classes = _check_labels(path, y, yt, x.shape[1])
-    return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}")
+    return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}", _image_shape(shapes[path]))
 
 
 def _h5_dataset(f, p, name, kinds):
@@ -475,4 +493,4 @@ def load_dataset(spec, rank=0, size=1, seed=0, data_dir="", partition="iid", alp
         raise DataError(f"rank {rank} got no training samples with partition {partition!r}; use more data or a larger alpha")
     sl = _slice(src.y_test.shape[0], rank, size)
     return Dataset(src.read_x(rows), src.y_train[rows], src.x_test[sl], src.y_test[sl], src.n_features,
-                   src.n_classes, n, src.y_test.shape[0], src.name)
+                   src.n_classes, n, src.y_test.shape[0], src.name, src.input_shape)

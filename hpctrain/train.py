@@ -33,7 +33,7 @@ from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Pr
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, traffic_ratios
-from .models import get_model
+from .models import build_model, model_state, probe_output
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
 from .topology import build as build_topology
@@ -137,11 +137,13 @@ def _setup(cfg, comm, xp):
     """Load this rank's data and build the model (no communication: run under agree)."""
     data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir, cfg.partition,
                         cfg.dirichlet_alpha, cfg.test_dataset)
-    model = get_model(cfg.model, data.n_features, data.n_classes, **({"hidden": cfg.hidden} if cfg.model == "mlp" else {}))
+    model = build_model(cfg.model, data.input_shape, data.n_classes, hidden=cfg.hidden, seed=cfg.seed, rank=comm.rank,
+                        dtype=cfg.dtype, threads=cfg.threads, device=cfg.device)
     dtype = np.dtype(cfg.dtype)
     data.x_train = xp.asarray(data.x_train.astype(dtype, copy=False))
     data.x_test = xp.asarray(data.x_test.astype(dtype, copy=False))
     data.y_train, data.y_test = xp.asarray(data.y_train), xp.asarray(data.y_test)
+    probe_output(model, model.init_params(xp, dtype, cfg.seed), data.x_train[:2])
     mixing = build_topology(path=cfg.topology_file, n=comm.size).matrix if cfg.topology_file else None
     steps_per_epoch = (data.n_train_total // comm.size) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -234,17 +236,18 @@ class _Cursor:
         self.lineage, self.resumed_from = new_lineage(), None  # rank 0's lineage is the run's
 
 
-def _snapshot_local(params, algo, cursor):
+def _snapshot_local(params, algo, cursor, model=None):
     """Name -> this rank's array of everything a checkpoint holds (device arrays as is)."""
     arrays = {"params": params}
     arrays.update({f"state/{k}": v for k, v in algo.state_dict().items()})
+    arrays.update({f"model/{k}": v for k, v in model_state(model).items()})  # BN running stats, dropout step
     arrays["train/loss_sum"] = np.array([cursor.loss_sum], dtype=np.float64)
     return arrays
 
 
-def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
+def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim, model=None):
     """Gather every rank's state to rank 0 and write one checkpoint atomically."""
-    local = _snapshot_local(params, algo, cursor)
+    local = _snapshot_local(params, algo, cursor, model)
     gathered = {k: comm.gather_array(to_numpy(v)) for k, v in local.items()}
     path = checkpoint_path(run_dir, cursor.t, cursor.lineage)
 
@@ -266,13 +269,13 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim):
     return path
 
 
-def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
+def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
     """Load the checkpoint named by ``cfg.resume`` into ``params`` and ``algo``.
 
     Returns:
         The restored :class:`_Cursor`.
     """
-    local = _snapshot_local(params, algo, _Cursor())
+    local = _snapshot_local(params, algo, _Cursor(), model)
 
     def load():
         path = resolve_resume(cfg.resume, run_dir)
@@ -294,6 +297,7 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim):
             policies = {"params": "replicated" if int(meta.get("replicated", 0)) else "refuse",
                         "train/loss_sum": "mean"}
             policies.update({f"state/{k}": algo.resize_policy(k) for k in algo.state_names})
+            policies.update({k: "mean" for k in local if k.startswith("model/")})  # per-rank BN statistics
             snap = remap_world_size(snap, comm.size, policies)
             # continue from the same fraction of the epoch
             frac = int(meta["step_in_epoch"]) / max(int(meta["steps_per_epoch"]), 1)
@@ -373,7 +377,7 @@ def run_training(cfg, comm=None):
 
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
-        cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size)
+        cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size, model)
     cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
     writer = agree(comm, lambda: RunWriter(run_dir, comm.rank == 0, cfg.quiet,
                                            keep_epochs_before=cursor.epoch if cfg.resume else None))
@@ -391,7 +395,7 @@ def run_training(cfg, comm=None):
     def checkpoint():
         nonlocal last_ckpt
         with trace.span("checkpoint write", "io"):
-            last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size)
+            last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size, model)
 
     try:
         while cursor.epoch <= cfg.epochs:

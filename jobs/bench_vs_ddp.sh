@@ -6,10 +6,16 @@
 #   RANKS="2 4"  REPEATS=5  EPOCHS=2  DATASET=fashion-mnist  COLLECTIVE=auto
 #   ALGOS="gmc dgc"   compressed algorithms whose own samples/s and bytes/step to report
 #   ALGO_ARGS="--density 0.01"   extra flags for them
+#   MODEL=cnn   compare on a real model instead (jobs/bench_cnn.sh): the native cnn step
+#               against PyTorch CPU (one thread each), then the torch adapter (dmsgd) against
+#               DDP (gloo) on the same torch CNN on $RANKS ranks
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$HPCTRAIN_ROOT"
 python -c 'import torch' 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
+if [ "${MODEL:-softmax}" = cnn ]; then
+  exec bash jobs/bench_cnn.sh
+fi
 RANKS=${RANKS:-2 4}; REPEATS=${REPEATS:-5}; EPOCHS=${EPOCHS:-2}; DATASET=${DATASET:-fashion-mnist}
 ALGOS=${ALGOS:-}; ALGO_ARGS=${ALGO_ARGS:-}; COLLECTIVE=${COLLECTIVE:-auto}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -1,6 +1,7 @@
-"""PyTorch DDP (gloo, CPU) softmax regression: the peer baseline for throughput.
+"""PyTorch DDP (gloo, CPU) softmax regression or CNN: the peer baseline for throughput.
 
-Same model (784 -> 10 linear + cross-entropy), optimiser (SGD, momentum 0.9, weight decay
+Same model (784 -> 10 linear + cross-entropy; ``--model cnn``: jobs/torch_cnn.py, the twin
+of hpctrain's cnn and the module hpctrain's torch adapter trains), optimiser (SGD, momentum 0.9, weight decay
 1e-4), batch per rank and data shards as `hpctrain train`. Launch with
     python -m torch.distributed.run --nproc_per_node N jobs/ddp_softmax.py [--epochs 2]
 Prints one line `DDP samples/s <value>` on rank 0 (training steps only, evaluation excluded).
@@ -8,6 +9,7 @@ Prints one line `DDP samples/s <value>` on rank 0 (training steps only, evaluati
 
 import argparse
 import os
+import sys
 import time
 
 import hpctrain  # noqa: F401  (sizes BLAS pools like hpctrain does)
@@ -24,6 +26,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--model", default="softmax", choices=("softmax", "cnn"))
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     dist.init_process_group("gloo")
@@ -31,10 +34,18 @@ def main():
     data = load_dataset(args.dataset, rank, size, 0)
     n = data.n_train_total // size
     x = torch.from_numpy(np.ascontiguousarray(data.x_train[:n]))
+    if args.model == "cnn":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from torch_cnn import make_cnn
+
+        x = x.reshape((n,) + tuple(data.input_shape))
     y = torch.from_numpy(data.y_train[:n])
     rates = []
     for _ in range(args.repeats):
-        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(x.shape[1], data.n_classes))
+        torch.manual_seed(0)
+        net = (torch.nn.Linear(x.shape[1], data.n_classes) if args.model == "softmax"
+               else make_cnn(tuple(data.input_shape), data.n_classes))
+        model = torch.nn.parallel.DistributedDataParallel(net)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
         loss_fn = torch.nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(rank)

@@ -2,7 +2,7 @@
 """Run the paper experiments (sequentially, 4 ranks each) and collect their tables.
 
 usage:
-  jobs/paper_sweep.py run SWEEP [--root DIR] [--np 4] [--only NAME,...]   # SWEEP: table1, prsgd, adaalter, all
+  jobs/paper_sweep.py run SWEEP [--root DIR] [--np 4] [--only NAME,...]   # SWEEP: table1, prsgd, adaalter, cnn, all
   jobs/paper_sweep.py table SWEEP [--root DIR]            # markdown table from summary/metrics
 
 Each run writes DIR/SWEEP/NAME/{config.toml,metrics.jsonl,summary.json}; runs whose
@@ -18,7 +18,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-BIN = os.path.join(REPO, ".venv", "bin")
+BIN = os.environ.get("HPCTRAIN_BIN") or os.path.join(REPO, ".venv", "bin")
 CONFIGS = os.path.join(HERE, "configs", "paper")
 LRS = (0.005, 0.01, 0.05, 0.1)
 
@@ -53,7 +53,24 @@ def adaalter():
     return "004_adaalter.toml", runs
 
 
-SWEEPS = {"table1": table1, "prsgd": prsgd, "adaalter": adaalter}
+def cnn():
+    """The non-convex experiments on the native cnn (jobs/configs/paper/cnn.toml, 14 epochs):
+    000 mdsgd top-k / random-k at s/d 0.01 vs dmsgd; 001 gmc and dgc at s/d 0.01 and 0.001;
+    002 prsgd-momentum I in {1, 4, 8, 16}; 004 local-adaalter H in {1, 4, 8} vs adagrad."""
+    runs = [("dmsgd", {"algo": "dmsgd"})]
+    runs += [(f"mdsgd-{c}-d0.01", {"algo": "mdsgd", "compressor": c, "density": 0.01}) for c in ("topk", "randk")]
+    for d in (0.01, 0.001):
+        runs.append((f"gmc-d{d}", {"algo": "gmc", "density": d}))
+        runs.append((f"dgc-d{d}", {"algo": "dgc", "density": d, "sparsity-warmup-epochs": 2}))
+    runs += [(f"prsgd-I{i}", {"algo": "prsgd-momentum", "sync-period": i}) for i in (1, 4, 8, 16)]
+    ada = {"lr": 0.1, "adagrad-eps": 0.01, "adagrad-b0": 1.0}
+    runs.append(("adagrad", {"algo": "adagrad", **ada}))
+    runs += [(f"adaalter-H{h}", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100, **ada})
+             for h in (1, 4, 8)]
+    return "cnn.toml", runs
+
+
+SWEEPS = {"table1": table1, "prsgd": prsgd, "adaalter": adaalter, "cnn": cnn}
 
 
 def command(config, over, out, n):

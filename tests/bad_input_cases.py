@@ -24,6 +24,14 @@ def _train(*args):
     return lambda tmp: ["train", "--dataset", "synthetic", "--epochs", "1", "--out", f"{tmp}/run", *args]
 
 
+def _model_file(text, kind, factory):
+    def setup(tmp):
+        with open(f"{tmp}/m.py", "w") as f:
+            f.write(text)
+        return _train("--model", f"{kind}:{tmp}/m.py:{factory}")(tmp)
+    return setup
+
+
 def _toml(text):
     def setup(tmp):
         with open(f"{tmp}/bad.toml", "w") as f:
@@ -251,7 +259,21 @@ CASES = [
     Case("typo-command", "a mistyped command", lambda t: ["trian"], "No such command 'trian'"),
     Case("unknown-algo", "an unknown algorithm", _train("--algo", "sgdx"), "'sgdx' is not one of"),
     Case("unknown-collective", "an unknown collective", _train("--collective", "tree"), "'tree' is not one of"),
-    Case("unknown-model", "an unknown model", _train("--model", "cnn"), "'cnn' is not one of"),
+    Case("unknown-model", "an unknown model", _train("--model", "cnnn"), "unknown model 'cnnn'"),
+    Case("model-bad-token", "a layer string with an unknown token", _train("--model", "conv:8:3,relu,pool:2,linear:10"),
+         "bad token 3 'pool:2': unknown layer"),
+    Case("model-needs-images", "an image model on flat features", _train("--model", "cnn"),
+         "model cnn needs image data"),
+    Case("model-file-missing", "a model file that does not exist",
+         lambda t: _train("--model", f"python:{t}/none.py:make")(t), "model file not found"),
+    Case("model-no-factory", "a model file without the named factory",
+         _model_file("def make():\n    pass\n", "python", "build"), "has no factory 'build'"),
+    Case("model-import-raises", "a model module that raises on import",
+         _model_file("raise RuntimeError('no GPU here')\n", "python", "make"),
+         "raised RuntimeError: no GPU here"),
+    Case("torch-output-shape", "a torch model whose output does not match the labels",
+         _model_file("import torch\ndef make():\n    return torch.nn.Linear(64, 3)\n", "torch", "make"),
+         "output has shape (2, 3) for a batch of 2, but the labels need (2, 10)"),
     Case("unknown-key", "an unknown config key (the closest is suggested)", _toml("[train]\nbatchsize = 3\n"),
          "unknown config key 'batchsize' (did you mean 'batch_size'?)"),
     Case("wrong-type-toml", "a value of the wrong type in TOML", _toml('epochs = "ten"\n'), "epochs must be int"),

@@ -6,8 +6,8 @@ compressors work on a single buffer; ``views(params)`` gives the shaped views.
 
 import numpy as np
 
-from .errors import ConfigError
-from .xp import get_array_module
+from ..errors import ConfigError
+from ..xp import get_array_module
 
 __all__ = ["SoftmaxRegression", "MLP", "get_model", "MODELS"]
 
