@@ -167,13 +167,17 @@ def _cupy():
 
 
 @functools.lru_cache(maxsize=None)
-def _module(family):
-    cp = _cupy()
+def _module(cp, family):
     src = inline_headers((kernel_dir() / f"{family}.cu").read_text())
     return cp.RawModule(code=src, options=("-std=c++17", FMAD_OPTION))
 
 
 @functools.lru_cache(maxsize=None)
+def _function(cp, family, name):
+    return _module(cp, family).get_function(name)
+
+
 def get_function(family, name):
-    """The compiled kernel ``name`` of ``kernels/<family>.cu`` (compiled once, cached)."""
-    return _module(family).get_function(name)
+    """The compiled kernel ``name`` of ``kernels/<family>.cu`` (compiled once per array
+    module, cached: CuPy, or the CPU harness's stand-in under ``HPCTRAIN_CUDASIM=1``)."""
+    return _function(_cupy(), family, name)

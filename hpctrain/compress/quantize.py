@@ -106,6 +106,7 @@ def quantize_codes(x, bucket, scaling, s0, s1, levels, key):
     t = np.zeros(n, dtype=dt)
     np.divide(x - lo_e, delta_e, out=t, where=delta_e > 0)
     np.clip(t, dt.type(0), dt.type(levels), out=t)
+    t[np.isnan(t)] = 0  # inf/inf when a bucket's range overflows: code 0, as the kernel does
     fl = np.floor(t)
     frac = t - fl
     codes = fl.astype(np.uint32) + (uniform(key, n) < frac)

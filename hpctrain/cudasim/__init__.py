@@ -129,7 +129,7 @@ def build(code, include_dirs=(), name="module"):
             h.update(f.read_bytes())
     key = h.hexdigest()[:20]
     cache = _cache_dir()
-    lib = cache / f"{re.sub(r'[^A-Za-z0-9_]', '_', name)}-{key}.so"
+    lib = cache / f"cudasim-{key}.so"  # by content only: the same code is built once
     names_file = lib.with_suffix(".kernels")
     with _build_lock:
         if lib.is_file() and names_file.is_file():

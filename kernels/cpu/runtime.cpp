@@ -101,7 +101,8 @@ struct Worker {
     std::vector<Fiber> fibers;
     char* stacks = nullptr;
     size_t nstacks = 0;
-    std::vector<int> runq;  // runnable fibers (not running)
+    std::vector<int> runq;  // runnable fibers (not running); in order: runq[head..]
+    size_t head = 0;
     int cur = -1;
     uint3 bid{0, 0, 0}, bdim{1, 1, 1}, gdim{1, 1, 1};
     unsigned long long rng = 0;
@@ -232,6 +233,7 @@ void run_block(Worker* w, unsigned int nthreads) {
     w->warps.assign((nthreads + 31) / 32, Warp());
     for (auto& wp : w->warps) memset(&wp, 0, sizeof wp);
     w->runq.clear();
+    w->head = 0;
     w->live = (int)nthreads;
     w->b_arrived = 0; w->b_acc = 0; w->b_op = -1; w->b_gen = 0;
     for (unsigned int i = 0; i < nthreads; ++i) {
@@ -244,7 +246,8 @@ void run_block(Worker* w, unsigned int nthreads) {
         f.state = 0;
         f.stack = w->stacks + (size_t)i * kStack;
         // initial frame: 6 callee-saved registers, then the entry "return address"
-        unsigned long long* top = (unsigned long long*)(f.stack + kStack);
+        // stagger the stack tops so that 256 fibers do not all map to the same cache sets
+        unsigned long long* top = (unsigned long long*)(f.stack + kStack - (i % 61) * 64);
         top -= 2;                       // keep 16-byte alignment: [top] = 0, [top-1] slot
         top[1] = 0;
         top[0] = (unsigned long long)(void*)&htcpu_fiber_main;
@@ -254,15 +257,19 @@ void run_block(Worker* w, unsigned int nthreads) {
         w->runq.push_back((int)i);
     }
     w->in_block = true;
-    while (!w->runq.empty()) {
-        size_t pick = 0;
-        if (g_cfg.schedule == 1) pick = (size_t)(next_rand(w) % w->runq.size());
-        int i = w->runq[pick];
+    while (w->head < w->runq.size()) {
+        int i;
         if (g_cfg.schedule == 1) {
+            size_t pick = (size_t)(next_rand(w) % w->runq.size());
+            i = w->runq[pick];
             w->runq[pick] = w->runq.back();
             w->runq.pop_back();
         } else {
-            w->runq.erase(w->runq.begin());
+            i = w->runq[w->head++];
+            if (w->head == w->runq.size()) {
+                w->runq.clear();
+                w->head = 0;
+            }
         }
         w->cur = i;
         htcpu_ctx_swap(&w->main_sp, w->fibers[i].sp);
