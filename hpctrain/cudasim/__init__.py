@@ -12,6 +12,12 @@ seeded) exposes races. See docs/gpu.md ("CPU execution harness") for what this c
 cannot catch; :mod:`hpctrain.cudasim.cupy` is the stand-in for the part of CuPy that
 hpctrain uses (``HPCTRAIN_CUDASIM=1``).
 
+Environment: ``HPCTRAIN_CUDASIM_CACHE`` (build cache, default ~/.cache/hpctrain/cudasim),
+``HPCTRAIN_CUDASIM_SCHEDULE=shuffle``, ``HPCTRAIN_CUDASIM_SEED``,
+``HPCTRAIN_CUDASIM_YIELD`` (switch probability, default 0.05),
+``HPCTRAIN_CUDASIM_WORKERS`` (OS threads per launch, default 1),
+``HPCTRAIN_CUDASIM_STATS=DIR`` (each process writes its launch counts there at exit).
+
 Build flags: ``-O1 -ffp-contract=off`` without fast-math, so float and double arithmetic
 is IEEE round-to-nearest like the device's ``__fadd_rn`` & co.
 """
@@ -208,6 +214,22 @@ class _Cfg(ctypes.Structure):
 
 
 _KINDS = {"f": "f", "i": "iu", "u": "iu"}
+_counts = {}  # kernel name -> launches in this process
+
+
+def _write_stats():
+    d = os.environ.get("HPCTRAIN_CUDASIM_STATS")
+    if d and _counts:
+        import json
+
+        Path(d).mkdir(parents=True, exist_ok=True)
+        (Path(d) / f"launches-{os.getpid()}.json").write_text(json.dumps(_counts, sort_keys=True))
+
+
+if os.environ.get("HPCTRAIN_CUDASIM_STATS"):
+    import atexit
+
+    atexit.register(_write_stats)
 
 
 class Kernel:
@@ -297,6 +319,7 @@ class Kernel:
         lib.htcpu_set_redzones(None, 0)
         for raw, inner, idxs, a in staged.values():  # copy back (a kernel may write any of them)
             a.reshape(-1).view(np.uint8)[...] = inner
+        _counts[self.name] = _counts.get(self.name, 0) + 1
         if settings.log is not None:
             settings.log.append((self.name, grid, block, {i: a.size for i, a in arrays}))
         if rc:
