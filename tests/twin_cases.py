@@ -23,8 +23,9 @@ OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("topk", {"density": 0.5}),
     ("approx-topk", {"density": 0.01}), ("approx-topk", {"density": 0.001, "min_sample": 64}),
     ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.01, "seed": 3}),
-    ("qsgd", {"bits": 1}), ("qsgd", {"bits": 2, "scaling": "norm"}), ("qsgd", {"bits": 4, "bucket_size": 100}),
-    ("qsgd", {"bits": 8}), ("sign", {}), ("sign", {"bucket_size": 1000}),
+    ("minmax", {"bits": 1}), ("minmax", {"bits": 2, "scaling": "norm"}), ("minmax", {"bits": 4, "bucket_size": 100}),
+    ("minmax", {"bits": 8}), ("qsgd", {"bits": 2}), ("qsgd", {"bits": 4, "bucket_size": 100}), ("qsgd", {"bits": 8}),
+    ("sign", {}), ("sign", {"bucket_size": 1000}),
 ]
 # operators whose kernels use shared memory, atomics, barriers or warp votes
 SELECTION_OPS = [op for op in OPS if op[0] in ("topk", "approx-topk", "threshold", "randk")]

@@ -45,6 +45,8 @@ __all__ = [
     "unpack_bits",
     "quantize",
     "dequantize",
+    "qsgd_encode",
+    "qsgd_decode",
     "sign_encode",
     "sign_decode",
     "to_half",
@@ -327,6 +329,29 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
             _grid(n), (BLOCK,), (codes, np.uint64(n), np.uint64(bucket), np.int32(_SCALING[scaling]),
                                  cp.ascontiguousarray(s0), cp.ascontiguousarray(s0 if s1 is None else s1),
                                  np.uint32(levels), out))
+    return out
+
+
+def qsgd_encode(x, bucket, bits, key):
+    """GPU twin of QSGD's encoder: (per-bucket l2 norms, uint8 codes level | sign << (bits-1))."""
+    cp = _cupy()
+    n = x.size
+    norms, _ = bucket_stats(x, bucket, "norm")
+    codes = cp.empty(n, cp.uint8)
+    if n:
+        get_function("qsgd", f"qsgd_encode_{_suffix(x.dtype)}")(
+            _grid(n), (BLOCK,), (x, np.uint64(n), np.uint64(bucket), norms, np.int32(bits), np.uint64(key), codes))
+    return norms, codes
+
+
+def qsgd_decode(codes, bucket, norms, bits, out):
+    """GPU twin of QSGD's decoder: out = +-(norm * (level / s))."""
+    cp = _cupy()
+    n = out.size
+    if n:
+        get_function("qsgd", f"qsgd_decode_{_suffix(out.dtype)}")(
+            _grid(n), (BLOCK,), (codes, np.uint64(n), np.uint64(bucket), cp.ascontiguousarray(norms),
+                                 np.int32(bits), out))
     return out
 
 

@@ -34,7 +34,7 @@ __all__ = [
     "get_function",
 ]
 
-KERNEL_FAMILIES = ("topk", "randomk", "memory", "scatter", "pack", "fp16", "quantize")
+KERNEL_FAMILIES = ("topk", "randomk", "memory", "scatter", "pack", "fp16", "quantize", "qsgd")
 FMAD_OPTION = "--fmad=false"
 
 

@@ -54,7 +54,7 @@ def test_topk_ties(density):
 
 
 @pytest.mark.parametrize("name,params", [("topk", {"density": 0.001}), ("approx-topk", {"density": 0.001}),
-                                         ("randk", {"density": 0.001}), ("qsgd", {"bits": 4}), ("sign", {}),
+                                         ("randk", {"density": 0.001}), ("qsgd", {"bits": 4}), ("minmax", {"bits": 4}), ("sign", {}),
                                          ("fp16", {}), ("threshold", {"threshold": 3.0})])
 def test_operator_twins_1e8(name, params):
     if cp.__version__ == "cudasim":

@@ -53,7 +53,7 @@ def test_large_sizes(sim, name, params, d):
     check_op(cp, name, params, data(d, dtype, seed=d % 7))
 
 
-@pytest.mark.parametrize("name,params", SELECTION_OPS + [("qsgd", {"bits": 4}), ("sign", {})], ids=op_id)
+@pytest.mark.parametrize("name,params", SELECTION_OPS + [("qsgd", {"bits": 4}), ("minmax", {"bits": 4}), ("sign", {})], ids=op_id)
 def test_with_memory(sim, name, params):
     cp, _ = sim
     for d in (BLOCK + 1, 4097, 100_000):
