@@ -134,3 +134,31 @@ def test_every_kernel_ran(sim):
         test_gather_kernel(sim, np.float64)
     ran = {entry[0] for entry in log}
     assert kernels - ran == set(), f"never launched: {sorted(kernels - ran)}"
+
+
+def _scores(x):
+    bits = x.view(np.uint32 if x.dtype == np.float32 else np.uint64).astype(np.uint64)
+    return bits & np.uint64((1 << (8 * x.dtype.itemsize - 1)) - 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_radix_histogram_counts_exact(sim, dtype, seed):
+    """The shared-memory/atomic histogram of the radix select, count for count against
+    np.bincount, under shuffled schedules: a lost update shows here even where the
+    selected threshold happens to survive it."""
+    cp, cuda = sim
+    fn = cuda.get_function("topk", f"topk_{cuda._suffix(dtype)}_hist")
+    nbits = 8 * np.dtype(dtype).itemsize
+    for d, dist in ((4097, "normal"), (65537, "ties"), (1000, "equal")):
+        x = data(d, dtype, seed=seed, dist=dist)
+        s = _scores(x)
+        top = int(np.max(s)) if d else 0
+        for shift, prefix, mask in ((nbits - 8, 0, 0), (nbits - 16, top & (0xFF << (nbits - 8)), 0xFF << (nbits - 8))):
+            hist = cp.zeros(256, cp.uint64)
+            with cudasim.schedule(shuffle=True, seed=seed, yield_prob=0.1):
+                fn((min(1024, -(-d // BLOCK)),), (BLOCK,), (cp.asarray(x), np.uint64(0), np.uint64(d), np.uint64(0),
+                                                             np.uint64(prefix), np.uint64(mask), np.int32(shift), hist))
+            sel = (s & np.uint64(mask)) == np.uint64(prefix)
+            want = np.bincount(((s[sel] >> np.uint64(shift)) & np.uint64(255)).astype(np.int64), minlength=256)
+            assert np.array_equal(hist.get(), want.astype(np.uint64)), (d, dist, shift)
