@@ -203,7 +203,7 @@ def bench():
 
 
 @bench.command("compress")
-@click.option("--ops", default="topk,approx-topk,randk,qsgd:bits=4,sign,fp16", show_default=True,
+@click.option("--ops", default="topk,approx-topk,randk,qsgd:bits=4,minmax:bits=4,sign,fp16", show_default=True,
               help="operators separated by ',' (or by ';' when one has several parameters), parameters as "
                    "name:key=value (qsgd:bits=2); 'argpartition' is NumPy's exact selection baseline")
 @click.option("--sizes", default="1M,8M", show_default=True,

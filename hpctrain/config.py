@@ -62,10 +62,13 @@ class TrainConfig:
     lr_stage_epochs: int = _f(10, "epochs per stage (stagewise: lr0/(s+1); step: lr0*lr_decay^s)", check=_positive)
     lr_decay: float = _f(0.1, "step schedule factor", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     warmup_epochs: float = _f(0.0, "linear lr warm-up length in epochs", check=_nonneg)
-    compressor: str = _f("topk", "compression operator / mask of the compressed algorithms",
+    compressor: str = _f("topk", "compression operator / mask of the compressed algorithms; qsgd = QSGD "
+                         "(Alistarh et al.: l2 norm, sign, s = 2^(b-1)-1 levels and zero), minmax = the survey's "
+                         "min/max quantizer (eq 3.1, 2^b knobs between the bucket's min and max)",
                          choices=tuple(COMPRESSORS))
     density: float = _f(0.01, "fraction of coordinates sent, s/d, in (0, 1]", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
-    bits: int = _f(8, "bits per coordinate of the qsgd quantizer (b), one of 1, 2, 4, 8",
+    bits: int = _f(8, "bits per coordinate (b) of qsgd (2, 4, 8: sign + level, s = 2^(b-1)-1) or minmax "
+                   "(1, 2, 4, 8: 2^b knobs)",
                    check=(lambda v: v in (1, 2, 4, 8), "must be one of 1, 2, 4, 8"))
     aggregation: str = _f("allreduce", "how compressed updates are aggregated (gmc, csgd, ecsgd, doublesqueeze)",
                           choices=("allreduce", "ps", "ring"))

@@ -1,13 +1,25 @@
 """Array-module choice: NumPy on the CPU, CuPy on a GPU. The one place (with the kernel
 loader) that imports cupy."""
 
+import os
+
 import numpy as np
 
 __all__ = ["get_array_module", "cupy_or_none", "gpu_available", "to_numpy", "synchronize", "resolve_device"]
 
 
 def cupy_or_none():
-    """Return the ``cupy`` module, or None when it is not installed."""
+    """Return the ``cupy`` module, or None when it is not installed.
+
+    With ``HPCTRAIN_CUDASIM=1`` in the environment this is the CPU execution harness's
+    stand-in (:mod:`hpctrain.cudasim.cupy`: NumPy arrays posing as device arrays, kernels
+    launched through the harness), so ``--device gpu`` runs on a machine without a GPU
+    for testing; see docs/gpu.md.
+    """
+    if os.environ.get("HPCTRAIN_CUDASIM", "") not in ("", "0"):
+        from .cudasim import cupy as sim
+
+        return sim
     try:
         import cupy
     except Exception:  # ImportError, or a broken CUDA install raising at import
@@ -34,9 +46,7 @@ def gpu_available():
 def get_array_module(arr):
     """``cupy`` for CuPy arrays (anything with ``__cuda_array_interface__``), else numpy."""
     if hasattr(arr, "__cuda_array_interface__"):
-        import cupy
-
-        return cupy
+        return cupy_or_none()
     return np
 
 

@@ -111,12 +111,13 @@ HT_HD double ht_cast(double a, double) { return a; }
 
 // ------------------------------------------------------ b-bit stochastic rounding
 // Knobs lo + c*delta, c = 0..levels. Returns the code of x (eq 3.1 of the survey):
-// t = (x - lo)/delta clamped to [0, levels]; round up with probability frac(t).
+// t = (x - lo)/delta clamped to [0, levels] (NaN, from a range that overflows to inf,
+// counts as 0); round up with probability frac(t).
 template <typename T>
 HT_HD ht_u32 ht_quantize_one(T x, T lo, T delta, ht_u32 levels, double u) {
     T L = (T)levels;
     T t = delta > (T)0 ? ht_div(ht_sub(x, lo), delta) : (T)0;
-    t = t < (T)0 ? (T)0 : t;
+    t = t > (T)0 ? t : (T)0;  // also NaN -> 0: inf/inf when the bucket's range overflows
     t = t > L ? L : t;
     T fl = ht_floor(t);
     T frac = ht_sub(t, fl);

@@ -24,6 +24,8 @@ def test_wheel_contains_kernels(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(os.path.basename(n) for n in names if n.startswith("hpctrain/kernels/") and n.endswith(".cu"))
     assert shipped == kernels
+    assert {"hpctrain/kernels/cpu/cuda_cpu.h", "hpctrain/kernels/cpu/runtime.cpp"} <= set(names)  # CPU harness
+    assert "hpctrain/cudasim/cupy.py" in names
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert entry and "hpctrain = hpctrain.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 

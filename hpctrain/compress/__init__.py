@@ -16,7 +16,9 @@ name                      what is sent                       biased   GPU    pic
 ``approx-topk``           |x| >= sampled threshold           yes      yes    top-k, much faster (paper 001)
 ``threshold``             |x| >= fixed threshold             yes      yes    known gradient scale
 ``randk``                 k shared-seed coordinates: values  yes      yes    dense allreduce of k values
-``qsgd`` / ``quantize``   b-bit stochastic codes + scales    no       yes    unbiased, b in {1,2,4,8}
+``qsgd``                  sign + level of the l2 norm        no       yes    QSGD: unbiased, b in {2,4,8},
+                          (b bits) + one norm per bucket                    s = 2^(b-1)-1 levels
+``minmax``, ``quantize``  b-bit knobs [min, max] + scales   no       yes    survey eq 3.1, b in {1,2,4,8}
 ``sign``                  1-bit signs + mean-|x| scales      yes      yes    32x, with error feedback
 ========================  =================================  =======  =====  ==========================
 
@@ -28,6 +30,7 @@ from ..errors import ConfigError
 from .base import HEADER_BYTES, Compressor, Payload, SparseCompressor, register
 from .fp16 import FP16, NoCompression
 from .memory import ErrorFeedback, Momentum
+from .qsgd import QSGD
 from .quantize import Quantize
 from .randomk import RandomK
 from .sign import SignScale
@@ -45,6 +48,7 @@ __all__ = [
     "Threshold",
     "RandomK",
     "Quantize",
+    "QSGD",
     "SignScale",
     "ErrorFeedback",
     "Momentum",
@@ -65,6 +69,7 @@ for _cls in (
     Threshold,
     RandomK,
     Quantize,
+    QSGD,
     SignScale,
 ):
     register(_cls)

@@ -1,25 +1,28 @@
-"""The one loader of kernels/*.cu (compiled once per process with cupy.RawModule) + GPU twins.
+"""GPU twins: CuPy functions that launch the hand-written kernels of ``kernels/``.
 
-Every function here is the CuPy twin of a NumPy reference in this package and launches
-the hand-written kernels of ``kernels/`` (shipped as package ``hpctrain.kernels``); the
-tests in tests/gpu/ hold each pair together bit for bit. Small integer bookkeeping
-(prefix sums of per-block counts) uses CuPy's own integer ops, which are exact.
-
-:func:`kernel_dir`, :func:`kernel_files` and :func:`nvrtc_compile` need no GPU: CI uses
-them to prove that every kernel compiles (see .ci/compile_kernels.py).
+Every function here is the CuPy twin of a NumPy reference in this package; the tests in
+tests/gpu/ (on a GPU) and tests/kernels/ (through the CPU execution harness,
+:mod:`hpctrain.cudasim`) hold each pair together bit for bit. Small integer bookkeeping
+(prefix sums of per-block counts) uses CuPy's own integer ops, which are exact. The
+toolchain (sources, NVRTC/nvcc, loading) is :mod:`hpctrain.compress.cuda_build`; its
+names are re-exported here.
 """
 
-import functools
 import math
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from ..xp import cupy_or_none
+from .cuda_build import (  # noqa: F401  (re-exported)
+    KERNEL_FAMILIES,
+    compile_options,
+    get_function,
+    kernel_dir,
+    kernel_files,
+    nvcc_compile,
+    nvrtc_available,
+    nvrtc_compile,
+)
 
 __all__ = [
     "BLOCK",
@@ -42,6 +45,8 @@ __all__ = [
     "unpack_bits",
     "quantize",
     "dequantize",
+    "qsgd_encode",
+    "qsgd_decode",
     "sign_encode",
     "sign_decode",
     "to_half",
@@ -51,141 +56,14 @@ __all__ = [
 ]
 
 BLOCK = 256  # HT_BLOCK in kernels/common.cuh
-KERNEL_FAMILIES = ("topk", "randomk", "memory", "scatter", "pack", "fp16", "quantize")
 _NULL = np.uint64(0)
 
 
-# ------------------------------------------------------------------------- sources
-def kernel_dir():
-    """The directory holding the .cu files: installed package ``hpctrain.kernels``, else
-    ``<repo>/kernels``."""
-    try:
-        from importlib.resources import files
-
-        d = files("hpctrain.kernels")
-        p = Path(str(d))
-        if (p / "common.cuh").is_file():
-            return p
-    except (ImportError, ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "kernels"
-
-
-def kernel_files():
-    """Every ``*.cu`` file of :func:`kernel_dir`, sorted."""
-    return sorted(kernel_dir().glob("*.cu"))
-
-
-def compile_options(arch=None):
-    """NVRTC options used for every kernel (include path for common.cuh/select.cuh)."""
-    opts = ["-std=c++17", f"-I{kernel_dir()}"]
-    if arch:
-        opts.append(f"-arch={arch}")
-    return opts
-
-
-def nvrtc_available():
-    """(True, version) when NVRTC can be loaded through cupy_backends, else (False, reason)."""
-    try:
-        from cupy_backends.cuda.libs import nvrtc
-
-        return True, "NVRTC %d.%d" % nvrtc.getVersion()
-    except Exception as exc:  # not installed, or libnvrtc missing
-        return False, f"NVRTC unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-
-
-def _inline_headers(src, seen=None):
-    """Source with ``#include "x.cuh"`` expanded (NVRTC gets one self-contained string)."""
-    seen = set() if seen is None else seen
-    out = []
-    for line in src.splitlines():
-        s = line.strip()
-        if s.startswith("#include \"") and s.endswith("\""):
-            name = s[len("#include \""):-1]
-            if name not in seen:
-                seen.add(name)
-                out.append(_inline_headers((kernel_dir() / name).read_text(), seen))
-            continue
-        if s == "#pragma once":
-            continue
-        out.append(line)
-    return "\n".join(out)
-
-
-def nvrtc_compile(path, arch="compute_90"):
-    """Compile one .cu file to PTX with NVRTC (no GPU needed).
-
-    Args:
-        path: path of the .cu file.
-        arch: virtual architecture.
-
-    Returns:
-        The PTX text.
-
-    Raises:
-        RuntimeError: with the compiler log, when compilation fails.
-    """
-    from cupy_backends.cuda.libs import nvrtc
-
-    path = Path(path)
-    src = _inline_headers(path.read_text())
-    prog = nvrtc.createProgram(src, path.name, [], [])
-    try:
-        try:
-            nvrtc.compileProgram(prog, ["-std=c++17", f"-arch={arch}"])
-        except Exception as exc:
-            try:
-                log = nvrtc.getProgramLog(prog)
-            except Exception:
-                log = ""
-            raise RuntimeError(f"NVRTC failed on {path.name}: {exc}\n{log}") from None
-        ptx = nvrtc.getPTX(prog)
-    finally:
-        nvrtc.destroyProgram(prog)
-    return ptx.decode() if isinstance(ptx, bytes) else ptx
-
-
-def nvcc_compile(path, arch="sm_90"):
-    """Compile one .cu file to PTX with ``nvcc --ptx`` (when nvcc is on PATH).
-
-    Returns:
-        The PTX text.
-
-    Raises:
-        RuntimeError: nvcc missing or compilation failed (with its output).
-    """
-    nvcc = shutil.which("nvcc")
-    if not nvcc:
-        raise RuntimeError("nvcc not found on PATH")
-    path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, path.stem + ".ptx")
-        res = subprocess.run([nvcc, "--ptx", f"-arch={arch}", "-std=c++17", f"-I{path.parent}", "-o", out, str(path)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"nvcc failed on {path.name}:\n{res.stdout}{res.stderr}")
-        return Path(out).read_text()
-
-
-# ------------------------------------------------------------------------- modules
 def _cupy():
     cp = cupy_or_none()
     if cp is None:
         raise RuntimeError("CuPy is not installed (pip install 'hpctrain[gpu]')")
     return cp
-
-
-@functools.lru_cache(maxsize=None)
-def _module(family):
-    cp = _cupy()
-    src = _inline_headers((kernel_dir() / f"{family}.cu").read_text())
-    return cp.RawModule(code=src, options=("-std=c++17",))
-
-
-@functools.lru_cache(maxsize=None)
-def get_function(family, name):
-    """The compiled kernel ``name`` of ``kernels/<family>.cu`` (compiled once, cached)."""
-    return _module(family).get_function(name)
 
 
 def _suffix(dtype):
@@ -451,6 +329,29 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
             _grid(n), (BLOCK,), (codes, np.uint64(n), np.uint64(bucket), np.int32(_SCALING[scaling]),
                                  cp.ascontiguousarray(s0), cp.ascontiguousarray(s0 if s1 is None else s1),
                                  np.uint32(levels), out))
+    return out
+
+
+def qsgd_encode(x, bucket, bits, key):
+    """GPU twin of QSGD's encoder: (per-bucket l2 norms, uint8 codes level | sign << (bits-1))."""
+    cp = _cupy()
+    n = x.size
+    norms, _ = bucket_stats(x, bucket, "norm")
+    codes = cp.empty(n, cp.uint8)
+    if n:
+        get_function("qsgd", f"qsgd_encode_{_suffix(x.dtype)}")(
+            _grid(n), (BLOCK,), (x, np.uint64(n), np.uint64(bucket), norms, np.int32(bits), np.uint64(key), codes))
+    return norms, codes
+
+
+def qsgd_decode(codes, bucket, norms, bits, out):
+    """GPU twin of QSGD's decoder: out = +-(norm * (level / s))."""
+    cp = _cupy()
+    n = out.size
+    if n:
+        get_function("qsgd", f"qsgd_decode_{_suffix(out.dtype)}")(
+            _grid(n), (BLOCK,), (codes, np.uint64(n), np.uint64(bucket), cp.ascontiguousarray(norms),
+                                 np.int32(bits), out))
     return out
 
 

@@ -1,4 +1,7 @@
-"""Stochastic uniform b-bit quantization (survey eq 3.1), per-bucket min/max or norm scaling.
+"""The survey's stochastic uniform b-bit quantizer (eq 3.1), per-bucket min/max or norm scaling.
+
+Registered as ``minmax`` (alias ``quantize``). Not QSGD: it has no zero level and no sign;
+real QSGD (l2 norm, s levels including zero, sign) is :mod:`hpctrain.compress.qsgd`.
 
 The vector is cut into buckets of ``bucket_size`` coordinates (the last may be shorter).
 Each bucket has 2**b knobs lo + c*delta, c = 0..L with L = 2**b - 1:
@@ -106,6 +109,7 @@ def quantize_codes(x, bucket, scaling, s0, s1, levels, key):
     t = np.zeros(n, dtype=dt)
     np.divide(x - lo_e, delta_e, out=t, where=delta_e > 0)
     np.clip(t, dt.type(0), dt.type(levels), out=t)
+    t[np.isnan(t)] = 0  # inf/inf when a bucket's range overflows: code 0, as the kernel does
     fl = np.floor(t)
     frac = t - fl
     codes = fl.astype(np.uint32) + (uniform(key, n) < frac)
@@ -123,7 +127,7 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
 
 
 class Quantize(Compressor):
-    """Unbiased stochastic b-bit quantizer (QSGD-style buckets; survey eq 3.1).
+    """The survey's unbiased stochastic b-bit quantizer (eq 3.1), registered as ``minmax``.
 
     Args:
         bits: b in {1, 2, 4, 8}.
@@ -132,9 +136,10 @@ class Quantize(Compressor):
         seed: RNG seed (the draws also depend on step and rank).
     """
 
-    name = "qsgd"
+    name = "minmax"
     aliases = ("quantize",)
-    wire = {"qsgd-minmax": 6, "qsgd-norm": 7}
+    # opcodes 6 and 7 were "qsgd-minmax"/"qsgd-norm" before QSGD proper took the name qsgd
+    wire = {"minmax": 6, "minmax-norm": 7}
     config_params = ("bits", "seed")
     bench_params = {"bits": 8}
     biased = False
@@ -142,7 +147,7 @@ class Quantize(Compressor):
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
         """Packed codes, then one (norm) or two (minmax: min and step) scales per bucket."""
-        return coded_layout(dtype, bits, count, aux, 2 if op == "qsgd-minmax" else 1)
+        return coded_layout(dtype, bits, count, aux, 2 if op == "minmax" else 1)
 
     def __init__(self, bits=8, bucket_size=512, scaling="minmax", seed=0):
         self.bits = check_bits(bits)
@@ -157,8 +162,8 @@ class Quantize(Compressor):
 
     @property
     def op(self):
-        """Wire operator name: qsgd-minmax or qsgd-norm."""
-        return f"qsgd-{self.scaling}"
+        """Wire operator name: minmax or minmax-norm (the scaling)."""
+        return "minmax" if self.scaling == "minmax" else f"minmax-{self.scaling}"
 
     def _compress(self, x, step, rank):
         key = counter_key(self.seed, step, rank, STREAM_QUANTIZE)

@@ -7,7 +7,7 @@ from hpctrain.errors import ConfigError
 
 
 def test_rows_and_table():
-    ops = ["argpartition", "topk", "approx-topk", "qsgd:bits=4,scaling=norm", "sign", "fp16"]
+    ops = ["argpartition", "topk", "approx-topk", "minmax:bits=4,scaling=norm", "qsgd:bits=4", "sign", "fp16"]
     rows = run_compress_bench(ops, [20_000, 5_000], repeats=2, warmup=0)
     assert [(r["op"], r["size"]) for r in rows] == [(o, s) for s in (20_000, 5_000) for o in ops]
     for r in rows:

@@ -15,8 +15,8 @@ SPARSE_AND_CASTS = [
     ("none", {}),
 ]
 LOSSY_DENSE = [
-    ("qsgd", {"bits": 2}),
-    ("qsgd", {"bits": 8, "scaling": "norm"}),
+    ("qsgd", {"bits": 2}), ("minmax", {"bits": 2}),
+    ("minmax", {"bits": 8, "scaling": "norm"}), ("qsgd", {"bits": 8}),
     ("sign", {}),
 ]
 

@@ -11,6 +11,7 @@ from hpctrain.errors import ConfigError
 OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("approx-topk", {"density": 0.02}),
     ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.1}), ("qsgd", {"bits": 4}),
+    ("minmax", {"bits": 4}),
     ("quantize", {"bits": 1, "scaling": "norm"}), ("sign", {"bucket_size": 100}),
 ]
 
@@ -28,7 +29,7 @@ def expected_nbytes(name, params, p, d, itemsize):
     nb = math.ceil(d / bucket)
     if name == "sign":
         return 32 + math.ceil(d / 8) + nb * itemsize
-    nscales = 1 if params.get("scaling") == "norm" else 2
+    nscales = 1 if params.get("scaling") == "norm" or name == "qsgd" else 2  # qsgd: one norm per bucket
     return 32 + math.ceil(d * params["bits"] / 8) + nb * nscales * itemsize
 
 
@@ -75,7 +76,7 @@ def test_decompress_checks_output():
 
 
 def test_registry():
-    assert set(compressor_names()) >= {"topk", "approx-topk", "threshold", "randk", "qsgd", "quantize", "sign",
+    assert set(compressor_names()) >= {"topk", "approx-topk", "threshold", "randk", "qsgd", "minmax", "quantize", "sign",
                                        "fp16", "none"}
     with pytest.raises(ConfigError, match="unknown compressor 'top-k'"):
         get_compressor("top-k")

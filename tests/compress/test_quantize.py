@@ -35,7 +35,7 @@ def knob_params(x, comp):
 def test_unbiased_and_variance_bound(bits, scaling):
     rng = np.random.default_rng(bits)
     x = rng.standard_normal(48) * np.exp(rng.standard_normal(48))
-    comp = get_compressor("qsgd", bits=bits, bucket_size=20, scaling=scaling, seed=9)
+    comp = get_compressor("minmax", bits=bits, bucket_size=20, scaling=scaling, seed=9)
     q = draws(comp, x)
     lo_e, delta, frac = knob_params(x, comp)
     # each draw is one of the two neighbouring knobs
@@ -56,7 +56,7 @@ def test_unbiased_and_variance_bound(bits, scaling):
 
 def test_float32_quantizer_is_unbiased():
     x = np.random.default_rng(0).uniform(-2, 3, 40).astype(np.float32)
-    comp = get_compressor("qsgd", bits=2, bucket_size=40)
+    comp = get_compressor("minmax", bits=2, bucket_size=40)
     q = draws(comp, x).astype(np.float64)
     lo_e, delta, frac = knob_params(x.astype(np.float64), comp)
     sigma = delta * np.sqrt(frac * (1 - frac) / DRAWS)
@@ -65,7 +65,7 @@ def test_float32_quantizer_is_unbiased():
 
 def test_different_ranks_draw_independently():
     x = np.linspace(-1, 1, 1000)
-    comp = get_compressor("qsgd", bits=1)
+    comp = get_compressor("minmax", bits=1)
     a, b = comp.compress(x, step=0, rank=0), comp.compress(x, step=0, rank=1)
     assert not np.array_equal(a["codes"], b["codes"])
     assert np.array_equal(a["codes"], comp.compress(x, step=0, rank=0)["codes"])
@@ -73,7 +73,7 @@ def test_different_ranks_draw_independently():
 
 def test_constant_and_zero_buckets_exact():
     for scaling in ("minmax", "norm"):
-        comp = get_compressor("qsgd", bits=4, bucket_size=8, scaling=scaling)
+        comp = get_compressor("minmax", bits=4, bucket_size=8, scaling=scaling)
         x = np.array([3.0] * 8 + [0.0] * 8 + [-1.5] * 3)
         out = np.empty_like(x)
         comp.decompress(comp.compress(x), out)
@@ -99,9 +99,9 @@ def test_wire_size_formula():
     d, bucket = 10_001, 512
     nb = math.ceil(d / bucket)
     for bits in (1, 2, 4, 8):
-        p = get_compressor("qsgd", bits=bits, bucket_size=bucket).compress(np.ones(d, np.float32))
+        p = get_compressor("minmax", bits=bits, bucket_size=bucket).compress(np.ones(d, np.float32))
         assert p.nbytes == 32 + math.ceil(d * bits / 8) + nb * 2 * 4
-        p = get_compressor("qsgd", bits=bits, bucket_size=bucket, scaling="norm").compress(np.ones(d))
+        p = get_compressor("minmax", bits=bits, bucket_size=bucket, scaling="norm").compress(np.ones(d))
         assert p.nbytes == 32 + math.ceil(d * bits / 8) + nb * 8
 
 
@@ -109,7 +109,7 @@ def test_wire_size_formula():
                                     {"scaling": "l3"}, {"bits": 4.5}])
 def test_invalid_parameters(params):
     with pytest.raises(ConfigError):
-        get_compressor("qsgd", **params)
+        get_compressor("minmax", **params)
 
 
 def test_sign_scale():

@@ -17,7 +17,7 @@ def test_two_rank_exchange(mpirun, tmp_path):
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     a0, a1 = np.load(tmp_path / "rank0.npz"), np.load(tmp_path / "rank1.npz")
-    assert len(r0) == 9
+    assert len(r0) == 10
     for tag, s in r0.items():
         assert s["bytes_sent"] == s["nbytes"] == r1[tag]["bytes_recv"] == r1[tag]["n"] == r1[tag]["nbytes"], tag
         assert np.array_equal(a0[f"dec_{tag}"].view(np.uint32), a1[f"dec_{tag}"].view(np.uint32)), tag

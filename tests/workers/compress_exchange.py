@@ -16,7 +16,7 @@ from hpctrain.compress import Payload, get_compressor
 OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("approx-topk", {"density": 0.01}),
     ("threshold", {"threshold": 2.0}), ("randk", {"density": 0.01, "seed": 5}), ("qsgd", {"bits": 4}),
-    ("qsgd", {"bits": 1, "scaling": "norm"}), ("sign", {}),
+    ("minmax", {"bits": 1, "scaling": "norm"}), ("minmax", {"bits": 4}), ("sign", {}),
 ]
 
 
