@@ -345,6 +345,183 @@ def _finish_trace(cfg, comm, writer):
                    + trace.format_summary(rows))
 
 
+class _Run:
+    """Everything a run is built from: communicator, device, run directory, data, model,
+    flat parameter and gradient buffers, algorithm and lr schedule."""
+
+    def __init__(self, cfg, comm=None):
+        self.cfg = cfg
+        self.xp = resolve_device(cfg.device, local_rank())
+        if comm is None:
+            transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
+            comm = world(transport)
+        self.comm = comm
+        self._threads = limit_threads(cfg.threads) if cfg.threads else None  # kept alive with the run
+        self.run_dir = _prepare_run_dir(cfg, comm)
+        if cfg.trace:
+            _start_trace(cfg, comm)
+        self.data, self.model, self.steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, self.xp))
+        self.params = self.model.init_params(self.xp, np.dtype(cfg.dtype), cfg.seed)
+        self.grad = self.xp.zeros_like(self.params)
+        allreduce = trace.wrap(get_allreduce(cfg.collective),
+                               _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
+        ctx = AlgoContext(cfg, comm, allreduce, self.params.size, self.steps_per_epoch, self.xp)
+        if mixing is not None:
+            ctx.extras["mixing"] = mixing
+        self.algo = get_algorithm(cfg.algo)(ctx, self.params)
+        self.lr_at = make_schedule(cfg, self.steps_per_epoch)
+
+    def banner(self, cursor, resumed_from):
+        """The run's first line."""
+        cfg, comm, data = self.cfg, self.comm, self.data
+        return (f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} "
+                f"rank{'s' if comm.size != 1 else ''}, {cfg.model} on {data.name} ({data.n_train_total} train / "
+                f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
+                + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else ""))
+
+
+class _Checkpoints:
+    """The checkpoint policy of ``--checkpoint-every`` (N steps or N epochs, plus the end of
+    the run so that it can be extended with --resume) and the last checkpoint written."""
+
+    def __init__(self, run, cursor):
+        self.run, self.cursor = run, cursor
+        self.period = parse_period(run.cfg.checkpoint_every)
+        self.last = None
+
+    def due_after_step(self, t):
+        return bool(self.period and self.period[1] == "steps" and t % self.period[0] == 0)
+
+    def due_after_epoch(self, epoch):
+        return bool(self.period and self.period[1] == "epochs" and epoch % self.period[0] == 0)
+
+    def due_at_end(self):
+        c = self.cursor
+        return bool(self.period) and self.last != checkpoint_path(self.run.run_dir, c.t, c.lineage)
+
+    def save(self):
+        r = self.run
+        with trace.span("checkpoint write", "io"):
+            self.last = _save(r.comm, r.cfg, r.run_dir, r.params, r.algo, self.cursor, r.steps_per_epoch,
+                              r.params.size, r.model)
+
+
+def _train_epoch(run, cursor, guard, ckpt):
+    """The steps of one epoch from ``cursor.step_in_epoch``: gradient, algorithm step, and
+    every ``CHECK_EVERY`` steps the agreed check for divergence and stop signals.
+
+    Returns:
+        The learning rate of the epoch's last step.
+    """
+    cfg, comm, data, model, algo, params, grad = (run.cfg, run.comm, run.data, run.model, run.algo,
+                                                  run.params, run.grad)
+    epoch, steps = cursor.epoch, run.steps_per_epoch
+    order = run.xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
+    bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
+                   samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
+    lr = run.lr_at(cursor.t, epoch)
+    for i in range(cursor.step_in_epoch, steps):
+        idx = batch_rows(order, i, cfg.batch_size)
+        with trace.span("compute", "compute"):  # forward + backward
+            loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+        lr = run.lr_at(cursor.t, epoch)
+        with trace.span("step"):  # the algorithm: compress, collectives, update
+            algo.step(params, grad, lr, cursor.t)
+        cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
+        cursor.loss_sum += loss
+        guard.record(cursor.t, loss)
+        if bar.enabled:
+            bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
+        ckpt_due = ckpt.due_after_step(cursor.t)
+        if ckpt_due or guard.due(cursor.t) or i + 1 == steps:
+            guard.record_params(cursor.t, params)
+            stop, first_bad = guard.check()
+            if first_bad:
+                # every rank raises; the CLI prints it once (rank 0)
+                raise TrainingDiverged(
+                    f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
+                    f"good checkpoint ({ckpt.last or 'none'}) is kept; lower --lr"
+                )
+            save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
+            if save or ckpt_due:
+                ckpt.save()
+            if stop:
+                bar.close()
+                raise _stopped(stop, cursor.t, ckpt.last, save)
+    bar.close()
+    return lr
+
+
+class _EpochMeter:
+    """Wall time, communication time and bytes of one epoch (this rank's counters)."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.comm_time, self.sent, self.recv = comm.comm_time, comm.bytes_sent, comm.bytes_recv
+        self.t0 = time.perf_counter()
+
+    def record(self, run, cursor, first, lr):
+        """The epoch's metrics.jsonl record (agreed over ranks): losses, accuracy, times,
+        samples/s, bytes per rank, paper 001's compression ratio and the wire ratio."""
+        comm, params, done = run.comm, run.params, run.steps_per_epoch - first
+        epoch_time = time.perf_counter() - self.t0
+        sent_epoch, recv_epoch = comm.bytes_sent - self.sent, comm.bytes_recv - self.recv
+        stats = np.array([cursor.loss_sum / run.steps_per_epoch, comm.comm_time - self.comm_time, epoch_time],
+                         dtype=np.float64)
+        comm.native_allreduce(stats)
+        stats /= comm.size
+        with trace.span("evaluate"):
+            test_loss, test_acc = _evaluate(comm, run.model, run.algo.eval_params(params), run.data)
+        algo_stats = run.algo.pop_stats()
+        counts = comm.allgather_array(np.array(
+            [sent_epoch, recv_epoch, algo_stats.get("floats_up", 0) + algo_stats.get("floats_down", 0)],
+            dtype=np.float64))
+        sent, recv = counts[:, 0].astype(np.int64), counts[:, 1].astype(np.int64)
+        record = {
+            "epoch": cursor.epoch,
+            "step": cursor.t,
+            "train_loss": float(stats[0]),
+            "test_loss": float(test_loss),
+            "test_accuracy": float(test_acc),
+            "lr": lr,
+            "wall_time": float(epoch_time),
+            "comm_time": float(stats[1]),
+            "compute_time": float(stats[2] - stats[1]),
+            "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
+            "bytes_sent_per_rank": [int(b) for b in sent],
+            "bytes_recv_per_rank": [int(b) for b in recv],
+        }
+        record.update(traffic_ratios(counts[:, 2].sum(), counts[:, 0].sum(), comm.size, params.size,
+                                     params.dtype.itemsize, done))
+        if not run.algo.replicated:
+            record["consensus_distance"] = _consensus_distance(comm, params)
+        return record
+
+
+def _summary(run, cursor, history, t_start, ckpt, resumed_from):
+    """The summary.json of a run (agreed over ranks)."""
+    train_time = sum(r["wall_time"] for r in history)
+    final = history[-1] if history else {}
+    return {
+        "hpctrain_version": __version__,
+        "world_size": run.comm.size,
+        "epochs": run.cfg.epochs,
+        "steps": cursor.t,
+        "final_train_loss": final.get("train_loss"),
+        "final_test_loss": final.get("test_loss"),
+        "final_test_accuracy": final.get("test_accuracy"),
+        "train_time_s": train_time,
+        "total_time_s": time.perf_counter() - t_start,
+        "samples_per_s": (sum(r["samples_per_s"] * r["wall_time"] for r in history) / train_time
+                          if train_time else 0.0),
+        "bytes_sent_per_rank": run.comm.allgather_array(np.array([run.comm.bytes_sent], dtype=np.int64))[:, 0].tolist(),
+        "run_dir": run.run_dir,
+        "last_checkpoint": ckpt.last,
+        "resumed_from": resumed_from,
+        "config": run.cfg.to_dict(),
+    }
+
+
 def run_training(cfg, comm=None):
     """Train as ``cfg`` says; rank 0 writes the run directory.
 
@@ -356,127 +533,33 @@ def run_training(cfg, comm=None):
         The summary dict (also written to ``summary.json``) with ``params`` added, on
         every rank.
     """
-    xp = resolve_device(cfg.device, local_rank())
-    if comm is None:
-        transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
-        comm = world(transport)
-    _threads = limit_threads(cfg.threads) if cfg.threads else None  # noqa: F841 (kept alive)
-    run_dir = _prepare_run_dir(cfg, comm)
-    if cfg.trace:
-        _start_trace(cfg, comm)
-    data, model, steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, xp))
-    params = model.init_params(xp, np.dtype(cfg.dtype), cfg.seed)
-    grad = xp.zeros_like(params)
-    allreduce = trace.wrap(get_allreduce(cfg.collective), _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
-    ctx = AlgoContext(cfg, comm, allreduce, params.size, steps_per_epoch, xp)
-    if mixing is not None:
-        ctx.extras["mixing"] = mixing
-    algo = get_algorithm(cfg.algo)(ctx, params)
-    period = parse_period(cfg.checkpoint_every)
-    lr_at = make_schedule(cfg, steps_per_epoch)
-
+    run = _Run(cfg, comm)
+    comm = run.comm
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
-        cursor, resumed_from = _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, params.size, model)
+        cursor, resumed_from = _resume(comm, cfg, run.run_dir, run.params, run.algo, run.steps_per_epoch,
+                                       run.params.size, run.model)
     cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
-    writer = agree(comm, lambda: RunWriter(run_dir, comm.rank == 0, cfg.quiet,
+    writer = agree(comm, lambda: RunWriter(run.run_dir, comm.rank == 0, cfg.quiet,
                                            keep_epochs_before=cursor.epoch if cfg.resume else None))
     agree(comm, lambda: writer.config(config_to_toml(cfg)))
-    writer.say(
-        f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} rank{'s' if comm.size != 1 else ''}, "
-        f"{cfg.model} on {data.name} ({data.n_train_total} train / {data.n_test_total} test), "
-        f"{steps_per_epoch} steps/epoch, run dir {run_dir}"
-        + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else "")
-    )
-    history, train_time, t_start = [], 0.0, time.perf_counter()
-    guard = StepGuard(comm)
-    last_ckpt = None
-
-    def checkpoint():
-        nonlocal last_ckpt
-        with trace.span("checkpoint write", "io"):
-            last_ckpt = _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, params.size, model)
-
+    writer.say(run.banner(cursor, resumed_from))
+    history, t_start = [], time.perf_counter()
+    guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)
     try:
         while cursor.epoch <= cfg.epochs:
-            epoch = cursor.epoch
-            trace.mark(f"epoch {epoch}")
-            order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
-            bar = Progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
-                           samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
-            comm_before, bytes_before, recv_before = comm.comm_time, comm.bytes_sent, comm.bytes_recv
-            first = cursor.step_in_epoch
-            lr = lr_at(cursor.t, epoch)
-            t0 = time.perf_counter()
-            for i in range(first, steps_per_epoch):
-                idx = batch_rows(order, i, cfg.batch_size)
-                with trace.span("compute", "compute"):  # forward + backward
-                    loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
-                lr = lr_at(cursor.t, epoch)
-                with trace.span("step"):  # the algorithm: compress, collectives, update
-                    algo.step(params, grad, lr, cursor.t)
-                cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
-                cursor.loss_sum += loss
-                guard.record(cursor.t, loss)
-                if bar.enabled:
-                    bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
-                ckpt_due = bool(period and period[1] == "steps" and cursor.t % period[0] == 0)
-                if ckpt_due or guard.due(cursor.t) or i + 1 == steps_per_epoch:
-                    guard.record_params(cursor.t, params)
-                    stop, first_bad = guard.check()
-                    if first_bad:
-                        # every rank raises; the CLI prints it once (rank 0)
-                        raise TrainingDiverged(
-                            f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
-                            f"good checkpoint ({last_ckpt or 'none'}) is kept; lower --lr"
-                        )
-                    save = bool(stop) and (stop != signal.SIGINT or period is not None)  # Ctrl-C: when on
-                    if save or ckpt_due:
-                        checkpoint()
-                    if stop:
-                        bar.close()
-                        raise _stopped(stop, cursor.t, last_ckpt, save)
-            epoch_time = time.perf_counter() - t0
-            sent_epoch, recv_epoch = comm.bytes_sent - bytes_before, comm.bytes_recv - recv_before
-            bar.close()
-            train_time += epoch_time
-            done = steps_per_epoch - first
-            stats = np.array([cursor.loss_sum / steps_per_epoch, comm.comm_time - comm_before, epoch_time],
-                             dtype=np.float64)
-            comm.native_allreduce(stats)
-            stats /= comm.size
-            with trace.span("evaluate"):
-                test_loss, test_acc = _evaluate(comm, model, algo.eval_params(params), data)
-            algo_stats = algo.pop_stats()
-            counts = comm.allgather_array(np.array(
-                [sent_epoch, recv_epoch, algo_stats.get("floats_up", 0) + algo_stats.get("floats_down", 0)],
-                dtype=np.float64))
-            sent, recv = counts[:, 0].astype(np.int64), counts[:, 1].astype(np.int64)
-            record = {
-                "epoch": epoch,
-                "step": cursor.t,
-                "train_loss": float(stats[0]),
-                "test_loss": float(test_loss),
-                "test_accuracy": float(test_acc),
-                "lr": lr,
-                "wall_time": float(epoch_time),
-                "comm_time": float(stats[1]),
-                "compute_time": float(stats[2] - stats[1]),
-                "samples_per_s": float(done * cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
-                "bytes_sent_per_rank": [int(b) for b in sent],
-                "bytes_recv_per_rank": [int(b) for b in recv],
-            }
-            record.update(traffic_ratios(counts[:, 2].sum(), counts[:, 0].sum(), comm.size, params.size,
-                                         params.dtype.itemsize, done))
-            if not algo.replicated:
-                record["consensus_distance"] = _consensus_distance(comm, params)
+            trace.mark(f"epoch {cursor.epoch}")
+            meter, first = _EpochMeter(comm), cursor.step_in_epoch
+            lr = _train_epoch(run, cursor, guard, ckpt)
+            record = meter.record(run, cursor, first, lr)
             history.append(record)
             agree(comm, lambda: writer.epoch(record))  # a full disk ends every rank
+            epoch = cursor.epoch
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
-            if period and period[1] == "epochs" and epoch % period[0] == 0:
-                checkpoint()
-        if period and last_ckpt != checkpoint_path(run_dir, cursor.t, cursor.lineage):
-            checkpoint()  # the end of the run, so that it can be extended with --resume
+            if ckpt.due_after_epoch(epoch):
+                ckpt.save()
+        if ckpt.due_at_end():
+            ckpt.save()  # the end of the run, so that it can be extended with --resume
     except (Preempted, TrainingDiverged):  # agreed by every rank: the trace can still be gathered
         if cfg.trace:
             _finish_trace(cfg, comm, writer)
@@ -486,26 +569,9 @@ def run_training(cfg, comm=None):
         writer.close()
     if cfg.trace:
         _finish_trace(cfg, comm, writer)
-    summary = {
-        "hpctrain_version": __version__,
-        "world_size": comm.size,
-        "epochs": cfg.epochs,
-        "steps": cursor.t,
-        "final_train_loss": history[-1]["train_loss"] if history else None,
-        "final_test_loss": history[-1]["test_loss"] if history else None,
-        "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
-        "train_time_s": train_time,
-        "total_time_s": time.perf_counter() - t_start,
-        "samples_per_s": (sum(r["samples_per_s"] * r["wall_time"] for r in history) / train_time
-                          if train_time else 0.0),
-        "bytes_sent_per_rank": comm.allgather_array(np.array([comm.bytes_sent], dtype=np.int64))[:, 0].tolist(),
-        "run_dir": run_dir,
-        "last_checkpoint": last_ckpt,
-        "resumed_from": resumed_from,
-        "config": cfg.to_dict(),
-    }
+    summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
     agree(comm, lambda: writer.summary(summary))
     if history:
-        writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run_dir})")
-    summary["params"] = params
+        writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
+    summary["params"] = run.params
     return summary
