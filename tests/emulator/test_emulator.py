@@ -57,6 +57,29 @@ def test_nodes_are_hosts_with_shared_memory_and_auto_picks_hierarchical(cluster,
     assert {r["auto_4m"] for r in res} == {"hierarchical"} and {r["auto_1k"] for r in res} == {"recursive"}
 
 
+def _tx_bytes(ns):
+    out = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "eth0"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)[0]["stats64"]["tx"]["bytes"]
+
+
+@pytest.mark.mpi
+def test_hierarchical_sends_two_thirds_of_the_flat_rings_nic_bytes(cluster, tmp_path):
+    # 2 nodes x 2 ranks: per allreduce of S the flat ring puts 2(n-1)/n S = 1.5 S through each
+    # NIC, hierarchical 2(N-1)/N S = S; counted by the kernel on node 1's NIC (bytes, not time)
+    c = cluster(2, 2, "1gbit")
+    nbytes, reps = 4 << 20, 4
+    sent = {}
+    for algo in ("ring", "hierarchical"):
+        before = _tx_bytes(c.ns(1))
+        _run(c, [os.path.join(WORKERS, "repeat_allreduce.py"), algo, nbytes, reps], tmp_path, timeout=180)
+        sent[algo] = _tx_bytes(c.ns(1)) - before
+    payload = {"ring": 1.5 * nbytes * reps, "hierarchical": 1.0 * nbytes * reps}
+    for algo, b in sent.items():  # + headers (< 5% at MTU 1500) and MPI's start-up and the check
+        assert payload[algo] <= b <= 1.1 * payload[algo] + 2e6, (algo, b, payload[algo])
+    assert 1.3 < sent["ring"] / sent["hierarchical"] < 1.6, sent
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("rate,node_rates", [("100mbit", None), ("1gbit", {2: "100mbit"})])
 def test_a_transfer_cannot_beat_the_configured_rate(cluster, tmp_path, rate, node_rates):
