@@ -247,7 +247,7 @@ class Cluster:
             ClusterUnavailable: the machine cannot do it (the reason in one line).
             ClusterError: a step failed (everything made so far is torn down first).
         """
-        reason = available()
+        reason = available() or _not_hydra(self.mpiexec)
         if reason:
             raise ClusterUnavailable(reason)
         if any(ns.startswith(self.name + "-") for ns in _netns_list()):
@@ -396,6 +396,17 @@ class Cluster:
         if not c.is_up:
             raise ClusterError(f"cluster {name!r} is half gone; run hpctrain cluster down --name {name}")
         return c
+
+
+def _not_hydra(mpiexec):
+    """None when ``mpiexec`` is MPICH's hydra (its ssh launcher is what the emulator drives)."""
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return f"no mpiexec at {mpiexec!r} (install hpctrain[mpich] or MPICH)"
+    if "HYDRA" not in out.upper():
+        return f"the cluster emulator launches with MPICH's hydra mpiexec; {mpiexec} is not hydra"
+    return None
 
 
 def _find_mpiexec():
