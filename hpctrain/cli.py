@@ -129,11 +129,13 @@ def train(config, **overrides):
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="image file (PNG)")
-def plot(run_dirs, out):
-    """Plot loss/accuracy vs epoch and vs bytes communicated for RUN_DIRS on one figure."""
+@click.option("--x", "x", type=click.Choice(["epoch", "time", "bytes"]), default=None,
+              help="x axis (default: both epoch and bytes sent per rank)")
+def plot(run_dirs, out, x):
+    """Plot loss/accuracy vs epoch, wall-clock time or bytes communicated for RUN_DIRS on one figure."""
     from .plot import plot_runs
 
-    click.echo(plot_runs(run_dirs, out))
+    click.echo(plot_runs(run_dirs, out, x=x))
 
 
 @cli.command("trace")
@@ -366,6 +368,11 @@ def topology_cmd(name, n, path):
         raise ConfigError("give a topology NAME or --file W.npy (one of them)")
     click.echo(format_report(build(name, n, path)))
 
+
+
+from .cluster_cli import cluster as _cluster  # noqa: E402
+
+cli.add_command(_cluster)
 
 
 def _one_line(exc):

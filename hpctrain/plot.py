@@ -1,4 +1,4 @@
-"""Training curves of one or more run directories: loss and accuracy vs epoch and vs bytes.
+"""Training curves of one or more run directories: loss and accuracy vs epoch, wall-clock time or bytes.
 
 Reads each run's ``metrics.jsonl`` (and ``summary.json`` for its label); matplotlib is
 imported only here, from the ``plot`` extra.
@@ -9,7 +9,7 @@ import os
 
 from .errors import ConfigError, DataError
 
-__all__ = ["load_run", "plot_runs"]
+__all__ = ["load_run", "plot_runs", "series", "XAXES"]
 
 
 def load_run(run_dir):
@@ -31,13 +31,34 @@ def load_run(run_dir):
     return label, records
 
 
-def plot_runs(run_dirs, out):
-    """Write a 2x2 figure: train loss and test accuracy vs epoch and vs bytes sent per rank.
+XAXES = {"epoch": "epoch", "time": "wall-clock training time (s)", "bytes": "bytes sent per rank"}
+
+
+def series(recs):
+    """The x axes of one run's records: ``epoch``, cumulative ``time`` (training wall time,
+    evaluation excluded) and cumulative ``bytes`` sent per rank (mean over ranks)."""
+    out = {"epoch": [r["epoch"] for r in recs], "time": [], "bytes": []}
+    t = total = 0.0
+    for r in recs:
+        t += float(r.get("wall_time", 0.0))
+        per_rank = r.get("bytes_sent_per_rank", [0])
+        total += sum(per_rank) / max(len(per_rank), 1)
+        out["time"].append(t)
+        out["bytes"].append(total)
+    return out
+
+
+def plot_runs(run_dirs, out, x=None):
+    """Write the figure: train loss and test accuracy against ``x``.
 
     Args:
         run_dirs: run directories.
         out: PNG (or any matplotlib format) path.
+        x: ``epoch``, ``time`` or ``bytes`` (one row: loss and accuracy against it); None: a
+            2x2 figure against epoch and against bytes.
     """
+    if x is not None and x not in XAXES:
+        raise ConfigError(f"unknown x axis {x!r}; choose from {', '.join(XAXES)}")
     try:
         import matplotlib
 
@@ -46,30 +67,24 @@ def plot_runs(run_dirs, out):
     except ImportError:
         raise ConfigError("hpctrain plot needs matplotlib: pip install 'hpctrain[plot]'") from None
     runs = [load_run(d) for d in run_dirs]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    xs = [x] if x else ["epoch", "bytes"]
+    fig, axes = plt.subplots(len(xs), 2, figsize=(11, 4 * len(xs)), squeeze=False)
     for label, recs in runs:
-        epochs = [r["epoch"] for r in recs]
-        sent, total = [], 0
-        for r in recs:
-            per_rank = r.get("bytes_sent_per_rank", [0])
-            total += sum(per_rank) / max(len(per_rank), 1)
-            sent.append(total)
+        ser = series(recs)
         loss = [r["train_loss"] for r in recs]
         acc = [r["test_accuracy"] for r in recs]
-        axes[0, 0].plot(epochs, loss, marker="o", label=label)
-        axes[0, 1].plot(epochs, acc, marker="o", label=label)
-        axes[1, 0].plot(sent, loss, marker="o", label=label)
-        axes[1, 1].plot(sent, acc, marker="o", label=label)
-    for ax, (x, y) in zip(axes.flat, [("epoch", "train loss"), ("epoch", "test accuracy"),
-                                       ("bytes sent per rank", "train loss"),
-                                       ("bytes sent per rank", "test accuracy")]):
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.grid(True, alpha=0.3)
-        if x.startswith("bytes"):
-            ax.set_xscale("log")
-    axes[0, 0].set_yscale("log")
-    axes[1, 0].set_yscale("log")
+        for row, key in enumerate(xs):
+            axes[row, 0].plot(ser[key], loss, marker="o", label=label)
+            axes[row, 1].plot(ser[key], acc, marker="o", label=label)
+    for row, key in enumerate(xs):
+        for col, y in enumerate(("train loss", "test accuracy")):
+            ax = axes[row, col]
+            ax.set_xlabel(XAXES[key])
+            ax.set_ylabel(y)
+            ax.grid(True, alpha=0.3)
+            if key in ("bytes", "time"):
+                ax.set_xscale("log")
+        axes[row, 0].set_yscale("log")
     axes[0, 1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

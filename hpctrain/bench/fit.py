@@ -48,6 +48,7 @@ miss, which is why it is not the first).
 """
 
 import datetime
+import os
 import time
 
 import numpy as np
@@ -97,21 +98,44 @@ def _zero(*arrays):
     return fill
 
 
-def _pingpong_fresh(comm, a, b, reps):
-    """One-way seconds (half a round trip, ranks 0 and 1) of fresh data into buffers that
-    only the receiver has touched: rank 0 sends a and receives into b, rank 1 receives into
-    b and sends it back; every round trip after a rewrite of a and b and a barrier (the
+def _pingpong_fresh(comm, a, b, reps, peer=1):
+    """One-way seconds (half a round trip, ranks 0 and ``peer``) of fresh data into buffers
+    that only the receiver has touched: rank 0 sends a and receives into b, the peer receives
+    into b and sends it back; every round trip after a rewrite of a and b and a barrier (the
     other ranks only join the barriers)."""
     r = comm.rank
 
     def trip():
         if r == 0:
-            comm.send(a, 1, tag=60)
-            comm.recv(b, 1, tag=61)
+            comm.send(a, peer, tag=60)
+            comm.recv(b, peer, tag=61)
         else:
             comm.recv(b, 0, tag=60)
             comm.send(b, 0, tag=61)
-    return _among(comm, r < 2, _zero(a, b), trip, reps) / 2
+    return _among(comm, r in (0, peer), _zero(a, b), trip, reps) / 2
+
+
+def _inter_peer(comm):
+    """The first rank of the second node when ranks 0 and 1 share a node and there are
+    several nodes (then the ping-pong 0 <-> 1 is intra-node and this one is the network);
+    else None."""
+    from ..collectives.hierarchical import layout
+
+    lay = layout(comm)
+    if lay.nodes > 1 and lay.sizes[0] > 1:
+        return lay.leaders[1]
+    return None
+
+
+def _layout_facts(comm):
+    from ..collectives.hierarchical import layout
+
+    lay = layout(comm)
+    facts = {"nodes": lay.nodes, "ranks_per_node": max(lay.sizes)}
+    rate = os.environ.get("HPCTRAIN_LINK_RATE", "")
+    if rate.isdigit():
+        facts["link_rate_bits"] = int(rate)  # set by the cluster emulator: the configured NIC rate
+    return facts
 
 
 def _among(comm, mine, fill, fn, reps):
@@ -222,7 +246,8 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
         [8] + compare_sizes} (median over fresh calls of the slowest rank's time).
     """
     parts = ["primitives", *algos]
-    out = {**{k: [] for k in KEYS}, "algos": {}}
+    peer = _inter_peer(comm)
+    out = {**{k: [] for k in KEYS}, **({"inter": []} if peer is not None else {}), "algos": {}}
     for i in range(len(parts)):
         part = parts[(i + rotate) % len(parts)]
         if part == "primitives":
@@ -242,6 +267,8 @@ def _primitives(comm, sizes, dt, bufs, iters, out):
         out["exchange-sent"].append(_slowest(comm, _exchange_sent(comm, a, b, it)))
         out["add"].append(_add_fresh(comm, a, b, c, dt, reps))
         out["add-sent"].append(_add_fresh(comm, a, b, a, dt, reps))
+        if "inter" in out:  # ranks 0 and 1 share a node: the network's ping-pong too
+            out["inter"].append(_pingpong_fresh(comm, a, b, reps, peer=_inter_peer(comm)))
 
 
 def _collective(comm, fn, sizes, iters, cbufs):
@@ -358,7 +385,7 @@ def _stack(samples, key):
 
 
 def _quantities(samples):
-    return [*KEYS, *(("algos", a) for a in samples[0]["algos"])]
+    return [*KEYS, *(["inter"] if "inter" in samples[0] else []), *(("algos", a) for a in samples[0]["algos"])]
 
 
 def _settled(samples, window=5, tol=0.03):
@@ -385,7 +412,7 @@ def summary_alpha_beta(segments):
     return max(0.0, float(segments[0]["alpha"])), float(segments[-1]["beta"])
 
 
-def _build_fit(n, sizes, tables, algo_times):
+def _build_fit(n, sizes, tables, algo_times, nodes=1):
     """The cost model's fit (see :mod:`hpctrain.collectives.cost`) from one table per
     :data:`KEYS` entry (seconds per size) and each algorithm's times ([8 B] + compared
     sizes), which give its per-call overhead."""
@@ -401,8 +428,11 @@ def _build_fit(n, sizes, tables, algo_times):
         "reduce-sent": {"segments": interpolate_segments(sizes, _reduce_sent(tables)), "table": True},
         "overhead": {},
     }
+    if "inter" in tables:  # the network, measured between nodes (ranks 0 and 1 share one)
+        segs, r2i = fit_segments(sizes, tables["inter"])
+        fit["inter"] = {"alpha": segs[-1]["alpha"], "beta": segs[-1]["beta"], "segments": segs, "r2": r2i}
     for algo, times in algo_times.items():
-        fit["overhead"][algo] = max(0.0, float(times[0]) - cost.predict(algo, n, OVERHEAD_BYTES, fit))
+        fit["overhead"][algo] = max(0.0, float(times[0]) - cost.predict(algo, n, OVERHEAD_BYTES, fit, nodes=nodes))
     return fit
 
 
@@ -446,17 +476,21 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     stacks = {k: _stack(samples, k) for k in _quantities(samples)}
     median = {k: np.median(st, axis=0) for k, st in stacks.items()}
     fastest = {k: st.min(axis=0) for k, st in stacks.items()}
-    fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos})
+    facts = _layout_facts(comm)
+    nodes = facts["nodes"]
+    fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos}, nodes)
+    fit.update(facts)
     fit.update({"fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes,
                 "rounds": rounds, "created": datetime.datetime.now().isoformat(timespec="seconds")})
     # the same model from each quantity's fastest round: the second view
-    fit_fastest = _build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos})
+    fit_fastest = {**_build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos}, nodes), **facts}
     rows = []
     for algo in algos:
         for size, t, f in zip(compare_sizes, median[("algos", algo)][1:], fastest[("algos", algo)][1:]):
             rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
-                         "pred_us": cost.predict(algo, comm.size, size, fit) * 1e6, "fastest_us": float(f) * 1e6,
-                         "pred_fastest_us": cost.predict(algo, comm.size, size, fit_fastest) * 1e6})
+                         "pred_us": cost.predict(algo, comm.size, size, fit, nodes=nodes) * 1e6,
+                         "fastest_us": float(f) * 1e6,
+                         "pred_fastest_us": cost.predict(algo, comm.size, size, fit_fastest, nodes=nodes) * 1e6})
     cross = []
     for i, a in enumerate(algos):
         for b in algos[i + 1:]:
@@ -507,6 +541,33 @@ def accuracy(rows, pred="pred_us", meas="time_us"):
     return out
 
 
+def network_check(f):
+    """``(measured, configured)`` network bandwidth in bytes/s (1/beta of the inter-node
+    link against the emulator's configured rate), or None where either is unknown."""
+    rate = f.get("link_rate_bits")
+    if not rate or f.get("nodes", 1) < 2:
+        return None
+    beta = f["inter"]["beta"] if "inter" in f else f["beta"]
+    return (1.0 / beta if beta > 0 else float("inf")), rate / 8.0
+
+
+def _network_lines(f):
+    out = []
+    if f.get("nodes", 1) > 1:
+        where = ("ping-pong rank 0 <-> 1 crosses nodes: the fit above is the network" if "inter" not in f else
+                 "ranks 0 and 1 share a node: the fit above is the node; the network, rank 0 <-> first rank of node 2")
+        out.append(f"# {f['nodes']} nodes, up to {f['ranks_per_node']} ranks per node: {where}")
+        if "inter" in f:
+            out += _segment_lines("one-way across nodes (ping-pong, fresh buffers): alpha-beta", f["inter"]["segments"],
+                                  f["inter"]["r2"])
+    chk = network_check(f)
+    if chk:
+        meas, conf = chk
+        out.append(f"# network: 1/beta = {meas / 1e9:.4f} GB/s, configured link {conf / 1e9:.4f} GB/s"
+                   f" ({f['link_rate_bits'] / 1e6:g} Mbit/s): ratio {meas / conf:.3f}")
+    return out
+
+
 def format_fit(res):
     """Text report of :func:`run_fit`: the fits, the points, predicted vs measured, crossovers."""
     f, pts = res["fit"], res["points"]
@@ -520,6 +581,7 @@ def format_fit(res):
     for k in TRANSFERS[1:]:
         if k in f:
             lines += _segment_lines(titles[k], f[k]["segments"], f[k]["r2"])
+    lines += _network_lines(f)
     lines += [f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
               " below, linear in between",
               *([f"WARNING: {f['ranks_per_core']:.1f} ranks per core: ranks take turns on the cores, which the "

@@ -20,6 +20,9 @@ name                    where    when to pick it
 ``ps``                  CPU/GPU  single parameter server on rank 0: baseline, server-bound
                                  (2(n-1) S through one rank)
 ``ring-unpartitioned``  CPU/GPU  the survey's naive ring (whole vector around the ring): baseline
+``hierarchical``        CPU/GPU  two levels: reduce-scatter inside each node (shared memory), one
+                                 ring per local rank across nodes, allgather inside the node: several
+                                 ranks per node on a network (NIC bytes 2(N-1)/N S, N nodes)
 ``mpi``                 CPU(/GPU with CUDA-aware MPI)  MPI's own Allreduce: baseline, oracle
 ======================  =======  ==============================================================
 
@@ -34,6 +37,7 @@ from functools import partial
 from ..errors import ConfigError
 from .auto import auto_allreduce
 from .gossip import gossip
+from .hierarchical import hierarchical_allreduce
 from .multi_ps import DenseSum, MultiPS, multi_ps_allreduce
 from .naive_ring import unpartitioned_ring_allreduce
 from .native import mpi_allreduce
@@ -53,6 +57,7 @@ ALLREDUCE = {
     "multi-ps": multi_ps_allreduce,
     "ps": ps_allreduce,
     "ring-unpartitioned": unpartitioned_ring_allreduce,
+    "hierarchical": hierarchical_allreduce,
     "mpi": mpi_allreduce,
     "auto": auto_allreduce,
 }

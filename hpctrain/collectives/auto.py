@@ -3,17 +3,22 @@
 With a cached fit (``hpctrain bench fit``) it runs the candidate with the least
 predicted time for this message size and world size. Without a fit it uses a built-in
 threshold: recursive doubling up to ``DEFAULT_THRESHOLD_BYTES`` (64 KiB), the pipelined
-ring above. The fit is read once per communicator on rank 0 and broadcast, so every rank
+ring above. Across several nodes (``Split_type`` shared) with more than one rank on some
+node, ``hierarchical`` is a candidate too (and, without a fit, the choice above the
+threshold): every candidate is then predicted with the node layout (``cost.predict(...,
+nodes=N)``). The fit is read once per communicator on rank 0 and broadcast, so every rank
 makes the same choice; the choice per size is memoised.
 """
 
 from . import cost
+from .hierarchical import hierarchical_allreduce, layout
 from .recursive import recursive_doubling_allreduce
 from .ring import reduce_op, ring_allreduce
 
 __all__ = ["auto_allreduce", "choose", "shared_fit", "CANDIDATES", "DEFAULT_THRESHOLD_BYTES"]
 
-CANDIDATES = {"recursive": recursive_doubling_allreduce, "ring": ring_allreduce}
+CANDIDATES = {"recursive": recursive_doubling_allreduce, "ring": ring_allreduce,
+              "hierarchical": hierarchical_allreduce}
 DEFAULT_THRESHOLD_BYTES = 64 << 10
 
 
@@ -26,8 +31,12 @@ def shared_fit(comm):
 
 
 def _state(comm):
-    st = comm.buffers.cached("auto", lambda: {"fit": shared_fit(comm), "memo": {}})
-    return st
+    def make():
+        lay = layout(comm)
+        multi = lay.nodes > 1 and max(lay.sizes) > 1  # several nodes, several ranks on one: two levels pay
+        return {"fit": shared_fit(comm), "memo": {}, "nodes": lay.nodes,
+                "candidates": [a for a in CANDIDATES if multi or a != "hierarchical"]}
+    return comm.buffers.cached("auto", make)
 
 
 def choose(comm, nbytes):
@@ -37,9 +46,10 @@ def choose(comm, nbytes):
     if name is None:
         fit = st["fit"]
         if fit is None:
-            name = "recursive" if nbytes <= DEFAULT_THRESHOLD_BYTES else "ring"
+            big = "hierarchical" if "hierarchical" in st["candidates"] else "ring"
+            name = "recursive" if nbytes <= DEFAULT_THRESHOLD_BYTES else big
         else:
-            name = min(CANDIDATES, key=lambda a: cost.predict(a, comm.size, nbytes, fit))
+            name = min(st["candidates"], key=lambda a: cost.predict(a, comm.size, nbytes, fit, nodes=st["nodes"]))
         st["memo"][nbytes] = name
     return name
 

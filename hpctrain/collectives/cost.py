@@ -64,6 +64,19 @@ are reduced as they arrive, so there the ring's and multi-PS's exchange and redu
 finds its segment in cache, where a whole chunk's add would run at memory bandwidth. The
 allgather still moves whole chunks.
 
+Several ranks per node (``nodes`` N > 1, n/N ranks on each): there are two links, the
+node's shared memory (intra, the fit itself) and the network (inter, ``fit["inter"]``, a fit
+of the same shape; a fit measured with one rank per node, ``fit["ranks_per_node"] == 1`` on
+``fit["nodes"] > 1``, *is* the inter-node link, and a copy inside a node is then priced like
+one reduce pass). A flat algorithm's synchronous steps wait for their slowest message, so on
+N > 1 nodes every transfer is priced on the inter link. A module may declare
+``cost_levels(n, S, nodes)`` -> ``[(steps, "intra"|"inter", share), ...]`` for a collective
+that uses the two links apart; ``share`` transfers flow through one link at once (their
+bytes add, their latencies do not). The hierarchical allreduce (``hierarchical.py``): the
+ring's steps on R = n/N ranks on the intra link (S bytes), and the ring's steps on N ranks on
+S/R bytes on the inter link with share R (the R inter-node rings share the NIC): with one
+link for both, 2(R-1) alpha + 2(R-1)/R S beta + 2(N-1) alpha + 2(N-1)/N S beta.
+
 The fit (``hpctrain bench fit``) is cached as JSON at ``$HPCTRAIN_CACHE/alpha_beta.json``
 or ``~/.cache/hpctrain/alpha_beta.json``.
 """
@@ -73,7 +86,7 @@ import json
 import math
 import os
 
-__all__ = ["steps", "modelled", "predict", "crossover", "link", "primitive", "cache_path", "load_fit",
+__all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
            "save_fit", "PRIMITIVES"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
@@ -155,13 +168,50 @@ def primitive(fit, kind, msg_bytes):
     return a + msg_bytes * b
 
 
-def predict(algo, n, nbytes, fit, **kw):
+def links(fit):
+    """``(intra, inter)``: the fits of the node's link and of the network (see the module
+    docstring); both ``fit`` when it knows of one link only."""
+    inter = fit.get("inter")
+    if inter:
+        return fit, {**inter, "reduce": fit.get("reduce"), "reduce-sent": fit.get("reduce-sent"),
+                     "gamma": fit.get("gamma", 0.0)}
+    if fit.get("nodes", 1) > 1 and fit.get("ranks_per_node", 1) == 1:
+        # measured across nodes only: the node's own link is unknown; a shared-memory copy
+        # is priced like one reduce pass (memory bandwidth), without latency
+        g = fit.get("gamma", 0.0)
+        intra = {"alpha": 0.0, "beta": g, "reduce": fit.get("reduce"), "reduce-sent": fit.get("reduce-sent"),
+                 "gamma": g}
+        return intra, fit
+    return fit, fit
+
+
+def _sum(plan, fit, share=1):
+    t = 0.0
+    for kind, count, m in plan:
+        if kind.startswith("reduce"):
+            t += count * primitive(fit, kind, m)
+        else:  # ``share`` transfers flow through the same link at once: the bytes add, the latency does not
+            a, b = link(fit, m, kind)
+            t += count * (a + share * m * b)
+    return t
+
+
+def _cost_levels(algo):
+    from . import ALLREDUCE
+
+    fn = ALLREDUCE.get(algo)
+    module = inspect.getmodule(fn) if fn is not None else None
+    return getattr(module, "cost_levels", None)
+
+
+def predict(algo, n, nbytes, fit, nodes=1, **kw):
     """Predicted seconds of ``algo`` for ``nbytes`` per rank under ``fit``.
 
     Args:
         fit: dict with ``alpha`` (s), ``beta`` (s/byte) and optionally ``segments``,
-            ``exchange``, ``reduce``, ``gamma`` (s/byte) and ``overhead`` (s per call, per
-            algorithm): see :func:`link`.
+            ``exchange``, ``reduce``, ``gamma`` (s/byte), ``inter`` (the network's link) and
+            ``overhead`` (s per call, per algorithm): see :func:`link`, :func:`links`.
+        nodes: the n ranks sit on this many nodes, n/nodes on each (module docstring).
         kw: passed to :func:`steps`.
 
     Returns:
@@ -172,8 +222,16 @@ def predict(algo, n, nbytes, fit, **kw):
         return None
     if n <= 1:
         return 0.0
-    t = sum(count * primitive(fit, kind, m) for kind, count, m in plan)
-    return t + (fit.get("overhead") or {}).get(algo, 0.0)
+    overheads = fit.get("overhead") or {}
+    over = overheads.get(algo, overheads.get("ring", 0.0) if algo == "hierarchical" else 0.0)
+    intra, inter = links(fit)
+    if nodes <= 1:
+        return _sum(plan, intra) + over
+    levels = _cost_levels(algo)
+    if levels is None:
+        return _sum(plan, inter) + over
+    on = {"intra": intra, "inter": inter}
+    return sum(_sum(p, on[where], share) for p, where, share in levels(n, float(nbytes), nodes)) + over
 
 
 def crossover(a, b, n, fit, lo=8, hi=1 << 30, **kw):

@@ -17,7 +17,7 @@ from functools import lru_cache
 from ..errors import CommError
 from ..trace import span
 
-__all__ = ["ring_allreduce", "chunk_bounds", "reduce_op", "REDUCE_UFUNCS", "SEGMENT_BYTES", "PIPELINE_MIN_BYTES"]
+__all__ = ["ring_allreduce", "ring_reduce_scatter", "ring_allgather", "own_chunk", "chunk_bounds", "reduce_op", "REDUCE_UFUNCS", "SEGMENT_BYTES", "PIPELINE_MIN_BYTES"]
 
 #: segment size of the pipelined reduce-scatter (bytes)
 SEGMENT_BYTES = 1 << 20
@@ -80,18 +80,11 @@ def _pipelined_step(comm, ufunc, send, dst, tmp, right, left, seg):
     comm.waitall(sends)
 
 
-def ring_allreduce(comm, buf, op="sum"):
-    """AllReduce ``buf`` in place over ``comm`` with the bandwidth-optimal ring.
-
-    Args:
-        comm: a :class:`~hpctrain.comm.Communicator`.
-        buf: contiguous 1-D NumPy (or CuPy) array, any length (0 included).
-        op: ``sum``, ``mean``, ``max`` or ``min``.
-
-    Returns:
-        ``buf``, holding the reduction on every rank.
-    """
-    ufunc = reduce_op(op, buf)
+def ring_reduce_scatter(comm, buf, ufunc):
+    """The ring's reduce-scatter, in place: afterwards rank r holds the full reduction of
+    chunk ``(r + 1) % n`` of ``buf`` (``chunk_bounds(buf.size, n)``, :func:`own_chunk`); the
+    other chunks hold partial sums. Pipelined in segments for chunks of at least
+    ``PIPELINE_MIN_BYTES``."""
     n, r = comm.size, comm.rank
     if n == 1:
         return buf
@@ -107,7 +100,7 @@ def ring_allreduce(comm, buf, op="sum"):
         i %= n
         return buf[bounds[i] : bounds[i + 1]]
 
-    # reduce-scatter: after n-1 steps rank r owns the full reduction of chunk r+1
+    # after n-1 steps rank r owns the full reduction of chunk r+1
     with span("reduce-scatter", "comm"):
         for s in range(n - 1):
             send, dst = chunk(r - s), chunk(r - s - 1)
@@ -117,14 +110,55 @@ def ring_allreduce(comm, buf, op="sum"):
                 recv = tmp[: dst.size]
                 comm.sendrecv(send, right, recv, left)
                 ufunc(dst, recv, out=dst)
-    if op == "mean":
-        own = chunk(r + 1)
-        own /= n
-    # allgather: pass the finished chunks around the ring, received straight into buf
+    return buf
+
+
+def own_chunk(comm, buf):
+    """The chunk of ``buf`` this rank holds reduced after :func:`ring_reduce_scatter`."""
+    n = comm.size
+    bounds = chunk_bounds(buf.size, n)
+    i = (comm.rank + 1) % n
+    return buf[bounds[i] : bounds[i + 1]]
+
+
+def ring_allgather(comm, buf):
+    """The ring's allgather, in place: from each rank's :func:`own_chunk`, every chunk on
+    every rank (passed around the ring, received straight into ``buf``)."""
+    n, r = comm.size, comm.rank
+    if n == 1:
+        return buf
+    bounds = chunk_bounds(buf.size, n)
+    right, left = (r + 1) % n, (r - 1) % n
+
+    def chunk(i):
+        i %= n
+        return buf[bounds[i] : bounds[i + 1]]
+
     with span("allgather", "comm"):
         for s in range(n - 1):
             comm.sendrecv(chunk(r + 1 - s), right, chunk(r - s), left)
     return buf
+
+
+def ring_allreduce(comm, buf, op="sum"):
+    """AllReduce ``buf`` in place over ``comm`` with the bandwidth-optimal ring.
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator`.
+        buf: contiguous 1-D NumPy (or CuPy) array, any length (0 included).
+        op: ``sum``, ``mean``, ``max`` or ``min``.
+
+    Returns:
+        ``buf``, holding the reduction on every rank.
+    """
+    ufunc = reduce_op(op, buf)
+    if comm.size == 1:
+        return buf
+    ring_reduce_scatter(comm, buf, ufunc)
+    if op == "mean":
+        own = own_chunk(comm, buf)
+        own /= comm.size
+    return ring_allgather(comm, buf)
 
 
 def cost_steps(n, S, **_):

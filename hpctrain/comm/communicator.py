@@ -286,8 +286,19 @@ class Communicator:
         self._comm.Barrier()
 
     def split(self, color, key=None):
-        """A new :class:`Communicator` over the ranks with the same ``color``."""
-        sub = self._comm.Split(color, self.rank if key is None else key)
+        """A new :class:`Communicator` over the ranks with the same ``color``.
+
+        ``color`` None: this rank joins none (MPI_UNDEFINED) and gets None back.
+        """
+        sub = self._comm.Split(MPI.UNDEFINED if color is None else color, self.rank if key is None else key)
+        if sub == MPI.COMM_NULL:
+            return None
+        return Communicator(sub, transport=self.transport.name)
+
+    def split_shared(self):
+        """A new :class:`Communicator` over the ranks that share memory with this one (its
+        node: ``MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)``), ordered by rank."""
+        sub = self._comm.Split_type(MPI.COMM_TYPE_SHARED, self.rank)
         return Communicator(sub, transport=self.transport.name)
 
     def abort(self, code=1):

@@ -45,6 +45,16 @@ def test_every_allreduce_matches_mpi(mpirun, tmp_path, n):
     assert _assert_allreduce_results(tmp_path, n) >= n * len(ALGOS) * (4 * 3 * 4 + 3)
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("colors", ["0,0,1,1", "0,0,1,1,1", "0,1,1", "0,1,0,1", "0,0,0,1,1"])
+def test_hierarchical_on_declared_nodes_matches_mpi(mpirun, tmp_path, colors):
+    # nodes declared per rank (one machine): equal, unequal (a fold), interleaved ranks
+    n = len(colors.split(","))
+    mpirun(n, [os.path.join(WORKERS, "collective_cases.py"), tmp_path, "hierarchical"], timeout=180,
+           env={"HPCTRAIN_TEST_NODE_COLORS": colors})
+    assert _assert_allreduce_results(tmp_path, n) >= n * (4 * 3 * 4 + 3)
+
+
 def _misc_checks(path, n):
     results = [json.loads((path / f"rank{r}.json").read_text()) for r in range(n)]
     bad = {k: v[1] for res in results for k, v in res["checks"].items() if not v[0]}
