@@ -1,6 +1,7 @@
 """Every bad input gives one clear line on stderr and exit status 2, no traceback, and
 nothing overwritten; docs/errors.md shows each real message (checked here)."""
 
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -9,6 +10,9 @@ import pytest
 
 from bad_input_cases import CASES
 from mpiutil import HPCTRAIN, run_mpi
+
+#: the session fixture runs ~80 commands: on a loaded 2-core machine that exceeds the default 300 s
+pytestmark = pytest.mark.timeout(1800)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "errors.md")
@@ -26,26 +30,30 @@ def results(tmp_path_factory):
     run_mpi(2, [HPCTRAIN, "train", "--algo", "dpsgd", "--dataset", "synthetic", "--epochs", "1", "--checkpoint-every",
                 "1epochs", "-q", "--out", dp], timeout=120)
     os.environ["HPCTRAIN_TEST_CKPT_DPSGD"] = sorted((dp / "checkpoints").iterdir())[-1].as_posix()
-    out = {}
-    for case in CASES:
-        tmp = base / case.name
-        tmp.mkdir()
-        args = case.setup(str(tmp))
-        snapshot = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
-        dirs = {p for p in tmp.rglob("*") if p.is_dir()}
-        if case.ranks == 1:
-            r = subprocess.run([HPCTRAIN, *args], capture_output=True, text=True, timeout=60, cwd=tmp)
-        else:
-            r = run_mpi(case.ranks, [HPCTRAIN, *args], timeout=60, cwd=tmp, check=False)
-        changed = [str(p) for p, b in snapshot.items() if not p.exists() or p.read_bytes() != b]
-        changed += [f"{p} (left behind)" for p in tmp.rglob("*") if p.is_dir() and p not in dirs]
-        shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
-                 .replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>") for a in args]
-        err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
-        err = err.replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
-        err = re.sub(r"[\d.]+ [GM]B of memory available", "<M> GB of memory available", err)  # varies by machine
-        out[case.name] = (r.returncode, err, changed, shown)
+    # each case is independent (its own directory): two at a time, as the machine has two cores
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        out = dict(pool.map(lambda case: (case.name, _run_case(base, case)), CASES))
     return out
+
+
+def _run_case(base, case):
+    tmp = base / case.name
+    tmp.mkdir()
+    args = case.setup(str(tmp))
+    snapshot = {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()}
+    dirs = {p for p in tmp.rglob("*") if p.is_dir()}
+    if case.ranks == 1:
+        r = subprocess.run([HPCTRAIN, *args], capture_output=True, text=True, timeout=120, cwd=tmp)
+    else:
+        r = run_mpi(case.ranks, [HPCTRAIN, *args], timeout=120, cwd=tmp, check=False)
+    changed = [str(p) for p, b in snapshot.items() if not p.exists() or p.read_bytes() != b]
+    changed += [f"{p} (left behind)" for p in tmp.rglob("*") if p.is_dir() and p not in dirs]
+    shown = [a.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
+             .replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>") for a in args]
+    err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
+    err = err.replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
+    err = re.sub(r"[\d.]+ [GM]B of memory available", "<M> GB of memory available", err)  # varies by machine
+    return r.returncode, err, changed, shown
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
