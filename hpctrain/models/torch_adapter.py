@@ -89,7 +89,7 @@ class TorchModel:
 
     def state_dict(self):
         out = {"step": self.step_counter}
-        out.update({f"buffer/{k}": v for k, v in self._state.items()})
+        out.update({f"buffer.{k}": v for k, v in self._state.items()})  # flat names: model/<name> in checkpoints
         return out
 
     def _bind(self, params, grad):
