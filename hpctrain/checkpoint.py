@@ -55,7 +55,7 @@ REQUIRED_ATTRS = {
 }
 #: hashing and reading go in pieces of at most this many bytes (bounded memory)
 _BLOCK = 8 << 20
-_GROUPS = ("state", "train")
+_GROUPS = ("state", "train", "model")  # model: the model's state_dict (BN running stats, dropout step)
 
 
 @dataclass

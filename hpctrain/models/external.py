@@ -118,6 +118,9 @@ class PythonModel:
         state = getattr(obj, "state", None) or {}
         if not isinstance(state, dict) or not all(isinstance(v, np.ndarray) for v in state.values()):
             raise ConfigError(f"{label}: .state must be a dict of NumPy arrays")
+        bad = [k for k in state if not (isinstance(k, str) and k and all(c.isalnum() or c in "._-" for c in k))]
+        if bad:
+            raise ConfigError(f"{label}: .state name {bad[0]!r} must be letters, digits, '.', '_' or '-'")
         self._state = state
         self.size = obj.params.size
 

@@ -104,7 +104,7 @@ class Sequential:
         out = {"step": self.step_counter}
         for i, layer in enumerate(_walk(self.layers)):
             for k, v in layer.state.items():
-                out[f"{i}.{layer.name}/{k}"] = v
+                out[f"{i}.{layer.name}.{k}"] = v
         return out
 
     def _to_internal(self, x):

@@ -73,7 +73,8 @@ class TorchModel:
         self._state = {}
         for n, b in module.named_buffers():
             if b is not None and b.numel():
-                self._state[n] = b.numpy()  # shares the buffer's memory: resume writes in place
+                arr = b.numpy()  # shares the buffer's memory: resume writes in place
+                self._state[n] = arr.reshape(1) if arr.ndim == 0 else arr  # (a view; checkpoints keep >= 1 axis)
         self._bound = (None, None)
 
     def init_params(self, xp=np, dtype=np.float32, seed=0):
@@ -89,7 +90,7 @@ class TorchModel:
 
     def state_dict(self):
         out = {"step": self.step_counter}
-        out.update({f"buffer/{k}": v for k, v in self._state.items()})
+        out.update({f"buffer.{k}": v for k, v in self._state.items()})  # flat names: model/<name> in checkpoints
         return out
 
     def _bind(self, params, grad):

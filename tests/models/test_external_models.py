@@ -104,10 +104,10 @@ def test_torch_gradient_lands_in_hpctrain_buffer(tmp_path):
         for q in ref.parameters():
             q -= 0.1 * q.grad
         ref(torch.tensor(x).reshape(4, 2, 5, 5))  # train mode: the same BN running-stat update
-    np.testing.assert_allclose(m.state_dict()["buffer/1.running_var"], ref[1].running_var.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m.state_dict()["buffer.1.running_var"], ref[1].running_var.numpy(), rtol=1e-12)
     np.testing.assert_allclose(m.logits(p, x), ref.eval()(torch.tensor(x).reshape(4, 2, 5, 5)).detach().numpy(),
                                rtol=1e-10)
-    assert "model/buffer/1.running_mean" not in m.state_dict() and "buffer/1.running_mean" in m.state_dict()
+    assert "model/buffer/1.running_mean" not in m.state_dict() and "buffer.1.running_mean" in m.state_dict()
     sys.path.remove(str(tmp_path))
 
 
