@@ -56,7 +56,7 @@ THREE = [  # 3 ranks: the ring/PS paths with more than one hop or worker
     ("csgd-ps", {"algo": "csgd", "compressor": "qsgd", "bits": 8, "aggregation": "ps"}),
     ("csgd-randk", {"algo": "csgd", "compressor": "randk", "density": 0.5, "aggregation": "ring", "lr": 0.1}),
     ("gmc-ps", {"algo": "gmc", "aggregation": "ps", "compressor": "approx-topk", "density": 0.05}),
-    ("doublesqueeze-ps", {"algo": "doublesqueeze", "aggregation": "ps", "compressor": "qsgd", "bits": 2}),
+    ("doublesqueeze-ps", {"algo": "doublesqueeze", "aggregation": "ps", "compressor": "minmax", "bits": 2}),
     ("ecsgd-ps", {"algo": "ecsgd", "aggregation": "ps", "compressor": "sign"}),
     ("dpsgd-star", {"algo": "dpsgd", "topology": "star"}),  # on <= 3 ranks the ring is J/n
     ("dmomentum-star", {"algo": "dmomentum", "topology": "star", "nesterov": True}),

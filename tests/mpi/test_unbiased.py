@@ -33,7 +33,7 @@ def test_registry_declares_unbiased_combinations():
 @pytest.mark.parametrize("n", [2, 3])
 def test_unbiased_updates(mpirun, tmp_path, n):
     out = tmp_path / "mc.json"
-    mpirun(n, [os.path.join(WORKERS, "unbiased_mc.py"), str(out), str(STEPS)], timeout=300)
+    mpirun(n, [os.path.join(WORKERS, "unbiased_mc.py"), str(out), str(STEPS)], timeout=600)
     with open(out) as f:
         res = json.load(f)
     expected = {f"{a}/{c}/{g}" for a, cls in ALGORITHMS.items() for c in cls.unbiased_with for g in cls.aggregations}
