@@ -12,16 +12,27 @@ from ..xp import get_array_module
 __all__ = ["SoftmaxRegression", "MLP", "get_model", "MODELS"]
 
 
-def _log_softmax_grad(logits, y):
-    """Mean cross-entropy of ``logits`` for integer labels ``y`` and d(loss)/d(logits)."""
+def _log_softmax_grad(logits, y, overwrite=False):
+    """Mean cross-entropy of ``logits`` for integer labels ``y`` and d(loss)/d(logits).
+
+    With ``overwrite`` the caller's ``logits`` (a temporary) is shifted in place, which
+    saves two batch-sized temporaries per step; the results are the same bits."""
     xp = get_array_module(logits)
     b = logits.shape[0]
-    z = logits - logits.max(axis=1, keepdims=True)
+    if overwrite:
+        z = logits
+        z -= logits.max(axis=1, keepdims=True)
+    else:
+        z = logits - logits.max(axis=1, keepdims=True)
     ez = xp.exp(z)
     s = ez.sum(axis=1, keepdims=True)
     rows = xp.arange(b)
     loss = float((xp.log(s[:, 0]) - z[rows, y]).sum()) / b
-    p = ez / s
+    if overwrite:
+        ez /= s
+        p = ez
+    else:
+        p = ez / s
     p[rows, y] -= 1
     p /= b
     return loss, p
@@ -65,14 +76,20 @@ class SoftmaxRegression:
         Returns:
             The loss as a Python float (data term + weight-decay term).
         """
+        xp = get_array_module(params)
         w, _ = self.views(params)
         gw, gb = self.views(grad)
-        loss, dlogits = _log_softmax_grad(self.logits(params, x), y)
-        gw[...] = x.T @ dlogits
+        loss, dlogits = _log_softmax_grad(self.logits(params, x), y, overwrite=True)
+        xp.matmul(x.T, dlogits, out=gw)  # straight into the gradient buffer
         dlogits.sum(axis=0, out=gb)
         if weight_decay:
-            gw += weight_decay * w
-            loss += 0.5 * weight_decay * float((w * w).sum())
+            wd = self.__dict__.get("_wd")
+            if wd is None or wd.shape != w.shape or wd.dtype != w.dtype or get_array_module(wd) is not xp:
+                wd = self._wd = xp.empty_like(w)  # reused: no temporary of the weights' size per step
+            xp.multiply(w, weight_decay, out=wd)
+            gw += wd
+            flat = w.reshape(-1)
+            loss += 0.5 * weight_decay * float(xp.dot(flat, flat))
         return loss
 
     def evaluate(self, params, x, y, batch=8192):
