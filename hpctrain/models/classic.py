@@ -38,6 +38,26 @@ def _log_softmax_grad(logits, y, overwrite=False):
     return loss, p
 
 
+def evaluate_batches(logits, x, y, batch, as_float64=False):
+    """(summed cross-entropy, number correct) over ``(x, y)``, scored in batches of
+    ``batch`` rows by ``logits(xb)`` (every model's ``evaluate``).
+
+    Args:
+        logits: ``xb -> scores`` of shape (rows, classes).
+        as_float64: score in float64 (external models may return float32).
+    """
+    total, correct = 0.0, 0
+    for i in range(0, x.shape[0], batch):
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        scores = logits(xb)
+        if as_float64:
+            scores = scores.astype(np.float64)
+        loss, _ = _log_softmax_grad(scores, yb)
+        total += loss * xb.shape[0]
+        correct += int((scores.argmax(axis=1) == yb).sum())
+    return total, correct
+
+
 class SoftmaxRegression:
     """Multinomial logistic regression with L2 weight decay on the weights.
 
@@ -94,14 +114,7 @@ class SoftmaxRegression:
 
     def evaluate(self, params, x, y, batch=8192):
         """(summed cross-entropy, number correct) over ``(x, y)`` without weight decay."""
-        total, correct = 0.0, 0
-        for i in range(0, x.shape[0], batch):
-            xb, yb = x[i : i + batch], y[i : i + batch]
-            logits = self.logits(params, xb)
-            loss, _ = _log_softmax_grad(logits, yb)
-            total += loss * xb.shape[0]
-            correct += int((logits.argmax(axis=1) == yb).sum())
-        return total, correct
+        return evaluate_batches(lambda xb: self.logits(params, xb), x, y, batch)
 
 
 class MLP:

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 from ..errors import ConfigError
-from .classic import _log_softmax_grad
+from .classic import evaluate_batches
 
 __all__ = ["load_factory", "call_factory", "PythonModel", "check_output_shape"]
 
@@ -160,11 +160,4 @@ class PythonModel:
         return scores
 
     def evaluate(self, params, x, y, batch=1024):
-        total, correct = 0.0, 0
-        for i in range(0, x.shape[0], batch):
-            xb, yb = x[i : i + batch], y[i : i + batch]
-            scores = self.logits(params, xb).astype(np.float64)
-            loss, _ = _log_softmax_grad(scores, yb)
-            total += loss * xb.shape[0]
-            correct += int((scores.argmax(axis=1) == yb).sum())
-        return total, correct
+        return evaluate_batches(lambda xb: self.logits(params, xb), x, y, batch, as_float64=True)

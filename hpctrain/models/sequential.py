@@ -9,8 +9,7 @@ backward.
 import numpy as np
 
 from ..errors import ConfigError
-from ..xp import get_array_module
-from .classic import _log_softmax_grad
+from .classic import _log_softmax_grad, evaluate_batches
 from .layers import (AvgPool, BatchNorm, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool, ReLU,
                      Residual)
 
@@ -145,14 +144,7 @@ class Sequential:
 
     def evaluate(self, params, x, y, batch=256):
         """(summed cross-entropy, number correct) over ``(x, y)``, evaluation mode."""
-        total, correct = 0.0, 0
-        for i in range(0, x.shape[0], batch):
-            xb, yb = x[i : i + batch], y[i : i + batch]
-            logits = self.logits(params, xb)
-            loss, _ = _log_softmax_grad(logits, yb)
-            total += loss * xb.shape[0]
-            correct += int((logits.argmax(axis=1) == yb).sum())
-        return total, correct
+        return evaluate_batches(lambda xb: self.logits(params, xb), x, y, batch)
 
 
 def _ints(tok, parts, lo, hi, what):
