@@ -5,6 +5,9 @@ set -euo pipefail
 HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich,test,plot,kernels}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$HPCTRAIN_ROOT"
+# PyTorch (CPU build) for the torch: model adapter's tests; optional for users. The pinned
+# version is a CPU build on the registries here (a plain `torch` pulls the CUDA stack).
+python -c 'import torch' 2>/dev/null || python -m pip install -q --disable-pip-version-check torch==2.13.0
 set +e
 python -m pytest "$@"
 rc=$?

@@ -49,6 +49,7 @@ def load_factory(kind, ref):
             raise ConfigError(f"{label}: model file not found: {where}")
         modname = f"hpctrain_user_model_{abs(hash(os.path.abspath(where)))}"
         spec = importlib.util.spec_from_file_location(modname, where)
+        saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's folder
         try:
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module
@@ -56,6 +57,8 @@ def load_factory(kind, ref):
         except Exception as exc:  # the user's module raised: one line, exit 2
             sys.modules.pop(modname, None)
             raise ConfigError(f"{label}: importing {where} raised {type(exc).__name__}: {exc}") from None
+        finally:
+            sys.dont_write_bytecode = saved
     else:
         try:
             module = importlib.import_module(where)
