@@ -52,6 +52,7 @@ def info():
     from .xp import cupy_or_none, gpu_available
 
     comm = _comm()
+    layout = _job_layout(comm)  # collective: every rank takes part
     if comm.rank != 0:
         return
     lib = mpi_library_info()
@@ -70,6 +71,8 @@ def info():
         ("world size", str(comm.size)),
         ("ranks on this node", str(local_ranks())),
         ("BLAS threads/rank", f"{os.environ.get('OPENBLAS_NUM_THREADS', '?')} (default {default_threads()})"),
+        ("nodes", f"{len(layout['nodes'])} ({', '.join(layout['nodes'])})"),
+        ("ranks per node", ", ".join(str(len(r)) for r in layout["ranks"])),
         ("cupy", cp.__version__ if cp else "not installed"),
         ("GPU", gpu if ok else f"none ({gpu})"),
     ]
@@ -84,9 +87,38 @@ def info():
             ("Slurm tasks", f"{env.get('SLURM_NTASKS', '?')} ({env.get('SLURM_TASKS_PER_NODE', '?')} per node)"),
             ("Slurm local rank", env.get("SLURM_LOCALID", "- (not an srun task)")),
         ]
+    for r, (host, local, size, threads) in enumerate(layout["per_rank"]):
+        rows.append((f"rank {r}", f"{host}  local rank {local} of {size}  BLAS threads {threads}"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
+
+
+def _job_layout(comm):
+    """Where every rank runs, as MPI sees it (collective): ``nodes`` (host names in order of
+    their lowest rank), ``ranks`` (the world ranks of each node) and ``per_rank`` (host,
+    local rank and size from ``MPI_Comm_split_type(SHARED)``, BLAS threads of its pool)."""
+    import socket
+
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    node = comm.split_shared()
+    blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
+    host = socket.gethostname().encode("utf-8", "replace")[:64]
+    mine = np.zeros(68, dtype=np.int64)
+    mine[:4] = [node.rank, node.size, max(blas, default=0), len(host)]
+    mine[4 : 4 + len(host)] = np.frombuffer(host, dtype=np.uint8)
+    rows = comm.allgather_array(mine)
+    per_rank = [(bytes(row[4 : 4 + row[3]].astype(np.uint8)).decode("utf-8", "replace"), int(row[0]), int(row[1]),
+                 int(row[2]) or "?") for row in rows]
+    nodes, ranks = [], []
+    for r, (h, *_rest) in enumerate(per_rank):
+        if h not in nodes:
+            nodes.append(h)
+            ranks.append([])
+        ranks[nodes.index(h)].append(r)
+    return {"nodes": nodes, "ranks": ranks, "per_rank": per_rank}
 
 
 def _train_options(f):

@@ -280,10 +280,7 @@ class Cluster:
             _sh(["ip", "-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", NIC])
             _sh(["ip", "-n", ns, "link", "set", NIC, "up"])
             _sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-            rate = self.node_rate(i)
-            for where, dev in ((ns, NIC), (sw, f"p{i}")):  # node -> switch, switch -> node
-                _sh(["ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                     "rate", rate, "burst", "128kb", "latency", "5ms"])
+            self._tbf(i, "add")
         os.makedirs(self.state_dir, exist_ok=True)
         nodes = {self.addr(i): (self.ns(i), f"node{i}") for i in range(1, self.nodes + 1)}
         with open(self.wrapper, "w", encoding="utf-8") as f:
@@ -291,6 +288,21 @@ class Cluster:
         os.chmod(self.wrapper, 0o755)
         with open(os.path.join(self.state_dir, "cluster.json"), "w", encoding="utf-8") as f:
             json.dump(self.describe(), f, indent=1)
+
+    def _tbf(self, i, how):
+        """Add (or change) the rate limit of node ``i``'s link, both directions."""
+        for where, dev in ((self.ns(i), NIC), (self.switch, f"p{i}")):  # node -> switch, switch -> node
+            _sh(["ip", "netns", "exec", where, "tc", "qdisc", how, "dev", dev, "root", "tbf",
+                 "rate", self.node_rate(i), "burst", "128kb", "latency", "5ms"])
+
+    def set_rate(self, i, rate):
+        """Change node ``i``'s link rate (tc notation) on a cluster that is up, e.g. to make
+        it a straggler mid-run."""
+        if not 1 <= i <= self.nodes:
+            raise ClusterError(f"no node {i} (nodes are 1..{self.nodes})")
+        parse_rate(rate)
+        self.node_rates[i] = rate
+        self._tbf(i, "change")
 
     @property
     def wrapper(self):

@@ -13,7 +13,7 @@ threadpoolctl, which also works after NumPy has loaded.
 
 import os
 
-__all__ = ["THREAD_VARS", "local_ranks", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
+__all__ = ["THREAD_VARS", "local_ranks", "slurm_tasks_per_node", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -76,13 +76,27 @@ def local_ranks(environ=None):
         value = env.get(var, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
-    # Slurm: SLURM_TASKS_PER_NODE looks like "4" or "2(x3),1"; the first count is ours
-    # on a homogeneous allocation.
-    tpn = env.get("SLURM_TASKS_PER_NODE", "")
-    head = tpn.split("(")[0].split(",")[0]
-    if head.isdigit() and int(head) > 0 and env.get("SLURM_PROCID") is not None:
-        return int(head)
+    # an srun task: this node's entry of the step's (or job's) tasks per node
+    if env.get("SLURM_PROCID") is not None:
+        counts = slurm_tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", ""))
+        node = env.get("SLURM_NODEID", "0")
+        node = int(node) if node.isdigit() else 0
+        if counts and counts[min(node, len(counts) - 1)] > 0:
+            return counts[min(node, len(counts) - 1)]
     return 1
+
+
+def slurm_tasks_per_node(text):
+    """Slurm's compressed tasks-per-node list expanded: ``"2(x3),1"`` -> ``[2, 2, 2, 1]``
+    (``[]`` when ``text`` is not one)."""
+    out = []
+    for part in filter(None, text.split(",")):
+        count, _, rep = part.partition("(x")
+        rep = rep.rstrip(")") if rep else "1"
+        if not (count.isdigit() and rep.isdigit()):
+            return []
+        out += [int(count)] * int(rep)
+    return out
 
 
 def default_threads(environ=None):

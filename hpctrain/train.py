@@ -26,6 +26,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .collectives import get_allreduce
+from .collectives.hierarchical import layout as node_layout
 from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
@@ -370,6 +371,9 @@ class _Run:
             ctx.extras["mixing"] = mixing
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)
         self.lr_at = make_schedule(cfg, self.steps_per_epoch)
+        # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
+        # or Slurm's placement), for the banner and summary.json
+        self.nodes = node_layout(comm).describe() if cfg.collective in ("hierarchical", "auto") else None
 
     def banner(self, cursor, resumed_from):
         """The run's first line."""
@@ -377,6 +381,8 @@ class _Run:
         return (f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} "
                 f"rank{'s' if comm.size != 1 else ''}, {cfg.model} on {data.name} ({data.n_train_total} train / "
                 f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
+                + (f", {self.nodes['nodes']} node{'s' if self.nodes['nodes'] != 1 else ''} (ranks per node "
+                   f"{', '.join(map(str, self.nodes['ranks_per_node']))})" if self.nodes else "")
                 + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else ""))
 
 
@@ -505,6 +511,7 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
     return {
         "hpctrain_version": __version__,
         "world_size": run.comm.size,
+        "nodes": run.nodes,  # {nodes, ranks_per_node, shards} of the two-level collective, else None
         "epochs": run.cfg.epochs,
         "steps": cursor.t,
         "final_train_loss": final.get("train_loss"),

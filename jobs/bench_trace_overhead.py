@@ -5,7 +5,10 @@ checkout, which has no tracing), this tree with tracing off, and this tree with
 ``--trace``; prints min/median samples/s of each and the ratios of the medians. Also
 times the null span (what a span site costs when off) against the mean step time.
 
-    python jobs/bench_trace_overhead.py --baseline /work/main --repeats 7 -n 2
+    python jobs/bench_trace_overhead.py --baseline BASELINE_TREE --repeats 9 -n 2 --epochs 10
+
+BASELINE_TREE is this tree with the span sites taken out (see docs/benchmarks.md):
+``with span(...):`` / ``with trace.span(...):`` lines replaced by ``if True:``.
 """
 
 import argparse
@@ -21,10 +24,10 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
-def one(tree, n, extra, tmp, i):
+def one(tree, a, extra, tmp, i):
     out = os.path.join(tmp, f"run{i}")
-    cmd = [os.path.join(BIN, "mpiexec"), "-n", str(n), sys.executable, "-m", "hpctrain", "train", "--dataset",
-           "synthetic", "--epochs", "3", "--batch-size", "64", "-q", "--out", out, *extra]
+    cmd = [os.path.join(BIN, "mpiexec"), "-n", str(a.n), sys.executable, "-m", "hpctrain", "train", "--dataset",
+           a.dataset, "--epochs", str(a.epochs), "--batch-size", "64", "-q", "--out", out, *extra]
     env = {**os.environ, "PYTHONPATH": tree, "HPCTRAIN_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, timeout=600, cwd=tmp)
     with open(os.path.join(out, "summary.json")) as f:
@@ -36,6 +39,8 @@ def main():
     ap.add_argument("--baseline", default="/work/main")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("-n", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--dataset", default="synthetic")
     a = ap.parse_args()
     rates = {"baseline": [], "off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,12 +48,17 @@ def main():
         for _ in range(a.repeats):  # interleaved, so drift on a shared machine hits all three alike
             for name, tree, extra in (("baseline", a.baseline, []), ("off", HERE, []),
                                       ("on", HERE, ["--trace", os.path.join(tmp, f"t{i}.json")])):
-                rates[name].append(one(tree, a.n, extra, tmp, i))
+                rates[name].append(one(tree, a, extra, tmp, i))
                 i += 1
     med = {k: statistics.median(v) for k, v in rates.items()}
     for k, v in rates.items():
         print(f"{k:>8}: samples/s min {min(v):,.0f}  median {med[k]:,.0f}  (n={len(v)})")
     print(f"off / baseline = {med['off'] / med['baseline']:.4f}   on / off = {med['on'] / med['off']:.4f}")
+    # neighbouring runs share the machine's state: the ratio within each round is less noisy
+    paired = sorted(o / b for o, b in zip(rates["off"], rates["baseline"]))
+    q = len(paired) // 4
+    print(f"off / baseline per round: median {statistics.median(paired):.4f}, "
+          f"quartiles {paired[q]:.4f} .. {paired[-1 - q]:.4f} (n={len(paired)})")
     sys.path.insert(0, HERE)
     from hpctrain import trace
 

@@ -4,6 +4,7 @@
 # What lives here, in the order a job uses it:
 #   hpctrain_use_venv DIR          put DIR/bin (hpctrain, and mpiexec of the MPICH wheel) on PATH
 #   hpctrain_job_id                SLURM_JOB_ID, or ARRAYJOB_TASK for an array task
+#   hpctrain_check_ntasks          SLURM_NTASKS from the allocation when a requeue resized it
 #   hpctrain_resume_args RUN_DIR   sets RESUME_ARGS: `--resume latest` when RUN_DIR holds a
 #                                  checkpoint; `--overwrite` for a restarted job without one
 #   hpctrain_launcher_cmd          sets LAUNCH: `srun --mpi=pmi2 ...` or `mpiexec -n N ...`
@@ -75,6 +76,34 @@ hpctrain_resume_args() {
   fi
 }
 
+# hpctrain_alloc_tasks: the number of tasks of this allocation, from SLURM_TASKS_PER_NODE
+# ("2(x3),1" -> 7); empty outside Slurm.
+hpctrain_alloc_tasks() {
+  local part count rep total=0
+  [ -n "${SLURM_TASKS_PER_NODE:-}" ] || return 0
+  local IFS=,
+  for part in $SLURM_TASKS_PER_NODE; do
+    count=${part%%(*}
+    rep=1
+    case "$part" in *"(x"*) rep=${part#*(x}; rep=${rep%)} ;; esac
+    total=$((total + count * rep))
+  done
+  printf '%s\n' "$total"
+}
+
+# hpctrain_check_ntasks: a job requeued onto fewer nodes (`scontrol update jobid=J
+# NumNodes=3 NumTasks=3` while it waits) keeps the SLURM_NTASKS of its first run, and srun
+# would start that many ranks on the nodes it has now; use the allocation's count.
+hpctrain_check_ntasks() {
+  local alloc
+  alloc=$(hpctrain_alloc_tasks)
+  if [ -n "$alloc" ] && [ -n "${SLURM_NTASKS:-}" ] && [ "$alloc" != "$SLURM_NTASKS" ]; then
+    hpctrain_log "SLURM_NTASKS=$SLURM_NTASKS is not this allocation's $alloc tasks ($SLURM_TASKS_PER_NODE per node" \
+      "on ${SLURM_JOB_NODELIST:-?}; a requeued job that was resized?): starting $alloc ranks"
+    export SLURM_NTASKS=$alloc SLURM_NPROCS=$alloc
+  fi
+}
+
 # hpctrain_launcher_cmd: sets the array LAUNCH from LAUNCHER (srun | mpiexec), NTASKS and
 # SRUN_MPI / SRUN_WAIT / SRUN_ARGS / MPIEXEC_ARGS.
 hpctrain_launcher_cmd() {
@@ -82,11 +111,13 @@ hpctrain_launcher_cmd() {
   case "${LAUNCHER:-srun}" in
     srun)
       # --wait: once one task has ended, the others get SRUN_WAIT seconds before they are
-      # killed (a rank that died in MPI_Init would leave the rest waiting forever). Not
+      # killed. A rank that is killed (its node lost, out of memory) or dies in MPI_Init
+      # leaves the others blocked in MPI for good; every rank of a healthy job leaves through
+      # the same final agreement and MPI_Finalize, within milliseconds of the first. Not
       # --kill-on-bad-exit: after a stop signal every rank exits 75 at the same moment, and
       # killing the slower ones would turn the job's status into 137.
       # shellcheck disable=SC2206  # SRUN_ARGS is a list of words on purpose
-      LAUNCH=(srun "--mpi=${SRUN_MPI:-pmi2}" "--wait=${SRUN_WAIT:-60}" ${SRUN_ARGS:-})
+      LAUNCH=(srun "--mpi=${SRUN_MPI:-pmi2}" "--wait=${SRUN_WAIT:-10}" ${SRUN_ARGS:-})
       ;;
     mpiexec | mpirun)
       # The MPI library's own launcher inside the allocation (MPICH's hydra and Open MPI
@@ -141,6 +172,10 @@ hpctrain_after_step() {
     else
       hpctrain_log "checkpoint written after a stop signal (exit $STEP_RC); run again to resume"
     fi
+  elif [ "$STEP_RC" -gt 128 ]; then
+    hpctrain_log "job step failed with exit status $STEP_RC: a rank was killed (SIG$(kill -l "$((STEP_RC - 128))" 2>/dev/null || echo "$((STEP_RC - 128))")):" \
+      "its node was lost, or it ran out of memory; the launcher's error lines above name the node and task." \
+      "The last complete checkpoint is kept: submit again (or scontrol requeue ${SLURM_JOB_ID:-JOB}) to resume"
   elif [ "$STEP_RC" -ne 0 ]; then
     hpctrain_log "job step failed with exit status $STEP_RC"
   fi
@@ -154,6 +189,7 @@ hpctrain_slurm_train() {
   shift 2
   local restarts=${SLURM_RESTART_COUNT:-0}
   mkdir -p "$run_dir"
+  hpctrain_check_ntasks
   hpctrain_log "job ${SLURM_JOB_ID:-?} restart $restarts on ${SLURM_JOB_NODELIST:-$(hostname -s)}:" \
     "${SLURM_NTASKS:-?} tasks, launcher ${LAUNCHER:-srun}, config $config, run dir $run_dir"
   hpctrain_resume_args "$run_dir" "$restarts"

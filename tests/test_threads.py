@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from hpctrain.threads import default_threads, default_thread_env, local_ranks
+from hpctrain.threads import default_threads, default_thread_env, local_ranks, slurm_tasks_per_node
 from mpiutil import run_mpi
 
 
@@ -14,6 +14,17 @@ def test_local_ranks_from_launchers():
     assert local_ranks({"OMPI_COMM_WORLD_LOCAL_SIZE": "3"}) == 3
     assert local_ranks({"SLURM_TASKS_PER_NODE": "2(x3)", "SLURM_PROCID": "0"}) == 2
     assert local_ranks({"SLURM_TASKS_PER_NODE": "2(x3)"}) == 1  # not launched by srun
+    # a heterogeneous allocation: this node's entry (SLURM_NODEID), the step's list first
+    het = {"SLURM_TASKS_PER_NODE": "3(x2),1", "SLURM_PROCID": "6"}
+    assert [local_ranks({**het, "SLURM_NODEID": str(i)}) for i in range(3)] == [3, 3, 1]
+    assert local_ranks({**het, "SLURM_NODEID": "1", "SLURM_STEP_TASKS_PER_NODE": "2,1,1"}) == 1
+
+
+def test_slurm_tasks_per_node_expands_slurms_list():
+    assert slurm_tasks_per_node("4") == [4]
+    assert slurm_tasks_per_node("2(x3),1") == [2, 2, 2, 1]
+    assert slurm_tasks_per_node("1,2(x2)") == [1, 2, 2]
+    assert slurm_tasks_per_node("") == [] and slurm_tasks_per_node("x(2)") == []
 
 
 def test_default_threads_divides_cores():

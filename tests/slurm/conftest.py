@@ -1,6 +1,7 @@
 """Fixtures of the Slurm tests: one private Slurm cluster per session (see cluster.py).
 
-The cluster starts when a test first asks for ``slurm``; when Slurm cannot be installed or
+The cluster starts when a test first asks for ``slurm`` (one node) or ``slurm_nodes`` (four
+emulated nodes, each a network namespace with its own slurmd); when Slurm cannot be installed or
 started those tests are skipped with the reason, except in CI (``CI=true``), where that is
 a failure: CI must run them. ``HPCTRAIN_SLURM_TESTS=0`` skips them everywhere.
 """
@@ -14,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from cluster import SlurmCluster, SlurmUnavailable, slurm_unavailable_reason  # noqa: E402
+from cluster import MultiNodeSlurm, SlurmCluster, SlurmUnavailable, slurm_unavailable_reason  # noqa: E402
 
 
 def _unavailable(reason):
@@ -43,3 +44,36 @@ def slurm():
         cluster.stop()
         if not os.environ.get("HPCTRAIN_KEEP_SLURM"):
             shutil.rmtree(root, ignore_errors=True)
+
+
+#: nodes of the multi-node cluster: 4 lets a 4-rank job lose one and go on with 3
+NODES = 4
+
+
+@pytest.fixture(scope="session")
+def slurm_nodes():
+    """A running :class:`MultiNodeSlurm` of ``NODES`` emulated nodes (2 CPUs each, 10 Gbit/s
+    links); torn down at the end: jobs cancelled, daemons stopped, namespaces deleted."""
+    reason = slurm_unavailable_reason()
+    if reason is None:
+        from hpctrain.emulator import available
+
+        reason = available()
+        if reason:
+            reason = f"the multi-node Slurm runs on the cluster emulator: {reason}"
+    if reason:
+        _unavailable(reason)
+    root = tempfile.mkdtemp(prefix="hpctrain-slurmN-")
+    cluster = MultiNodeSlurm(root, nodes=NODES, cpus=2)
+    try:
+        try:
+            cluster.start()
+        except SlurmUnavailable as exc:
+            _unavailable(f"could not start a multi-node Slurm cluster: {exc}")
+        yield cluster
+    finally:
+        cluster.stop()
+        left = cluster.left_behind()
+        if not os.environ.get("HPCTRAIN_KEEP_SLURM"):
+            shutil.rmtree(root, ignore_errors=True)
+    assert left == {"processes": [], "namespaces": []}, f"the multi-node Slurm left behind {left}"
