@@ -294,6 +294,26 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
                 json.dump(rows, f, indent=1)
 
 
+@bench.command("links")
+@click.option("--bytes", "nbytes", default="1M", show_default=True, help="message size of each round trip")
+@click.option("--iters", default=3, show_default=True, type=click.IntRange(min=1), help="timed round trips per pair")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write pairs and verdict as JSON")
+def bench_links_cmd(nbytes, iters, json_path):
+    """Bandwidth of every pair of ranks, one pair per rank at a time; names a slow node."""
+    from .bench.common import parse_size
+    from .bench.links import bench_links, format_links, node_report
+
+    size = parse_size(nbytes)
+    comm = _comm()
+    result = bench_links(comm, size, iters)
+    if comm.rank == 0:
+        report = node_report(result)
+        click.echo(format_links(result, report))
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump({**result, "nodes": report}, f, indent=1)
+
+
 def _sweep_options(f):
     """--min-bytes/--max-bytes/--step-factor/--iters/--warmup/--dtype of the collective benchmarks."""
     for opt in reversed([

@@ -225,3 +225,25 @@ def test_preempted_two_node_job_requeues_and_resumes_bit_identical(slurm_nodes, 
     assert 0 < stopped_at < want_step == got_step == 3 * 46
     assert np.array_equal(got, want)
     check_run_dir(run_dir, epochs=3, world_size=4)
+
+
+def test_a_straggler_node_finishes_and_bench_links_names_it(slurm_nodes, tmp_path):
+    """node2's link at 1/10 of the others' rate: a 4-node job still completes, and
+    ``hpctrain bench links`` (every pair alone) names node2 as the slow node."""
+    c = slurm_nodes
+    try:
+        for name in c.names:
+            c.set_rate(name, "100mbit" if name == "node2" else "1gbit")
+        job = submit(c, tmp_path, "train.sbatch", options=["-N", "4", "--ntasks-per-node=1"], CONFIG=TINY,
+                     TRAIN_ARGS="--epochs 1")
+        wait_done(c, job, tmp_path / f"train-{job}.out", timeout=120)
+        text = srun(c, ["-N", "4", "--ntasks-per-node=1", HPCTRAIN, "bench", "links", "--bytes", "1M", "--json",
+                        tmp_path / "links.json"])
+        assert "slow: node2 " in text, text
+        with open(tmp_path / "links.json") as f:
+            nodes = {r["node"]: r for r in json.load(f)["nodes"]}
+        assert [n for n, r in nodes.items() if r["slow"]] == ["node2"]
+        assert nodes["node2"]["vs_median"] < 0.2, nodes  # 100 Mbit/s against 1 Gbit/s
+    finally:
+        for name in c.names:
+            c.set_rate(name, "10gbit")
