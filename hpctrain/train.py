@@ -426,13 +426,14 @@ def _train_epoch(run, cursor, guard, ckpt):
     bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
+    # spans while tracing; the functions themselves (nothing in between) when not
+    loss_grad = trace.wrap(model.loss_grad, "compute", "compute")  # forward + backward
+    algo_step = trace.wrap(algo.step, "step", "other")  # the algorithm: compress, collectives, update
     for i in range(cursor.step_in_epoch, steps):
         idx = batch_rows(order, i, cfg.batch_size)
-        with trace.span("compute", "compute"):  # forward + backward
-            loss = model.loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+        loss = loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
         lr = run.lr_at(cursor.t, epoch)
-        with trace.span("step"):  # the algorithm: compress, collectives, update
-            algo.step(params, grad, lr, cursor.t)
+        algo_step(params, grad, lr, cursor.t)
         cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
         cursor.loss_sum += loss
         guard.record(cursor.t, loss)
