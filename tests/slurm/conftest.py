@@ -33,17 +33,22 @@ def slurm():
     # not under pytest's tmp dir: munged wants every directory of its socket path
     # executable for all users, and pytest's base directory is private
     root = tempfile.mkdtemp(prefix="hpctrain-slurm-")
-    cluster = SlurmCluster(root)
+    yield from _running(SlurmCluster(root), "a private Slurm cluster")
+
+
+def _running(cluster, what):
+    """Start ``cluster``, yield it, and stop it (and remove its directory) however the
+    tests end."""
     try:
         try:
             cluster.start()
         except SlurmUnavailable as exc:
-            _unavailable(f"could not start a private Slurm cluster: {exc}")
+            _unavailable(f"could not start {what}: {exc}")
         yield cluster
     finally:
         cluster.stop()
         if not os.environ.get("HPCTRAIN_KEEP_SLURM"):
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(cluster.root, ignore_errors=True)
 
 
 #: nodes of the multi-node cluster: 4 lets a 4-rank job lose one and go on with 3
@@ -63,17 +68,7 @@ def slurm_nodes():
             reason = f"the multi-node Slurm runs on the cluster emulator: {reason}"
     if reason:
         _unavailable(reason)
-    root = tempfile.mkdtemp(prefix="hpctrain-slurmN-")
-    cluster = MultiNodeSlurm(root, nodes=NODES, cpus=2)
-    try:
-        try:
-            cluster.start()
-        except SlurmUnavailable as exc:
-            _unavailable(f"could not start a multi-node Slurm cluster: {exc}")
-        yield cluster
-    finally:
-        cluster.stop()
-        left = cluster.left_behind()
-        if not os.environ.get("HPCTRAIN_KEEP_SLURM"):
-            shutil.rmtree(root, ignore_errors=True)
+    cluster = MultiNodeSlurm(tempfile.mkdtemp(prefix="hpctrain-slurmN-"), nodes=NODES, cpus=2)
+    yield from _running(cluster, "a multi-node Slurm cluster")
+    left = cluster.left_behind()
     assert left == {"processes": [], "namespaces": []}, f"the multi-node Slurm left behind {left}"

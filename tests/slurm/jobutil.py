@@ -7,9 +7,10 @@ import os
 import sys
 
 import h5py
+import numpy as np
 
 __all__ = ["REPO", "JOBS", "VENV", "TINY", "job_env", "output_of", "submit", "wait_done", "final_checkpoint",
-           "check_run_dir"]
+           "check_run_dir", "check_preempted_run"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOBS = os.path.join(REPO, "jobs")
@@ -68,3 +69,18 @@ def check_run_dir(run_dir, epochs, world_size):
     assert summary["world_size"] == world_size
     assert glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.h5"))
     return summary
+
+
+def check_preempted_run(text, job, run_dir, ref_dir, steps, epochs, world_size):
+    """A job stopped by SIGUSR1 (output ``text``), requeued and resumed: the messages of each
+    stage, and final parameters bit-identical to the uninterrupted run in ``ref_dir``."""
+    assert "stopped: SIGUSR1 at step" in text, text
+    assert f"(exit 75); requeueing job {job}" in text, text
+    assert "restart 1: resuming from the latest checkpoint" in text, text
+    assert "resumed from" in text and "--resume latest" in text, text
+    stopped_at = int(text.split("stopped: SIGUSR1 at step ")[1].split(":")[0])
+    want, want_step = final_checkpoint(ref_dir)
+    got, got_step = final_checkpoint(run_dir)
+    assert 0 < stopped_at < want_step == got_step == steps
+    assert np.array_equal(got, want)
+    check_run_dir(run_dir, epochs=epochs, world_size=world_size)

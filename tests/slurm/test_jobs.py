@@ -10,9 +10,8 @@ import json
 import shutil
 import time
 
-import numpy as np
 import pytest
-from jobutil import TINY, check_run_dir, final_checkpoint, output_of, submit, wait_done
+from jobutil import TINY, check_preempted_run, check_run_dir, output_of, submit, wait_done
 
 pytestmark = pytest.mark.mpi
 
@@ -52,17 +51,7 @@ def test_preempted_job_requeues_and_resumes_bit_identical(slurm, tmp_path):
 
     text = output_of(out)
     assert "got SIGUSR1; forwarding it to the job step" in text, text
-    assert "stopped: SIGUSR1 at step" in text, text
-    assert f"(exit 75); requeueing job {job}" in text, text
-    assert "restart 1: resuming from the latest checkpoint" in text, text
-    assert "resumed from" in text and "--resume latest" in text, text
-    stopped_at = int(text.split("stopped: SIGUSR1 at step ")[1].split(":")[0])
-
-    want, want_step = final_checkpoint(tmp_path / f"train-{ref}")
-    got, got_step = final_checkpoint(run_dir)
-    assert 0 < stopped_at < want_step == got_step == 3 * 46
-    assert np.array_equal(got, want)
-    check_run_dir(run_dir, epochs=3, world_size=4)
+    check_preempted_run(text, job, run_dir, tmp_path / f"train-{ref}", steps=3 * 46, epochs=3, world_size=4)
 
 
 def test_sweep_sbatch_array_runs_two_configs(slurm, tmp_path):

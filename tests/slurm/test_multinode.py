@@ -17,7 +17,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from jobutil import REPO, TINY, check_run_dir, final_checkpoint, output_of, submit, wait_done
+from jobutil import REPO, TINY, check_preempted_run, check_run_dir, final_checkpoint, output_of, submit, wait_done
 from mpiutil import HPCTRAIN, run_mpi
 
 from hpctrain.checkpoint import list_checkpoints
@@ -54,6 +54,17 @@ def wait_for_checkpoint(cluster, job, run_dir, out, timeout=60):
 
 def no_ranks_left(cluster):
     return {n: cluster.node_pids(n, ranks_only=True) for n in cluster.names if cluster.node_pids(n, ranks_only=True)}
+
+
+def start_four_node_ef_job(cluster, tmp_path):
+    """A 4-node, 1-rank-per-node error-feedback job, running with a checkpoint written;
+    returns (job, run_dir, output file)."""
+    job = submit(cluster, tmp_path, "train.sbatch", options=["-N", "4", "--ntasks-per-node=1"], CONFIG=TINY,
+                 CHECKPOINT_EVERY="1epochs", KEEP=0, TRAIN_ARGS=f"--epochs 12 {EF}")
+    run_dir, out = tmp_path / f"train-{job}", tmp_path / f"train-{job}.out"
+    wait_for_checkpoint(cluster, job, run_dir, out)
+    assert cluster.job(job)[0]["NodeList"] == "node[1-4]"
+    return job, run_dir, out
 
 
 def shrink(cluster, job, nodes=3):
@@ -132,12 +143,8 @@ def test_node_loss_ends_the_job_and_the_requeue_resumes_on_three_ranks(slurm_nod
     allowed 3 nodes, the job comes back on them, resumes from that checkpoint (4 -> 3 ranks, error
     feedback memory re-split with its sum conserved) and completes."""
     c = slurm_nodes
-    job = submit(c, tmp_path, "train.sbatch", options=["-N", "4", "--ntasks-per-node=1"], CONFIG=TINY,
-                 CHECKPOINT_EVERY="1epochs", KEEP=0, TRAIN_ARGS=f"--epochs 12 {EF}")
-    run_dir, out = tmp_path / f"train-{job}", tmp_path / f"train-{job}.out"
+    job, run_dir, out = start_four_node_ef_job(c, tmp_path)
     try:
-        wait_for_checkpoint(c, job, run_dir, out)
-        assert c.job(job)[0]["NodeList"] == "node[1-4]"
         killed = c.kill_node("node4", ranks_only=True)
         t_kill = time.monotonic()
         assert killed, f"no rank found on node4\n{output_of(out)}"
@@ -182,12 +189,8 @@ def test_node_crash_is_requeued_by_slurm_onto_fewer_nodes(slurm_nodes, tmp_path)
     the job NODE_FAIL and requeues it (``--requeue``); allowed 3 nodes, it comes back on
     the 3 others and resumes from the last checkpoint by itself. Nothing hangs."""
     c = slurm_nodes
-    job = submit(c, tmp_path, "train.sbatch", options=["-N", "4", "--ntasks-per-node=1"], CONFIG=TINY,
-                 CHECKPOINT_EVERY="1epochs", KEEP=0, TRAIN_ARGS=f"--epochs 12 {EF}")
-    run_dir, out = tmp_path / f"train-{job}", tmp_path / f"train-{job}.out"
+    job, run_dir, out = start_four_node_ef_job(c, tmp_path)
     try:
-        wait_for_checkpoint(c, job, run_dir, out)
-        assert c.job(job)[0]["NodeList"] == "node[1-4]"
         c.kill_node("node3")
         c.wait(job, states=("PENDING",), timeout=90, cond=lambda ts: ts[0].get("Restarts") == "1")
         shrink(c, job)
@@ -216,15 +219,7 @@ def test_preempted_two_node_job_requeues_and_resumes_bit_identical(slurm_nodes, 
     assert res.returncode == 0, res.stderr
     wait_done(c, job, out, timeout=150, cond=lambda ts: ts[0].get("Restarts") == "1")
     wait_done(c, ref, tmp_path / f"train-{ref}.out", timeout=90)
-    text = output_of(out)
-    assert "stopped: SIGUSR1 at step" in text and f"(exit 75); requeueing job {job}" in text, text
-    assert "restart 1: resuming from the latest checkpoint" in text, text
-    stopped_at = int(text.split("stopped: SIGUSR1 at step ")[1].split(":")[0])
-    want, want_step = final_checkpoint(tmp_path / f"train-{ref}")
-    got, got_step = final_checkpoint(run_dir)
-    assert 0 < stopped_at < want_step == got_step == 3 * 46
-    assert np.array_equal(got, want)
-    check_run_dir(run_dir, epochs=3, world_size=4)
+    check_preempted_run(output_of(out), job, run_dir, tmp_path / f"train-{ref}", steps=3 * 46, epochs=3, world_size=4)
 
 
 def test_a_straggler_node_finishes_and_bench_links_names_it(slurm_nodes, tmp_path):
