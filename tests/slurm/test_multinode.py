@@ -234,6 +234,7 @@ def test_a_straggler_node_finishes_and_bench_links_names_it(slurm_nodes, tmp_pat
         wait_done(c, job, tmp_path / f"train-{job}.out", timeout=120)
         text = srun(c, ["-N", "4", "--ntasks-per-node=1", HPCTRAIN, "bench", "links", "--bytes", "1M", "--json",
                         tmp_path / "links.json"])
+        print(text)  # pytest -s shows the table
         assert "slow: node2 " in text, text
         with open(tmp_path / "links.json") as f:
             nodes = {r["node"]: r for r in json.load(f)["nodes"]}
