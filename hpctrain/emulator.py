@@ -40,6 +40,21 @@ _PREFIX_RE = re.compile(r"^hpct-[A-Za-z0-9]{1,8}$")
 _RATE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmg]?)(bit|bps)?\s*$", re.I)
 
 
+def _sbin_on_path():
+    """Put /usr/sbin and /sbin (where Debian keeps ``ip`` and ``tc``) on PATH when running
+    as root: ``env -i``, cron and some batch systems give root a PATH without them. Only
+    appends; the user's order is kept."""
+    if os.geteuid() != 0:
+        return
+    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    extra = [d for d in ("/usr/sbin", "/sbin") if d not in parts and os.path.isdir(d)]
+    if extra:
+        os.environ["PATH"] = os.pathsep.join(parts + extra)
+
+
+_sbin_on_path()
+
+
 class ClusterError(HpctrainError):
     """The emulated cluster cannot be brought up, run or torn down as asked."""
 
