@@ -98,20 +98,13 @@ def _job_layout(comm):
     """Where every rank runs, as MPI sees it (collective): ``nodes`` (host names in order of
     their lowest rank), ``ranks`` (the world ranks of each node) and ``per_rank`` (host,
     local rank and size from ``MPI_Comm_split_type(SHARED)``, BLAS threads of its pool)."""
-    import socket
-
     import numpy as np
     from threadpoolctl import threadpool_info
 
     node = comm.split_shared()
     blas = [p.get("num_threads", 0) for p in threadpool_info() if p.get("user_api") == "blas"]
-    host = socket.gethostname().encode("utf-8", "replace")[:64]
-    mine = np.zeros(68, dtype=np.int64)
-    mine[:4] = [node.rank, node.size, max(blas, default=0), len(host)]
-    mine[4 : 4 + len(host)] = np.frombuffer(host, dtype=np.uint8)
-    rows = comm.allgather_array(mine)
-    per_rank = [(bytes(row[4 : 4 + row[3]].astype(np.uint8)).decode("utf-8", "replace"), int(row[0]), int(row[1]),
-                 int(row[2]) or "?") for row in rows]
+    rows = comm.allgather_array(np.array([node.rank, node.size, max(blas, default=0)], dtype=np.int64))
+    per_rank = [(host, int(row[0]), int(row[1]), int(row[2]) or "?") for host, row in zip(comm.hostnames(), rows)]
     nodes, ranks = [], []
     for r, (h, *_rest) in enumerate(per_rank):
         if h not in nodes:

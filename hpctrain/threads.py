@@ -80,9 +80,9 @@ def local_ranks(environ=None):
     if env.get("SLURM_PROCID") is not None:
         counts = slurm_tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE", ""))
         node = env.get("SLURM_NODEID", "0")
-        node = int(node) if node.isdigit() else 0
-        if counts and counts[min(node, len(counts) - 1)] > 0:
-            return counts[min(node, len(counts) - 1)]
+        mine = counts[min(int(node) if node.isdigit() else 0, len(counts) - 1)] if counts else 0
+        if mine > 0:
+            return mine
     return 1
 
 

@@ -9,7 +9,6 @@ below the other nodes' best is the straggler (with two nodes both share the one 
 it cannot be told which end is slow).
 """
 
-import socket
 import statistics
 import time
 
@@ -47,12 +46,7 @@ def bench_links(comm, nbytes=1 << 20, iters=3, warmup=1):
     if nbytes < 1 or iters < 1:
         raise ConfigError("bench links: --bytes and --iters must be >= 1")
     buf = np.ones(max(1, nbytes // 8), dtype=np.float64)
-    host = socket.gethostname().encode("utf-8", "replace")[:64]
-    mine = np.zeros(65, dtype=np.int64)
-    mine[0] = len(host)
-    mine[1 : 1 + len(host)] = np.frombuffer(host, dtype=np.uint8)
-    hosts = [bytes(row[1 : 1 + row[0]].astype(np.uint8)).decode("utf-8", "replace")
-             for row in comm.allgather_array(mine)]
+    hosts = comm.hostnames()
     results = np.zeros((comm.size, comm.size), dtype=np.float64)
     for pairs in round_robin(comm.size):
         comm.barrier()

@@ -249,6 +249,17 @@ class Communicator:
         self._comm.Allgather(arr, out)
         return out
 
+    def hostnames(self):
+        """Every rank's host name (``socket.gethostname()``, up to 64 bytes), in rank order."""
+        import socket
+
+        host = socket.gethostname().encode("utf-8", "replace")[:64]
+        mine = np.zeros(65, dtype=np.int64)
+        mine[0] = len(host)
+        mine[1 : 1 + len(host)] = np.frombuffer(host, dtype=np.uint8)
+        return [bytes(row[1 : 1 + row[0]].astype(np.uint8)).decode("utf-8", "replace")
+                for row in self.allgather_array(mine)]
+
     def gather_array(self, arr, root=0):
         """Gather equal-shaped arrays to ``root``; returns (size, *shape) there, None elsewhere."""
         arr = np.ascontiguousarray(arr)
