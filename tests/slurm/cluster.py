@@ -389,6 +389,10 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=10)
+        self._kill_leftovers()
+
+    def _kill_leftovers(self):
+        """SIGKILL every process that carries this cluster's mark (job processes, steps)."""
         for pid in self._leftovers():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -553,11 +557,7 @@ class MultiNodeSlurm(SlurmCluster):
                 super().stop()
         finally:
             self.net.down()
-            for pid in self._leftovers():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            self._kill_leftovers()
 
     def left_behind(self, timeout=10):
         """What :meth:`stop` failed to remove: ``{"processes": [...], "namespaces": [...]}``
