@@ -241,11 +241,13 @@ class SlurmCluster:
         self._wait(lambda: self._ok(["scontrol", "ping"]) and "UP" in self.run(["scontrol", "ping"]).stdout,
                    timeout, "slurmctld")
         for name, _ in self.node_addrs():
-            self._spawn(f"slurmd-{name}", None,
-                        argv=self._on_node(name, [_exe("slurmd"), "-D", "-f", self.conf, "-N", name]))
+            self._start_slurmd(name)
         self._wait(lambda: self.node_states() and all(s.startswith("idle") for s in self.node_states().values()),
                    timeout, "slurmd (nodes idle)")
         return self
+
+    def _start_slurmd(self, name):
+        self._spawn(f"slurmd-{name}", None, argv=self._on_node(name, [_exe("slurmd"), "-D", "-f", self.conf, "-N", name]))
 
     def _on_head(self, argv):
         """``argv`` of a client command as run where slurmctld lives (here: this host)."""
@@ -393,11 +395,7 @@ class SlurmCluster:
 
     def _kill_leftovers(self):
         """SIGKILL every process that carries this cluster's mark (job processes, steps)."""
-        for pid in self._leftovers():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _sigkill(self._leftovers())
 
 
 
@@ -516,11 +514,7 @@ class MultiNodeSlurm(SlurmCluster):
         slurmstepd, the ranks) or, with ``ranks_only``, the job's ranks only. Returns the
         PIDs killed."""
         pids = self.node_pids(name, ranks_only)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _sigkill(pids)
         return pids
 
     def revive_node(self, name, timeout=60):
@@ -531,7 +525,7 @@ class MultiNodeSlurm(SlurmCluster):
             p.kill()
         if p is not None:
             p.wait(timeout=10)
-        self._spawn(f"slurmd-{name}", None, argv=self._on_node(name, [_exe("slurmd"), "-D", "-f", self.conf, "-N", name]))
+        self._start_slurmd(name)
         self.resume_node(name, timeout)
 
     def resume_node(self, name, timeout=60):
@@ -572,6 +566,14 @@ class MultiNodeSlurm(SlurmCluster):
             time.sleep(0.2)
         names = [n for n in list_clusters() if n == self.net.name]
         return {"processes": procs, "namespaces": names}
+
+
+def _sigkill(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _zombie(pid):
