@@ -12,28 +12,57 @@ from ..xp import get_array_module
 __all__ = ["SoftmaxRegression", "MLP", "get_model", "MODELS"]
 
 
+_FLAT_ROWS = {}  # (array module, rows, classes) -> arange(rows) * classes, built once per batch shape
+
+
+def _flat_labels(xp, y, b, c):
+    """Flat indices ``r * c + y[r]`` of the label entries of a C-contiguous (b, c) array:
+    one integer index instead of the pair ``[arange(b), y]`` (the same elements, read and
+    written several times faster by NumPy on small batches)."""
+    key = (xp, b, c)
+    rows = _FLAT_ROWS.get(key)
+    if rows is None:
+        rows = _FLAT_ROWS[key] = xp.arange(b) * c
+    return rows + y
+
+
+def _row_max(z):
+    """``z.max(axis=1, keepdims=True)``, exactly: on NumPy with few classes, one
+    elementwise maximum per column beats the short-row reduction (max is exact in any order;
+    NaN propagates either way)."""
+    b, c = z.shape
+    if c > 16 or c < 2 or get_array_module(z) is not np:
+        return z.max(axis=1, keepdims=True)
+    out = np.maximum(z[:, 0], z[:, 1])
+    for j in range(2, c):
+        np.maximum(out, z[:, j], out=out)
+    return out.reshape(b, 1)
+
+
 def _log_softmax_grad(logits, y, overwrite=False):
     """Mean cross-entropy of ``logits`` for integer labels ``y`` and d(loss)/d(logits).
 
     With ``overwrite`` the caller's ``logits`` (a temporary) is shifted in place, which
     saves two batch-sized temporaries per step; the results are the same bits."""
     xp = get_array_module(logits)
-    b = logits.shape[0]
+    b, c = logits.shape
+    if not logits.flags.c_contiguous:  # (an external model's scores) the flat indices need C order
+        logits, overwrite = xp.ascontiguousarray(logits), True
     if overwrite:
         z = logits
-        z -= logits.max(axis=1, keepdims=True)
+        z -= _row_max(logits)
     else:
-        z = logits - logits.max(axis=1, keepdims=True)
+        z = logits - _row_max(logits)
     ez = xp.exp(z)
     s = ez.sum(axis=1, keepdims=True)
-    rows = xp.arange(b)
-    loss = float((xp.log(s[:, 0]) - z[rows, y]).sum()) / b
+    flat = _flat_labels(xp, y, b, c)
+    loss = float((xp.log(s[:, 0]) - z.reshape(-1)[flat]).sum()) / b
     if overwrite:
         ez /= s
         p = ez
     else:
         p = ez / s
-    p[rows, y] -= 1
+    p.reshape(-1)[flat] -= 1  # p is C-contiguous like z: a view
     p /= b
     return loss, p
 
