@@ -171,7 +171,8 @@ def approx_topk_select(comp, x, u, step, rank):
     if d == 0:
         comp.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
         return cp.zeros(0, cp.int64), x[:0].copy()
-    k, (lo_k, hi_k), m, key, kk = comp.plan(d, step, rank)
+    plan = comp.plan(d, step, rank)
+    k, _, m, key, _ = plan
     sample = cp.empty(m, x.dtype)
     get_function("topk", f"topk_sample_{suf}")(_grid(m), (BLOCK,), (x, _ptr(u), np.uint64(d), np.uint64(key),
                                                                      np.uint64(m), sample))
@@ -179,24 +180,19 @@ def approx_topk_select(comp, x, u, step, rank):
     nb = math.ceil(d / BLOCK)
     gt = cp.empty(nb, cp.int64)
     eq = cp.empty(nb, cp.int64)
-    attempt = 0
-    for attempt in range(comp.refine_steps + 1):
-        thr = _radix_select("topk", suf, sample, None, m, 0, kk, nbits)
-        get_function("topk", f"topk_{suf}_count")((nb,), (BLOCK,), (x, _ptr(u), np.uint64(d), np.uint64(0),
-                                                                    np.uint64(thr), gt, eq))
-        c = int(gt.sum()) + int(eq.sum())
-        if lo_k <= c <= hi_k:
-            idx, val = _compact("topk", suf, x, u, d, 0, thr, None, x.dtype, mem_out=u)
-            value = np.array([thr], dtype=np.uint32 if nbits == 32 else np.uint64).view(x.dtype)[0]
-            comp.last_info = {"count": c, "k": k, "threshold": float(value), "refinements": attempt,
-                              "fallback": False}
-            return idx, val
-        new = comp.rescale(kk, c, k, m)
-        if new == kk:
-            break
-        kk = new
-    comp.last_info = {"count": k, "k": k, "refinements": attempt, "fallback": True}
-    return topk_select(x, u, k)
+    count_kernel = get_function("topk", f"topk_{suf}_count")
+
+    def count(thr):
+        count_kernel((nb,), (BLOCK,), (x, _ptr(u), np.uint64(d), np.uint64(0), np.uint64(thr), gt, eq))
+        return int(gt.sum()) + int(eq.sum())
+
+    def as_float(thr):  # the threshold's bits back as a value of x's dtype
+        return float(np.array([thr], dtype=np.uint32 if nbits == 32 else np.uint64).view(x.dtype)[0])
+
+    thr = comp.refine(plan, lambda kk: _radix_select("topk", suf, sample, None, m, 0, kk, nbits), count, as_float)
+    if thr is None:
+        return topk_select(x, u, k)
+    return _compact("topk", suf, x, u, d, 0, thr, None, x.dtype, mem_out=u)
 
 
 def threshold_select(x, u, thr):

@@ -221,26 +221,47 @@ class ApproxTopK(SparseCompressor):
         if d == 0:
             self.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
             return np.zeros(0, np.int64), x[:0].copy()
-        k, (lo_k, hi_k), m, key, kk = self.plan(d, step, rank)
+        plan = self.plan(d, step, rank)
+        k, _, m, key, _ = plan
         mask = self.scratch("mask", d, np.bool_)
         p, a = _prepare(x, memory, self.scratch("abs", d, x.dtype))
         sample = a[sample_positions(key, m, d)]
-        for attempt in range(self.refine_steps + 1):
-            thr = kth_largest(sample, kk)
+
+        def count(thr):
             np.greater_equal(a, thr, out=mask)
-            c = int(np.count_nonzero(mask))
+            return int(np.count_nonzero(mask))
+
+        if self.refine(plan, lambda kk: kth_largest(sample, kk), count, float) is not None:
+            idx = np.flatnonzero(mask)  # the mask of the accepted threshold
+        else:
+            idx = topk_indices(a, k, *_topk_scratch(self, a))
+        return idx, _take_and_update(p, idx, memory)
+
+    def refine(self, plan, kth, count, as_float):
+        """The threshold search of both the NumPy path and its CUDA twin (one loop, any
+        array module): ``kth(kk)`` is the kk-th largest sampled score, ``count(thr)`` the
+        number of scores >= thr, ``as_float(thr)`` the threshold as a Python float. Sets
+        ``last_info``.
+
+        Returns:
+            The accepted threshold, or None: exact top-k must be used (the count stayed
+            outside the band after ``refine_steps`` corrections, or the correction stalled).
+        """
+        k, (lo_k, hi_k), m, _, kk = plan
+        attempt = 0
+        for attempt in range(self.refine_steps + 1):
+            thr = kth(kk)
+            c = count(thr)
             if lo_k <= c <= hi_k:
-                idx = np.flatnonzero(mask)
-                self.last_info = {"count": c, "k": k, "threshold": float(thr), "refinements": attempt,
+                self.last_info = {"count": c, "k": k, "threshold": as_float(thr), "refinements": attempt,
                                   "fallback": False}
-                return idx, _take_and_update(p, idx, memory)
+                return thr
             new = self.rescale(kk, c, k, m)
             if new == kk:
                 break
             kk = new
-        idx = topk_indices(a, k, *_topk_scratch(self, a))
         self.last_info = {"count": k, "k": k, "refinements": attempt, "fallback": True}
-        return idx, _take_and_update(p, idx, memory)
+        return None
 
 
 class Threshold(SparseCompressor):
