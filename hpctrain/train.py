@@ -421,8 +421,8 @@ def _train_epoch(run, cursor, guard, ckpt):
     """
     cfg, comm, data, model, algo, params, grad = (run.cfg, run.comm, run.data, run.model, run.algo,
                                                   run.params, run.grad)
-    epoch, steps = cursor.epoch, run.steps_per_epoch
-    order = run.xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
+    epoch, steps, xp = cursor.epoch, run.steps_per_epoch, run.xp
+    order = xp.asarray(epoch_order(data.x_train.shape[0], cfg.seed, epoch, comm.rank))
     bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
@@ -431,7 +431,8 @@ def _train_epoch(run, cursor, guard, ckpt):
     algo_step = trace.wrap(algo.step, "step", "other")  # the algorithm: compress, collectives, update
     for i in range(cursor.step_in_epoch, steps):
         idx = batch_rows(order, i, cfg.batch_size)
-        loss = loss_grad(params, data.x_train[idx], data.y_train[idx], grad, cfg.weight_decay)
+        # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
+        loss = loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
         lr = run.lr_at(cursor.t, epoch)
         algo_step(params, grad, lr, cursor.t)
         cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1

@@ -2,8 +2,10 @@
 
 Run under MPI, e.g.   mpiexec -n 2 python jobs/bench_loop.py --collective ring   (default: auto)
 Both loops run in the same processes, alternating, `--repeats` times; each reports
-training samples/s (all ranks together, evaluation excluded). Prints min/median of both
-and the ratio of medians.
+training samples/s (all ranks together, evaluation excluded). Prints min/median of both,
+the ratio of medians and the ratio within each repeat. With --control each repeat also runs
+the plain loop once more after hpctrain: plain-again/plain is the noise floor, the ratio a
+change that does nothing would show on this machine.
 """
 
 import argparse
@@ -67,6 +69,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--control", action="store_true",
+                    help="run the plain loop a second time in each repeat: its ratio to the first is the "
+                         "machine's noise floor for the hpctrain/plain ratio")
     args = ap.parse_args()
     comm = world()
     cfg = load_config(None, dict(dataset=args.dataset, collective=args.collective, epochs=args.epochs,
@@ -76,7 +81,7 @@ def main():
     # the same number of samples per rank as hpctrain uses (the smallest shard)
     n = data.n_train_total // comm.size
     x, y = data.x_train[:n], data.y_train[:n]
-    ours, plain = [], []
+    ours, plain, again = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cfg.out = comm.bcast_bytes(tmp.encode()).decode() + "/run"
         for _ in range(args.repeats):
@@ -84,6 +89,9 @@ def main():
                                     cfg.weight_decay, cfg.seed))
             ours.append(run_training(cfg, comm)["samples_per_s"])
             comm.barrier()
+            if args.control:
+                again.append(plain_loop(x, y, data.n_classes, cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum,
+                                        cfg.weight_decay, cfg.seed))
     if comm.rank == 0:
         med_o, med_p = statistics.median(ours), statistics.median(plain)
         print(f"ranks={comm.size} collective={args.collective} dataset={args.dataset} batch={args.batch_size} "
@@ -94,10 +102,15 @@ def main():
         print(f"ratio hpctrain/plain (medians): {med_o / med_p:.3f}")
         # each repeat runs both loops back to back: the ratio within a repeat shares the
         # machine's state of that moment, so it scatters less than the two medians
-        paired = sorted(o / p for o, p in zip(ours, plain))
-        q = len(paired) // 4
-        print(f"ratio within each repeat: median {statistics.median(paired):.3f}, quartiles {paired[q]:.3f} .. "
-              f"{paired[-1 - q]:.3f} (n={len(paired)})")
+        for label, other in (("", ours), ("control, plain again/plain ", again)):
+            if not other:
+                continue
+            paired = sorted(o / p for o, p in zip(other, plain))
+            q = len(paired) // 4
+            print(f"{label}ratio within each repeat: median {statistics.median(paired):.3f}, quartiles "
+                  f"{paired[q]:.3f} .. {paired[-1 - q]:.3f} (n={len(paired)})")
+        if again:
+            print(f"control, plain again/plain (medians): {statistics.median(again) / med_p:.3f}")
     sys.stdout.flush()
 
 

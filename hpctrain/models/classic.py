@@ -118,6 +118,17 @@ class SoftmaxRegression:
         w, b = self.views(params)
         return x @ w + b
 
+    def _bind(self, params, grad):
+        """(W, b, gW, gb, weight-decay scratch, array module) for this pair of buffers, built
+        when they change: the trainer passes the same two every step."""
+        bound = self.__dict__.get("_bound")
+        if bound is None or bound[0] is not params or bound[1] is not grad:
+            w, b = self.views(params)
+            gw, gb = self.views(grad)
+            xp = get_array_module(params)
+            bound = self._bound = (params, grad, w, b, gw, gb, xp.empty_like(w), xp)
+        return bound[2:]
+
     def loss_grad(self, params, x, y, grad, weight_decay=0.0):
         """Loss on the batch ``(x, y)``; writes the gradient into ``grad`` (same shape as
         ``params``).
@@ -125,17 +136,12 @@ class SoftmaxRegression:
         Returns:
             The loss as a Python float (data term + weight-decay term).
         """
-        xp = get_array_module(params)
-        w, _ = self.views(params)
-        gw, gb = self.views(grad)
-        loss, dlogits = _log_softmax_grad(self.logits(params, x), y, overwrite=True)
+        w, b, gw, gb, wd, xp = self._bind(params, grad)
+        loss, dlogits = _log_softmax_grad(x @ w + b, y, overwrite=True)
         xp.matmul(x.T, dlogits, out=gw)  # straight into the gradient buffer
         dlogits.sum(axis=0, out=gb)
         if weight_decay:
-            wd = self.__dict__.get("_wd")
-            if wd is None or wd.shape != w.shape or wd.dtype != w.dtype or get_array_module(wd) is not xp:
-                wd = self._wd = xp.empty_like(w)  # reused: no temporary of the weights' size per step
-            xp.multiply(w, weight_decay, out=wd)
+            xp.multiply(w, weight_decay, out=wd)  # reused scratch: no temporary of the weights' size
             gw += wd
             flat = w.reshape(-1)
             loss += 0.5 * weight_decay * float(xp.dot(flat, flat))
