@@ -34,3 +34,17 @@ def test_table_times_to_target(tmp_path):
     assert "| gmc-d0.01 | 3 | 30.0 | 30 | 0.8700 | 20.0 | 0.067 |" in table
     assert "| local-sgd-H8 | 3 | 15.0 | 3 | 0.7000 | not reached | - |" in table
     assert (tmp_path / "accuracy-time.png").exists() and (tmp_path / "accuracy-bytes.png").exists()
+
+
+def test_sweep_picks_each_methods_best_lr(tmp_path):
+    # finished sweep runs (summary.json present) are read, not re-run
+    for name, accs in (("dmsgd", {0.02: 0.84, 0.05: 0.86, 0.1: 0.85}), ("ecsgd-sign", {0.1: 0.80, 0.2: 0.79, 0.5: 0.83})):
+        for lr, acc in accs.items():
+            d = tmp_path / "sweep" / name / f"lr{lr}"
+            d.mkdir(parents=True)
+            (d / "summary.json").write_text(json.dumps({"final_test_accuracy": acc}))
+    res = subprocess.run([sys.executable, SCRIPT, "sweep", "--root", tmp_path, "--algos", "dmsgd,ecsgd-sign"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "lr.json").read_text()) == {"dmsgd": 0.05, "ecsgd-sign": 0.5}
+    assert "| dmsgd | 0.02: 0.8400 | 0.05: 0.8600 | 0.1: 0.8500 | 0.05 |" in (tmp_path / "sweep.md").read_text()
