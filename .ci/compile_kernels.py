@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpctrain.compress import cuda  # noqa: E402
+from hpctrain.compress import gpu as cuda  # noqa: E402
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import tomli_w
 
 from .algorithms import ALGORITHMS
 from .collectives import ALLREDUCE
-from .compress import COMPRESSORS
+from .compress import COMPRESSORS, RENAMED
 from .errors import ConfigError
 
 __all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "option_specs", "ALGO_NAMES"]
@@ -65,7 +65,9 @@ class TrainConfig:
     compressor: str = _f("topk", "compression operator / mask of the compressed algorithms; qsgd = QSGD "
                          "(Alistarh et al.: l2 norm, sign, s = 2^(b-1)-1 levels and zero), minmax = the survey's "
                          "min/max quantizer (eq 3.1, 2^b knobs between the bucket's min and max)",
-                         choices=tuple(COMPRESSORS))
+                         choices=tuple(COMPRESSORS) + tuple(RENAMED),
+                         check=(lambda v: v not in RENAMED,
+                                "was renamed: " + ", ".join(f"{a} is now {b}" for a, b in RENAMED.items())))
     density: float = _f(0.01, "fraction of coordinates sent, s/d, in (0, 1]", check=(lambda v: 0 < v <= 1, "must be in (0, 1]"))
     bits: int = _f(8, "bits per coordinate (b) of qsgd (2, 4, 8: sign + level, s = 2^(b-1)-1) or minmax "
                    "(1, 2, 4, 8: 2^b knobs)",

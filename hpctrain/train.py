@@ -237,6 +237,21 @@ class _Cursor:
         self.lineage, self.resumed_from = new_lineage(), None  # rank 0's lineage is the run's
 
 
+def model_layers(model):
+    """The model's parameter layers as (name, shape, offset) into the flat buffer, for a
+    layer-wise compressor: the model's own ``param_shapes()`` where it has one, else a
+    1-D entry per ``layer_slices`` slice (Sequential); [] when the model tells nothing."""
+    shapes = getattr(model, "param_shapes", None)
+    if callable(shapes):
+        return [tuple(entry) for entry in shapes()]
+    slices = getattr(model, "layer_slices", None)
+    if not slices:
+        return []
+    layers = getattr(model, "layers", [None] * len(slices))
+    return [(f"{i}.{type(layer).__name__.lower()}", (b - a,), a)
+            for i, (layer, (a, b)) in enumerate(zip(layers, slices)) if b > a]
+
+
 def _snapshot_local(params, algo, cursor, model=None):
     """Name -> this rank's array of everything a checkpoint holds (device arrays as is)."""
     arrays = {"params": params}
@@ -297,7 +312,7 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
         if old != comm.size:
             policies = {"params": "replicated" if int(meta.get("replicated", 0)) else "refuse",
                         "train/loss_sum": "mean"}
-            policies.update({f"state/{k}": algo.resize_policy(k) for k in algo.state_names})
+            policies.update({f"state/{k}": algo.resize_policy(k) for k in algo.state_dict()})
             policies.update({k: "mean" for k in local if k.startswith("model/")})  # per-rank BN statistics
             snap = remap_world_size(snap, comm.size, policies)
             # continue from the same fraction of the epoch
@@ -366,7 +381,8 @@ class _Run:
         self.grad = self.xp.zeros_like(self.params)
         allreduce = trace.wrap(get_allreduce(cfg.collective),
                                _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
-        ctx = AlgoContext(cfg, comm, allreduce, self.params.size, self.steps_per_epoch, self.xp)
+        ctx = AlgoContext(cfg, comm, allreduce, self.params.size, self.steps_per_epoch, self.xp,
+                          layers=model_layers(self.model))
         if mixing is not None:
             ctx.extras["mixing"] = mixing
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)

@@ -1,10 +1,10 @@
-// memory.cu -- error-feedback memory for dense operators (quantize, sign, fp16).
+// memory.cu -- error-feedback memory for dense operators (minmax, qsgd, sign, fp16).
 // The sparse operators update memory inside their selection pass (select.cuh,
 // *_write: u <- (g + u) - sent in one pass).
 //   ef_add_{f32,f64}       p = g + u                      (the vector to compress)
 //   ef_residual_{f32,f64}  u = p - q                      (q = decompress(compress(p)))
 //   uniform_f64            counter-RNG uniforms (tests: bit-identity with rng.py)
-// NumPy twin: hpctrain/compress/memory.py.
+// NumPy twin: Compressor.compress(memory=) in hpctrain/compress/base.py.
 #include "common.cuh"
 
 template <typename T>

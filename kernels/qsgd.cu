@@ -3,7 +3,7 @@
 //                          r = (|x| / norm) * s, level = floor(r) + (u < frac(r)), u the
 //                          counter-RNG uniform hash(key, i); norm 0 or NaN r -> level 0
 //   qsgd_decode_{f32,f64}  out[i] = +-(norm * (level / s))
-// The bucket norms come from quantize.cu's bucket_stats (kind 1). s = 2^(bits-1) - 1.
+// The bucket norms come from buckets.cu (bucket_stats kind 1). s = 2^(bits-1) - 1.
 // NumPy twin: hpctrain/compress/qsgd.py.
 #include "common.cuh"
 

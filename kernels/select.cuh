@@ -1,5 +1,5 @@
 // select.cuh -- score-based selection shared by topk.cu (score = |g + u|) and
-// randomk.cu (score = ~hash(key, i), i.e. the k smallest hash keys).
+// randk.cu (score = ~hash(key, i), i.e. the k smallest hash keys).
 //
 // Selection = radix select of the k-th largest score (radix_hist, 8 bits per pass,
 // driven from the host) + an order-preserving compaction (select_count, select_write)

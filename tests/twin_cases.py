@@ -7,7 +7,9 @@ for bit: same indices, codes, scales, values, header and wire bytes.
 
 import numpy as np
 
-from hpctrain.compress import ErrorFeedback, get_compressor
+from hpctrain.compress import get_compressor
+from hpctrain.compress.fp16 import to_half
+from hpctrain.compress.randk import randk_keys
 from hpctrain.compress.rng import counter_key, hash_u64, uniform
 
 BLOCK = 256
@@ -68,8 +70,8 @@ def check_op(cp, name, params, x, step=5, rank=1, memory=False):
         if memory:
             u = data(x.size, x.dtype, seed=9)
             ug = cp.asarray(u)
-            p_cpu = ErrorFeedback(c_cpu).compress(x.copy(), u, step=step, rank=rank)
-            p_gpu = ErrorFeedback(c_gpu).compress(xg, ug, step=step, rank=rank)
+            p_cpu = c_cpu.compress(x.copy(), step=step, rank=rank, memory=u)
+            p_gpu = c_gpu.compress(xg, step=step, rank=rank, memory=ug)
             assert same(cp, u, ug), f"{name} memory differs"
         else:
             p_cpu = c_cpu.compress(x, step=step, rank=rank)
@@ -87,27 +89,27 @@ def check_op(cp, name, params, x, step=5, rank=1, memory=False):
     assert same(cp, p_cpu.to_bytes(), p_gpu.to_bytes())
 
 
-def check_rng(cp, cuda, n):
+def check_rng(cp, gpu, n):
     key = counter_key(1, 2, 3, 4)
-    assert same(cp, hash_u64(key, 0, n), cuda.randk_keys(key, n))
-    assert same(cp, uniform(key, n), cuda.uniform(key, n))
+    assert same(cp, hash_u64(key, 0, n), randk_keys(key, n))
+    assert same(cp, uniform(key, n), gpu.uniform(key, n))
 
 
-def check_pack(cp, cuda, bits, n):
+def check_pack(cp, gpu, bits, n):
     from hpctrain.compress.pack import pack_bits, unpack_bits
 
     codes = np.random.default_rng(n).integers(0, 2**bits, n).astype(np.uint8)
     packed = pack_bits(codes, bits)
-    assert same(cp, packed, cuda.pack_bits(cp.asarray(codes), bits))
-    assert same(cp, unpack_bits(packed, bits, n), cuda.unpack_bits(cp.asarray(packed), bits, n))
+    assert same(cp, packed, gpu.pack_bits(cp.asarray(codes), bits))
+    assert same(cp, unpack_bits(packed, bits, n), gpu.unpack_bits(cp.asarray(packed), bits, n))
 
 
-def check_fp16_special(cp, cuda):
+def check_fp16_special(cp, gpu):
     x = np.array([0.0, -0.0, 65504, 65519.99, 65520, 1e9, -1e9, 2**-24, 2**-25, 3 * 2**-26, 6e-8, np.inf, -np.inf])
     for dtype in (np.float32, np.float64):
         xs = x.astype(dtype)
         with np.errstate(over="ignore"):
-            assert same(cp, xs.astype(np.float16), cuda.to_half(cp.asarray(xs)))
+            assert same(cp, xs.astype(np.float16), to_half(cp.asarray(xs)))
 
 
 def check_scatter_add(cp, d=100_000, dtype=np.float64):

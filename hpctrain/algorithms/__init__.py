@@ -34,6 +34,7 @@ name                paper       algorithm (module) -- pick it when
 ==================  ==========  =================================================================
 """
 
+from ..compress import compressor_names
 from ..errors import ConfigError
 from .adaalter import AdaGrad, LocalAdaAlter
 from .asgd import ASGD
@@ -55,6 +56,13 @@ ALGORITHMS = {
     for cls in (DMSGD, DSGD, ModelAverage, MDSGD, DGC, GMC, CSGD, ECSGD, DoubleSqueeze, PRSGDMomentum,
                 DMomentum, DPSGD, LocalSGD, AdaGrad, LocalAdaAlter, ASGD)
 }
+
+# the operators each algorithm takes, from their capabilities (see Algorithm.refusal)
+for _cls in ALGORITHMS.values():
+    _cls.compressors = tuple(compressor_names(accepted_by=_cls)) if _cls.compresses else ()
+    if _cls.unbiased_with == "compressors":
+        _cls.unbiased_with = _cls.compressors
+del _cls
 
 
 def get_algorithm(name):

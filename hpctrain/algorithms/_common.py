@@ -16,7 +16,6 @@ __all__ = [
     "sparse_sum",
     "mixing_matrix",
     "k_of",
-    "unbiased_scale",
     "local_momentum_step",
     "mix_pair",
 ]
@@ -42,7 +41,8 @@ def density_at(cfg, t, steps_per_epoch, start=0.25):
 
 
 def sparse_pairs(comp, payload, step, xp=np):
-    """(indices, values) of a sparse payload (random-k regenerates its shared indices)."""
+    """(indices, values) of a sparse payload (shared-index operators such as random-k
+    regenerate their indices)."""
     if "indices" in payload.arrays:
         return payload["indices"], payload["values"]
     return comp.indices(step, payload.size, xp), payload["values"]
@@ -51,14 +51,14 @@ def sparse_pairs(comp, payload, step, xp=np):
 def sparse_sum(comm, comp, payload, out, step, allreduce):
     """Sum every rank's sparse ``payload`` into the dense ``out`` (the same on every rank).
 
-    Random-k payloads share their coordinates, so their k values are summed with the dense
-    ``allreduce``; top-k payloads are gathered (hand-made ring allgatherv) and scatter-added
+    Payloads of a ``shared_indices`` operator (random-k) share their coordinates, so their
+    k values are summed with the dense ``allreduce``; other payloads (top-k) are gathered (hand-made ring allgatherv) and scatter-added
     in rank order.
 
     Returns:
         ``out``.
     """
-    if comp.name == "randk":
+    if comp.shared_indices:
         vals = payload["values"].copy()
         allreduce(comm, vals, "sum")
         out[...] = 0
@@ -82,14 +82,6 @@ def mixing_matrix(name, n):
 def k_of(density, d):
     """Coordinates a top-k/random-k mask keeps for ``density`` of a length-``d`` vector."""
     return k_for_density(density, d)
-
-
-def unbiased_scale(comp, d):
-    """d / k for random-k (unbiased randomized sparsification), 1 otherwise."""
-    if comp.name == "randk":
-        return d / k_of(comp.density, d)
-    return 1.0
-
 
 
 def local_momentum_step(params, velocity, grad, lr, momentum, nesterov):

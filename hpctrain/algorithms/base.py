@@ -4,13 +4,19 @@ An algorithm declares every array it carries across steps in ``state_names``;
 ``state_dict``/``load_state_dict`` are derived from that list, and the checkpoint writes
 exactly those arrays (plus the parameters), so a new algorithm cannot keep state that a
 checkpoint forgets. ``state_policies`` says what happens to each state array when a run
-resumes on a different number of ranks.
+resumes on a different number of ranks. A stateful compressor's arrays (its own
+``state_names``/``state_policies``) join the algorithm's as ``compressor.NAME``.
+
+Algorithms that compress say which operators they take by capability (``needs``,
+``refuses``; see :data:`hpctrain.compress.base.CAPABILITIES`), never by name.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..compress import make_compressor
+from ..errors import ConfigError
 from ..xp import get_array_module
 
 __all__ = ["Algorithm", "AlgoContext", "RESIZE_POLICIES"]
@@ -36,6 +42,8 @@ class AlgoContext:
         steps_per_epoch: iterations per epoch (for warm-ups given in epochs).
         xp: array module (numpy or cupy).
         extras: free-form objects set up by the trainer (e.g. a mixing matrix).
+        layers: the model's layers as (name, shape, offset) into the flat parameter
+            vector, where the trainer knows them (given to the compressor's ``setup``).
     """
 
     cfg: object
@@ -45,6 +53,7 @@ class AlgoContext:
     steps_per_epoch: int = 1
     xp: object = np
     extras: dict = field(default_factory=dict)
+    layers: list = field(default_factory=list)
 
     @property
     def rank(self):
@@ -64,8 +73,12 @@ class Algorithm:
         state_policies: name -> one of :data:`RESIZE_POLICIES` (default ``refuse``).
         replicated: True if the parameters are identical on every rank after each step
             (False for decentralized and local-update algorithms between syncs).
-        compressors: the ``--compressor`` values it accepts (empty: it compresses nothing
-            and ignores ``--compressor``).
+        compresses: True if it takes a ``--compressor`` (False: it ignores the option).
+        needs: capabilities a compressor must have; an entry that is a tuple is satisfied
+            by any one of its capabilities.
+        refuses: capabilities a compressor must not have.
+        compressors: the ``--compressor`` values it accepts, derived from the registry by
+            capability (:meth:`refusal`; empty when it compresses nothing).
         aggregations: the ``--aggregation`` forms it implements.
         unbiased_with: compressors (``"none"`` for an algorithm that takes none) under
             which its update is unbiased, E[w_t - w_{t+1}] = lr * mean gradient, at
@@ -80,6 +93,9 @@ class Algorithm:
     state_names = ()
     state_policies = {}
     replicated = True
+    compresses = False
+    needs = ()
+    refuses = ("communicates",)
     compressors = ()
     aggregations = ("allreduce",)
     unbiased_with = ()
@@ -131,16 +147,54 @@ class Algorithm:
         avg /= self.comm.size
         return avg
 
+    @classmethod
+    def refusal(cls, comp_cls):
+        """Why this algorithm does not take operator class ``comp_cls`` (one line), or None
+        when it does (decided by capability)."""
+        if not cls.compresses:
+            return f"algo {cls.name} takes no compressor"
+        for need in cls.needs:
+            alts = (need,) if isinstance(need, str) else tuple(need)
+            if not any(comp_cls.has(c) for c in alts):
+                return f"algo {cls.name} needs a {' or '.join(alts)} compressor; {comp_cls.name} is not"
+        for cap in cls.refuses:
+            if comp_cls.has(cap):
+                return f"algo {cls.name} does not take a {cap} compressor such as {comp_cls.name}"
+        return None
+
+    def make_compressor(self, params):
+        """The run's compressor (``--compressor``), checked by capability and set up with
+        the parameters and the model's layers (:attr:`AlgoContext.layers`).
+
+        Raises:
+            ConfigError: the algorithm does not take that operator.
+        """
+        comp = make_compressor(self.cfg)
+        why = self.refusal(type(comp))
+        if why is not None:
+            raise ConfigError(why)
+        comp.setup(params, self.ctx.layers)
+        return comp
+
     def state_dict(self):
-        """Name -> array of every state this rank carries across steps."""
-        return {k: getattr(self, k) for k in self.state_names}
+        """Name -> array of every state this rank carries across steps (the compressor's
+        as ``compressor.NAME``)."""
+        out = {k: getattr(self, k) for k in self.state_names}
+        comp = getattr(self, "comp", None)
+        if comp is not None:
+            out.update({f"compressor.{k}": v for k, v in comp.state_dict().items()})
+        return out
 
     def load_state_dict(self, state):
         """Restore state arrays written by :meth:`state_dict` (copied in place)."""
         for k in self.state_names:
             getattr(self, k)[...] = state[k]
+        comp = getattr(self, "comp", None)
+        if comp is not None:
+            comp.load_state_dict({k: state[f"compressor.{k}"] for k in comp.state_names})
 
-    @classmethod
-    def resize_policy(cls, name):
-        """The :data:`RESIZE_POLICIES` entry for state ``name``."""
-        return cls.state_policies.get(name, "refuse")
+    def resize_policy(self, name):
+        """The :data:`RESIZE_POLICIES` entry for state ``name`` (a key of :meth:`state_dict`)."""
+        if name.startswith("compressor."):
+            return self.comp.resize_policy(name[len("compressor."):])
+        return self.state_policies.get(name, "refuse")

@@ -23,12 +23,9 @@ down what every worker receives of the step: the server's Q (ps), the final Q fo
 around the ring, or w_{t+1} - w_t as sparse pairs or dense (allreduce).
 """
 
-from ..compress import compressor_names
 from ..collectives.payload_p2p import allgather_payloads, recv_payload, send_payload
 from ..collectives.ps_round import server_round
 from ..collectives.tags import TAGS
-from ..compress import make_compressor
-from ._common import unbiased_scale
 from .base import Algorithm
 
 __all__ = ["CSGD"]
@@ -38,15 +35,17 @@ class CSGD(Algorithm):
     """Compressed SGD with unbiased quantization or sparsification (stateless)."""
 
     name = "csgd"
-    # every unbiased operator, and random-k (made unbiased here by the d/k scale)
-    compressors = tuple(n for n in compressor_names(canonical=True, unbiased=True) if n != "none") + ("randk",)
+    compresses = True
+    # every lossy operator that is unbiased, or unbiased after a known scale (random-k: d/k)
+    needs = (("unbiased", "unbiased_scaled"),)
+    refuses = ("communicates", "lossless", "stateful")
     aggregations = ("allreduce", "ps", "ring")
-    unbiased_with = compressors
+    unbiased_with = "compressors"  # every operator it takes (set by the registry)
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
-        self.comp = make_compressor(ctx.cfg)
-        self.scale = unbiased_scale(self.comp, params.size)
+        self.comp = self.make_compressor(params)
+        self.scale = self.comp.unbias_scale(params.size)
         self.total = params * 0
         self.tmp = params * 0
 

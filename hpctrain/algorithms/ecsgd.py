@@ -18,12 +18,8 @@ payloads (ring allgatherv) and, for DoubleSqueeze, runs the server step itself; 
 server memory is then replicated and the server's Q uses the RNG stream of rank N.
 """
 
-
-
-from ..compress import compressor_names
 from ..collectives.payload_p2p import PAYLOAD, Dense, allgather_payloads
 from ..collectives.ps_round import SERVER, server_round
-from ..compress import make_compressor
 from .base import Algorithm
 
 __all__ = ["ECSGD", "DoubleSqueeze"]
@@ -33,7 +29,7 @@ class ECSGD(Algorithm):
     """EC-SGD: worker-side error compensation, uncompressed server reply."""
 
     name = "ecsgd"
-    compressors = tuple(compressor_names(canonical=True))  # error feedback takes any operator
+    compresses = True  # error feedback takes any operator that leaves communication to it
     aggregations = ("allreduce", "ps")
     state_names = ("memory",)
     state_policies = {"memory": "sum"}
@@ -41,7 +37,7 @@ class ECSGD(Algorithm):
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
-        self.comp = make_compressor(ctx.cfg)
+        self.comp = self.make_compressor(params)
         self.memory = params * 0
         self.server_memory = params * 0
         self.total = params * 0

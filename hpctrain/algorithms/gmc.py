@@ -15,7 +15,6 @@ pairs, down ||w_{t+1} - w_t||_0 pairs per worker, in both forms.
 With beta = 0 GMC is memory SGD (gradient dropping); with density 1 it is ``dmsgd``.
 """
 
-from ..compress import make_compressor
 from ..collectives.payload_p2p import Pairs
 from ..collectives.ps_round import SERVER, server_round
 from ._common import density_at, sparse_pairs, sparse_sum
@@ -28,7 +27,8 @@ class GMC(Algorithm):
     """GMC with allreduce (allgather) or parameter-server aggregation."""
 
     name = "gmc"
-    compressors = ("topk", "randk", "approx-topk")
+    compresses = True
+    needs = ("sparse", "density")  # a mask of density s/d (top-k, random-k, approx top-k)
     aggregations = ("allreduce", "ps")
     state_names = ("memory", "delta")
     state_policies = {"memory": "sum", "delta": "replicated"}
@@ -39,11 +39,11 @@ class GMC(Algorithm):
         self.memory = params * 0
         self.delta = params * 0  # w_t - w_{t-1}
         self.total = params * 0
-        self.comp = make_compressor(ctx.cfg)  # built once: keeps its scratch buffers
+        self.comp = self.make_compressor(params)  # built once: keeps its scratch buffers
 
     def step(self, params, grad, lr, t):
         comm, n, comp = self.comm, self.comm.size, self.comp
-        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)
+        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)  # the checked setter
         g = grad  # the gradient buffer is the step's scratch (no full-size temporaries)
         g /= n
         if self.momentum:

@@ -13,7 +13,6 @@ constant lr the "eta inside the memory" form of Alistarh/Stich is identical (u' 
 With density 1 every coordinate is sent and M-DSGD is exactly ``dmsgd``.
 """
 
-from ..compress import make_compressor
 from ._common import density_at, sparse_sum
 from .base import Algorithm
 
@@ -24,7 +23,8 @@ class MDSGD(Algorithm):
     """M-DSGD: local momentum (``velocity``), error-feedback ``memory``, sparse aggregation."""
 
     name = "mdsgd"
-    compressors = ("topk", "randk", "approx-topk")
+    compresses = True
+    needs = ("sparse", "density")  # a mask of density s/d (top-k, random-k, approx top-k)
     state_names = ("velocity", "memory")
     state_policies = {"velocity": "mean", "memory": "sum"}
 
@@ -34,11 +34,11 @@ class MDSGD(Algorithm):
         self.velocity = params * 0
         self.memory = params * 0
         self.total = params * 0
-        self.comp = make_compressor(ctx.cfg)  # built once: keeps its scratch buffers
+        self.comp = self.make_compressor(params)  # built once: keeps its scratch buffers
 
     def step(self, params, grad, lr, t):
         n, comp = self.comm.size, self.comp
-        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)
+        comp.density = density_at(self.cfg, t, self.ctx.steps_per_epoch)  # the checked setter
         v = self.velocity
         v *= self.momentum
         grad /= n  # the gradient buffer is the step's scratch (no full-size temporaries)

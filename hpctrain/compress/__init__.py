@@ -5,7 +5,7 @@ Pick an operator with :func:`get_compressor`; every one has the same interface::
     comp = get_compressor("topk", density=0.01)
     payload = comp.compress(x, step=t, rank=r)      # Payload: arrays + exact nbytes
     comp.decompress(payload, out)
-    ef = ErrorFeedback(comp); ef.compress(g, memory, step=t, rank=r)
+    comp.compress(g, step=t, rank=r, memory=u)      # error feedback: u <- (g + u) - sent
 
 ========================  =================================  =======  =====  ==========================
 name                      what is sent                       biased   GPU    pick it when
@@ -18,75 +18,107 @@ name                      what is sent                       biased   GPU    pic
 ``randk``                 k shared-seed coordinates: values  yes      yes    dense allreduce of k values
 ``qsgd``                  sign + level of the l2 norm        no       yes    QSGD: unbiased, b in {2,4,8},
                           (b bits) + one norm per bucket                    s = 2^(b-1)-1 levels
-``minmax``, ``quantize``  b-bit knobs [min, max] + scales   no       yes    survey eq 3.1, b in {1,2,4,8}
+``minmax``                b-bit knobs [min, max] + scales   no       yes    survey eq 3.1, b in {1,2,4,8}
 ``sign``                  1-bit signs + mean-|x| scales      yes      yes    32x, with error feedback
 ========================  =================================  =======  =====  ==========================
 
-Biased operators are meant to run under :class:`ErrorFeedback` (memory). See
+Biased operators are meant to run with error feedback (``memory=``). See
 docs/compress.md for semantics, tie rules and the wire format.
+
+One module per operator (``none.py``, ``fp16.py``, ``topk.py``, ``approx_topk.py``,
+``threshold.py``, ``randk.py``, ``minmax.py``, ``qsgd.py``, ``sign.py``) holds its NumPy
+path and its CuPy path; its CUDA kernels are ``kernels/<name>.cu`` and the shared GPU
+helpers are :mod:`hpctrain.compress.gpu`. Adding an operator takes its module (and kernel
+file) plus one line in :data:`OPERATORS` below. Operators declare capabilities
+(:data:`~hpctrain.compress.base.CAPABILITIES`); algorithms accept them by capability.
 """
 
 from ..errors import ConfigError
-from .base import HEADER_BYTES, Compressor, Payload, SparseCompressor, register
-from .fp16 import FP16, NoCompression
-from .memory import ErrorFeedback, Momentum
+from .approx_topk import ApproxTopK
+from .base import CAPABILITIES, HEADER_BYTES, Compressor, DensityOperator, Payload, SparseCompressor, register
+from .cuda_build import KERNEL_FAMILIES
+from .fp16 import FP16
+from .minmax import MinMax
+from .none import NoneCompressor
 from .qsgd import QSGD
-from .quantize import Quantize
-from .randomk import RandomK
-from .sign import SignScale
-from .topk import ApproxTopK, Threshold, TopK
+from .randk import RandK
+from .sign import Sign
+from .threshold import Threshold
+from .topk import TopK
 
 __all__ = [
     "HEADER_BYTES",
+    "CAPABILITIES",
     "Payload",
     "Compressor",
     "SparseCompressor",
-    "NoCompression",
+    "DensityOperator",
+    "NoneCompressor",
     "FP16",
     "TopK",
     "ApproxTopK",
     "Threshold",
-    "RandomK",
-    "Quantize",
+    "RandK",
+    "MinMax",
     "QSGD",
-    "SignScale",
-    "ErrorFeedback",
-    "Momentum",
+    "Sign",
+    "OPERATORS",
     "COMPRESSORS",
+    "RENAMED",
     "compressor_names",
+    "kernel_families",
     "get_compressor",
     "make_compressor",
 ]
 
-#: registry name -> class: one line per operator (its class declares wire opcodes, layout,
-#: the config fields it takes and its benchmark defaults)
-COMPRESSORS = {}
-for _cls in (
-    NoCompression,
+#: the operators, one line each (each class declares its name, wire opcodes, layout,
+#: capabilities, kernel files, the config fields it takes and its benchmark defaults)
+OPERATORS = (
+    NoneCompressor,
     FP16,
     TopK,
     ApproxTopK,
     Threshold,
-    RandomK,
-    Quantize,
+    RandK,
+    MinMax,
     QSGD,
-    SignScale,
-):
+    Sign,
+)
+
+#: former names -> the operator's one name (refused with a pointer to the new one)
+RENAMED = {"quantize": "minmax"}
+
+#: registry name -> class
+COMPRESSORS = {}
+for _cls in OPERATORS:
     register(_cls)
-    for _name in (_cls.name, *_cls.aliases):
-        COMPRESSORS[_name] = _cls
-del _cls, _name
+    COMPRESSORS[_cls.name] = _cls
+del _cls
 
 
-def compressor_names(canonical=False, unbiased=None):
+def compressor_names(accepted_by=None):
     """Registry names, sorted.
 
     Args:
-        canonical: leave aliases out (each operator once).
-        unbiased: True / False for only the unbiased / biased operators; None for all.
+        accepted_by: an algorithm class: only the operators it accepts (by capability,
+            see :meth:`hpctrain.algorithms.base.Algorithm.refusal`); None for all.
     """
-    return sorted(n for n, c in COMPRESSORS.items()
-                  if (not canonical or n == c.name) and (unbiased is None or c.biased != unbiased))
+    return sorted(n for n, c in COMPRESSORS.items() if accepted_by is None or accepted_by.refusal(c) is None)
+
+
+def kernel_families():
+    """Every kernel file (``kernels/<family>.cu`` stem) the operators and the shared GPU
+    helpers launch, sorted."""
+    return sorted(set(KERNEL_FAMILIES).union(*(c.kernels for c in OPERATORS)))
+
+
+def _class(name):
+    cls = COMPRESSORS.get(name)
+    if cls is None:
+        if name in RENAMED:
+            raise ConfigError(f"compressor {name!r} is now called {RENAMED[name]!r}")
+        raise ConfigError(f"unknown compressor {name!r}; choose from {', '.join(compressor_names())}")
+    return cls
 
 
 def get_compressor(name, **params):
@@ -100,11 +132,9 @@ def get_compressor(name, **params):
         A :class:`Compressor`.
 
     Raises:
-        ConfigError: unknown name, unknown parameter, or an invalid value.
+        ConfigError: unknown (or former) name, unknown parameter, or an invalid value.
     """
-    cls = COMPRESSORS.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown compressor {name!r}; choose from {', '.join(compressor_names())}")
+    cls = _class(name)
     try:
         return cls(**params)
     except TypeError as exc:
@@ -124,8 +154,7 @@ def make_compressor(cfg, name=None, density=None):
         A :class:`Compressor`.
     """
     name = name or cfg.compressor
-    cls = COMPRESSORS.get(name)
-    params = {p: getattr(cfg, p) for p in (cls.config_params if cls else ())}
+    params = {p: getattr(cfg, p) for p in _class(name).config_params}
     if density is not None and "density" in params:
         params["density"] = density
     return get_compressor(name, **params)

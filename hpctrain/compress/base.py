@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
+from . import gpu
 
 __all__ = [
     "HEADER_BYTES",
@@ -28,6 +29,9 @@ __all__ = [
     "Payload",
     "Compressor",
     "SparseCompressor",
+    "DensityOperator",
+    "CAPABILITIES",
+    "scatter_pairs",
     "index_dtype",
     "check_input",
     "check_density",
@@ -199,37 +203,117 @@ class Payload:
         return cls(_OPNAMES[opcode], size, dtype, count, arrays, step=step, bits=bits, aux=aux)
 
 
+#: Capabilities an operator declares as class attributes (booleans; ``density`` is
+#: declared by defining the checked ``density`` property, see :class:`DensityOperator`):
+#:
+#: ``sparse``          the payload is (index, value) pairs, or values at shared indices
+#: ``density``         it keeps a fraction s/d of the coordinates, settable through a check
+#: ``shared_indices``  every rank selects the same coordinates at a step (values alone travel)
+#: ``unbiased``        E[decompress(compress(x))] = x
+#: ``unbiased_scaled`` ``unbias_scale(d) * decompress(compress(x))`` is unbiased
+#: ``lossless``        decompress(compress(x)) == x
+#: ``stateful``        it carries arrays across steps (``state_names``; checkpointed)
+#: ``layerwise``       it needs the model's layer shapes (given to :meth:`Compressor.setup`)
+#: ``communicates``    it runs collectives itself (an algorithm of its own drives it)
+CAPABILITIES = ("sparse", "density", "shared_indices", "unbiased", "unbiased_scaled", "lossless", "stateful",
+                "layerwise", "communicates")
+
+
 class Compressor:
     """Base of every operator: ``compress`` -> :class:`Payload`, ``decompress`` into a buffer.
 
-    Subclasses implement ``_compress(x, step, rank)`` and ``_decompress(payload, out)``.
+    Each operator module holds both array paths of its operator: a nested ``Host``
+    (NumPy) and ``Device`` (CuPy, launching kernels/<name>.cu through
+    :mod:`hpctrain.compress.gpu`) class with ``encode(op, x, step, rank)`` and
+    ``decode(op, payload, out)``; :meth:`path` picks one from the array module.
     ``compress(g, memory=u)`` gives error feedback: it compresses p = g + u and leaves
     u <- p - decompress(sent) in ``memory`` (sparse operators do it in one fused pass).
 
     Attributes:
-        name: registry name.
-        aliases: further registry names of the same operator.
+        name: registry name (also the module, the CLI value and the kernel file's name).
         wire: operator name on the wire -> opcode (see :func:`register`).
+        kernels: the kernel files (``kernels/<family>.cu``) its ``Device`` path launches,
+            beside the shared ones of :data:`~hpctrain.compress.cuda_build.KERNEL_FAMILIES`.
         config_params: the TrainConfig fields passed to the constructor by the trainer
             (``density``, ``bits``, ``seed``, ...).
         bench_params: constructor arguments ``bench compress`` uses by default.
-        biased: False for unbiased operators (E[decompress(compress(x))] = x).
-        sparse: True when the payload is (indices, values) pairs.
+        sparse, shared_indices, unbiased, unbiased_scaled, lossless, stateful, layerwise,
+        communicates: capabilities (see :data:`CAPABILITIES`).
+        state_names: arrays a stateful operator carries across steps (set up by
+            :meth:`setup`); the algorithm checkpoints them as ``compressor.NAME``.
+        state_policies: state name -> resize policy on a world-size change
+            (see :data:`hpctrain.algorithms.base.RESIZE_POLICIES`; default ``refuse``).
     """
 
     name = "?"
-    aliases = ()
     wire = {}
+    kernels = ()
     config_params = ()
     bench_params = {}
-    biased = True
     sparse = False
+    shared_indices = False
+    unbiased = False
+    unbiased_scaled = False
+    lossless = False
+    stateful = False
+    layerwise = False
+    communicates = False
+    state_names = ()
+    state_policies = {}
+    Host = None
+    Device = None
+
+    @classmethod
+    def has(cls, capability):
+        """Whether the operator declares ``capability`` (one of :data:`CAPABILITIES`)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}")
+        if capability == "density":
+            return isinstance(getattr(cls, "density", None), property)
+        return bool(getattr(cls, capability))
+
+    @classmethod
+    def capabilities(cls):
+        """The declared capabilities, as a tuple in :data:`CAPABILITIES` order."""
+        return tuple(c for c in CAPABILITIES if cls.has(c))
 
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
         """(name, dtype, length) of each array of an ``op`` payload, in wire order
         (default: ``count`` dense values)."""
         return [("values", dtype, count)]
+
+    def setup(self, params, layers=()):
+        """Called once by the algorithm before the first step.
+
+        Args:
+            params: the flat parameter vector (its size, dtype and array module).
+            layers: the model's layers as (name, shape, offset) into ``params``, when the
+                trainer knows them (a ``layerwise`` operator needs them).
+        """
+
+    def state_dict(self):
+        """Name -> array of every state this operator carries across steps."""
+        return {k: getattr(self, k) for k in self.state_names}
+
+    def load_state_dict(self, state):
+        """Restore arrays written by :meth:`state_dict` (copied in place)."""
+        for k in self.state_names:
+            getattr(self, k)[...] = state[k]
+
+    @classmethod
+    def resize_policy(cls, name):
+        """The resize policy of state ``name`` on a world-size change (default ``refuse``)."""
+        return cls.state_policies.get(name, "refuse")
+
+    def unbias_scale(self, d):
+        """The factor that makes decompress(compress(x)) unbiased for a length-d vector
+        (1 for ``unbiased`` operators; None when there is none)."""
+        return 1.0 if self.unbiased else None
+
+    def path(self, x):
+        """The ``Host`` (NumPy) or ``Device`` (CuPy) implementation for arrays like ``x``."""
+        return self.Host if get_array_module(x) is np else self.Device
 
     def compress(self, x, step=0, rank=0, memory=None):
         """Compress ``x`` (or ``x + memory`` with error feedback).
@@ -247,12 +331,15 @@ class Compressor:
         check_input(x)
         if memory is None:
             return self._compress(x, step, rank)
-        xp = get_array_module(x)
-        p = self._add(x, memory)
+        dense = self.path(x) is self.Host
+        p = x + memory if dense else gpu.ef_add(x, memory)
         payload = self._compress(p, step, rank)
-        q = xp.empty_like(p)
+        q = get_array_module(p).empty_like(p)
         self._decompress(payload, q)
-        self._residual(p, q, memory)
+        if dense:
+            np.subtract(p, q, out=memory)
+        else:
+            gpu.ef_residual(p, q, memory)
         return payload
 
     def scratch(self, name, n, dtype):
@@ -311,36 +398,33 @@ class Compressor:
         out += tmp
         return out
 
-    # -- dense error feedback (GPU dispatch lives in cuda.py) --------------------------
-    @staticmethod
-    def _add(g, u):
-        if get_array_module(g) is np:
-            return g + u
-        from . import cuda
+    def _compress(self, x, step, rank):
+        return self.path(x).encode(self, x, step, rank)
 
-        return cuda.ef_add(g, u)
+    def _decompress(self, payload, out):
+        self.path(out).decode(self, payload, out)
 
-    @staticmethod
-    def _residual(p, q, u):
-        if get_array_module(p) is np:
-            np.subtract(p, q, out=u)
-        else:
-            from . import cuda
 
-            cuda.ef_residual(p, q, u)
+class DensityOperator:
+    """Mixin of the operators that keep a fraction s/d of the coordinates: ``density`` is a
+    property whose setter checks the value (an algorithm's warm-up goes through it)."""
 
-    def _compress(self, x, step, rank):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @property
+    def density(self):
+        """s/d in (0, 1]."""
+        return self._density
 
-    def _decompress(self, payload, out):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @density.setter
+    def density(self, value):
+        self._density = check_density(value)
 
 
 class SparseCompressor(Compressor):
     """Base of the sparsifiers: payload = (indices ascending, values) pairs.
 
-    Subclasses implement ``_select(x, u, step, rank)`` returning (indices, values) and
-    updating ``u`` to (x + u) with the selected coordinates zeroed when ``u`` is given.
+    ``Host.select(op, x, u, step, rank)`` and ``Device.select(...)`` return (indices,
+    values) and update ``u`` to (x + u) with the selected coordinates zeroed when ``u``
+    is given.
     """
 
     sparse = True
@@ -364,19 +448,12 @@ class SparseCompressor(Compressor):
         dt = check_input(x)
         if memory is not None and (memory.shape != x.shape or np.dtype(memory.dtype) != dt):
             raise ValueError(f"memory {memory.dtype}{memory.shape} does not match x {dt}{x.shape}")
-        idx, val = self._select(x, memory, step, rank)
+        idx, val = self.path(x).select(self, x, memory, step, rank)
         idx = idx.astype(index_dtype(x.size), copy=False)
         return Payload(self.name, x.size, dt, idx.size, {"indices": idx, "values": val}, step=step)
 
     def _decompress(self, payload, out):
-        idx, val = payload["indices"], payload["values"]
-        if get_array_module(out) is np:
-            out.fill(0)
-            out[idx] = val
-        else:
-            from . import cuda
-
-            cuda.scatter(idx, val, out, add=False)
+        scatter_pairs(payload["indices"], payload["values"], out, add=False)
 
     def decompress_add(self, payload, out):
         """Scatter-add the (index, value) pairs into ``out`` (indices unique per payload).
@@ -384,11 +461,16 @@ class SparseCompressor(Compressor):
         Returns:
             ``out``.
         """
-        idx, val = payload["indices"], payload["values"]
-        if get_array_module(out) is np:
+        return scatter_pairs(payload["indices"], payload["values"], out, add=True)
+
+
+def scatter_pairs(idx, val, out, add=False):
+    """``out[idx] = val`` (out zeroed first) or ``out[idx] += val``, NumPy or CuPy."""
+    if get_array_module(out) is np:
+        if add:
             out[idx] += val
         else:
-            from . import cuda
-
-            cuda.scatter(idx, val, out, add=True)
+            out.fill(0)
+            out[idx] = val
         return out
+    return gpu.scatter(idx, val, out, add=add)

@@ -4,7 +4,8 @@
 need no GPU: CI uses them to prove that every kernel compiles (see
 .ci/compile_kernels.py). :func:`get_function` compiles a family once per process with
 ``cupy.RawModule`` (or the CPU harness's stand-in, see :mod:`hpctrain.cudasim`) and
-caches its kernels. The GPU twins that launch them live in :mod:`hpctrain.compress.cuda`.
+caches its kernels. The CuPy paths that launch them live in each operator's module and in
+:mod:`hpctrain.compress.gpu`.
 
 Floating-point contraction is off everywhere: ``--fmad=false`` for NVRTC and nvcc, and
 the kernels themselves use explicit ``__fadd_rn``/``__fmul_rn`` intrinsics (never fused)
@@ -34,7 +35,8 @@ __all__ = [
     "get_function",
 ]
 
-KERNEL_FAMILIES = ("topk", "randomk", "memory", "scatter", "pack", "fp16", "quantize", "qsgd")
+#: kernel files of the shared GPU helpers (compress/gpu.py); each operator declares its own in ``kernels``
+KERNEL_FAMILIES = ("buckets", "memory", "pack", "scatter")
 FMAD_OPTION = "--fmad=false"
 
 

@@ -1,14 +1,14 @@
-"""Dense casts: fp16 (round-to-nearest-even to IEEE half) and none (identity).
+"""fp16: cast to IEEE half (round-to-nearest-even) on the wire, exact widening back.
 
 kernels/fp16.cu converts in software with NumPy's rounding rules, bit for bit.
 """
 
 import numpy as np
 
-from ..xp import get_array_module
+from . import gpu
 from .base import Compressor, Payload
 
-__all__ = ["FP16", "NoCompression"]
+__all__ = ["FP16"]
 
 
 class FP16(Compressor):
@@ -16,39 +16,46 @@ class FP16(Compressor):
 
     name = "fp16"
     wire = {"fp16": 1}
+    kernels = ("fp16",)
 
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
         """``count`` float16 values."""
         return [("values", np.dtype(np.float16), count)]
 
-    def _compress(self, x, step, rank):
-        if get_array_module(x) is not np:
-            from . import cuda
+    class Host:
+        @staticmethod
+        def encode(op, x, step, rank):
+            return Payload(op.name, x.size, x.dtype, x.size, {"values": x.astype(np.float16)}, step=step)
 
-            half = cuda.to_half(x)
-        else:
-            half = x.astype(np.float16)
-        return Payload(self.name, x.size, x.dtype, x.size, {"values": half}, step=step)
-
-    def _decompress(self, payload, out):
-        if get_array_module(out) is not np:
-            from . import cuda
-
-            cuda.from_half(payload["values"], out)
-        else:
+        @staticmethod
+        def decode(op, payload, out):
             out[...] = payload["values"]
 
+    class Device:
+        @staticmethod
+        def encode(op, x, step, rank):
+            return Payload(op.name, x.size, x.dtype, x.size, {"values": to_half(x)}, step=step)
 
-class NoCompression(Compressor):
-    """Identity: the dense vector itself travels (the baseline)."""
+        @staticmethod
+        def decode(op, payload, out):
+            from_half(payload["values"], out)
 
-    name = "none"
-    wire = {"none": 0}
-    biased = False
 
-    def _compress(self, x, step, rank):
-        return Payload(self.name, x.size, x.dtype, x.size, {"values": x.copy()}, step=step)
+def to_half(x):
+    """GPU twin of x.astype(float16) (software round-to-nearest-even)."""
+    cp = gpu.cupy()
+    n = x.size
+    out = cp.empty(n, cp.uint16)
+    if n:
+        gpu.get_function("fp16", f"to_half_{gpu.suffix(x.dtype)}")(gpu.grid(n), (gpu.BLOCK,), (x, np.uint64(n), out))
+    return out.view(cp.float16)
 
-    def _decompress(self, payload, out):
-        out[...] = payload["values"]
+
+def from_half(h, out):
+    """GPU twin of out[...] = h (exact widening of float16)."""
+    n = out.size
+    if n:
+        gpu.get_function("fp16", f"from_half_{gpu.suffix(out.dtype)}")(
+            gpu.grid(n), (gpu.BLOCK,), (h.view(np.uint16), np.uint64(n), out))
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
+from . import gpu
 
 __all__ = ["VALID_BITS", "check_bits", "packed_size", "pack_bits", "unpack_bits"]
 
@@ -45,9 +46,7 @@ def pack_bits(codes, bits):
     """
     bits = check_bits(bits)
     if get_array_module(codes) is not np:
-        from . import cuda
-
-        return cuda.pack_bits(codes, bits)
+        return gpu.pack_bits(codes, bits)
     n = codes.size
     if bits == 8:
         return codes.astype(np.uint8, copy=True)
@@ -73,9 +72,7 @@ def unpack_bits(packed, bits, n):
     if packed.size < packed_size(n, bits):
         raise ValueError(f"{packed.size} bytes cannot hold {n} codes of {bits} bits")
     if get_array_module(packed) is not np:
-        from . import cuda
-
-        return cuda.unpack_bits(packed, bits, n)
+        return gpu.unpack_bits(packed, bits, n)
     if bits == 8:
         return packed[:n].astype(np.uint8, copy=True)
     per = 8 // bits

@@ -14,14 +14,13 @@ b = 8 -> s = 127. b = 1 leaves no room for a level and is refused.
 
 All arithmetic is in the input dtype with correctly rounded operations
 (r = (|v_i| / norm) * s, value = norm * (l / s), two roundings each); the norm is the float64
-sum of squares in index order, square-rooted and cast (as in quantize.bucket_stats). A
+sum of squares in index order, square-rooted and cast (as in minmax.bucket_stats). A
 norm of 0, or an r that is NaN (an infinite norm), gives level 0. The uniforms come from
 the counter RNG on (seed, step, rank), so the CUDA twin (kernels/qsgd.cu) makes the same
 rounding decisions. The wire carries the packed codes and one norm per bucket.
 
 The survey's min/max quantizer (eq 3.1: 2**b uniform knobs between the bucket's min and
-max, no zero level, no sign) is :class:`hpctrain.compress.quantize.Quantize`, registered
-as ``minmax`` (alias ``quantize``).
+max, no zero level, no sign) is :class:`hpctrain.compress.minmax.MinMax` (``minmax``).
 """
 
 import math
@@ -29,10 +28,10 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from ..xp import get_array_module
+from . import gpu
 from .base import Compressor, Payload
 from .pack import check_bits, pack_bits, unpack_bits
-from .quantize import bucket_stats
+from .minmax import bucket_stats
 from .rng import STREAM_QUANTIZE, counter_key, uniform
 
 __all__ = ["QSGD_BITS", "levels_for_bits", "qsgd_codes", "qsgd_decode", "variance_bound", "QSGD"]
@@ -60,7 +59,7 @@ def qsgd_codes(x, bucket, norms, bits, key):
     Args:
         x: 1-D float32/float64 array.
         bucket: bucket size.
-        norms: per-bucket l2 norms in x's dtype (quantize.bucket_stats(x, bucket, "norm")).
+        norms: per-bucket l2 norms in x's dtype (minmax.bucket_stats(x, bucket, "norm")).
         bits: b in {2, 4, 8}.
         key: counter-RNG stream key; element i uses uniform(key, i).
     """
@@ -105,7 +104,8 @@ class QSGD(Compressor):
 
     name = "qsgd"
     wire = {"qsgd": 9}
-    biased = False
+    kernels = ("qsgd",)
+    unbiased = True
     config_params = ("bits", "seed")
     bench_params = {"bits": 8}
 
@@ -132,15 +132,43 @@ class QSGD(Compressor):
         """Wire operator name."""
         return "qsgd"
 
+    class Host:
+        @staticmethod
+        def encode(op, x, key):
+            norms, _ = bucket_stats(x, op.bucket_size, "norm")
+            return norms, qsgd_codes(x, op.bucket_size, norms, op.bits, key)
+
+        @staticmethod
+        def decode(op, codes, norms, out):
+            qsgd_decode(codes, op.bucket_size, norms, op.bits, out)
+
+    class Device:
+        @staticmethod
+        def encode(op, x, key):
+            """CuPy twin: (per-bucket l2 norms, uint8 codes level | sign << (bits-1))."""
+            cp = gpu.cupy()
+            n = x.size
+            norms, _ = gpu.bucket_stats(x, op.bucket_size, "norm")
+            codes = cp.empty(n, cp.uint8)
+            if n:
+                gpu.get_function("qsgd", f"qsgd_encode_{gpu.suffix(x.dtype)}")(
+                    gpu.grid(n), (gpu.BLOCK,), (x, np.uint64(n), np.uint64(op.bucket_size), norms, np.int32(op.bits),
+                                                np.uint64(key), codes))
+            return norms, codes
+
+        @staticmethod
+        def decode(op, codes, norms, out):
+            """CuPy twin: out = +-(norm * (level / s))."""
+            cp = gpu.cupy()
+            n = out.size
+            if n:
+                gpu.get_function("qsgd", f"qsgd_decode_{gpu.suffix(out.dtype)}")(
+                    gpu.grid(n), (gpu.BLOCK,), (codes, np.uint64(n), np.uint64(op.bucket_size),
+                                                cp.ascontiguousarray(norms), np.int32(op.bits), out))
+
     def _compress(self, x, step, rank):
         key = counter_key(self.seed, step, rank, STREAM_QUANTIZE)
-        if get_array_module(x) is not np:
-            from . import cuda
-
-            norms, codes = cuda.qsgd_encode(x, self.bucket_size, self.bits, key)
-        else:
-            norms, _ = bucket_stats(x, self.bucket_size, "norm")
-            codes = qsgd_codes(x, self.bucket_size, norms, self.bits, key)
+        norms, codes = self.path(x).encode(self, x, key)
         return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_bits(codes, self.bits), "norms": norms},
                        step=step, bits=self.bits, aux=self.bucket_size)
 
@@ -153,9 +181,4 @@ class QSGD(Compressor):
         norms = payload["norms"]
         if math.ceil(n / self.bucket_size) != norms.size:
             raise ValueError(f"payload has {norms.size} norms for {n} coordinates in buckets of {self.bucket_size}")
-        if get_array_module(out) is not np:
-            from . import cuda
-
-            cuda.qsgd_decode(codes, self.bucket_size, norms, self.bits, out)
-        else:
-            qsgd_decode(codes, self.bucket_size, norms, self.bits, out)
+        self.path(out).decode(self, codes, norms, out)

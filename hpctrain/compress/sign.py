@@ -1,9 +1,9 @@
-"""Sign + scale (1 bit per coordinate): Q(x) = mean|x| * sign(x) per bucket (biased).
+"""sign: sign + scale (1 bit per coordinate): Q(x) = mean|x| * sign(x) per bucket (biased).
 
 The code is 1 where x < 0 (so +0.0 and -0.0 both decode to +scale); the scale of a
 bucket is its mean absolute value (float64 sum in index order / count, cast to the
 input dtype), which makes Q the l1-optimal sign compressor used with error feedback
-(survey, 1-bit quantization). kernels/quantize.cu holds the CUDA twin.
+(survey, 1-bit quantization). kernels/sign.cu (and buckets.cu for the scales) is the CUDA twin.
 """
 
 import math
@@ -11,15 +11,15 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from ..xp import get_array_module
+from . import gpu
 from .base import Compressor, Payload, coded_layout
 from .pack import pack_bits, unpack_bits
-from .quantize import bucket_stats
+from .minmax import bucket_stats
 
-__all__ = ["SignScale"]
+__all__ = ["Sign"]
 
 
-class SignScale(Compressor):
+class Sign(Compressor):
     """1-bit sign compressor with one scale (mean |x|) per bucket.
 
     Args:
@@ -28,7 +28,7 @@ class SignScale(Compressor):
 
     name = "sign"
     wire = {"sign": 8}
-    biased = True
+    kernels = ("sign",)
 
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
@@ -40,29 +40,48 @@ class SignScale(Compressor):
             raise ConfigError(f"bucket_size must be a positive integer, got {bucket_size!r}")
         self.bucket_size = int(bucket_size)
 
-    def _compress(self, x, step, rank):
-        if get_array_module(x) is not np:
-            from . import cuda
+    class Host:
+        @staticmethod
+        def encode(op, x):
+            scale, _ = bucket_stats(x, op.bucket_size, "mean-abs")
+            return scale, (x < 0).astype(np.uint8)
 
-            scale, codes = cuda.sign_encode(x, self.bucket_size)
-        else:
-            scale, _ = bucket_stats(x, self.bucket_size, "mean-abs")
-            codes = (x < 0).astype(np.uint8)
+        @staticmethod
+        def decode(op, codes, scale, out):
+            n = out.size
+            if scale.size != math.ceil(n / op.bucket_size):
+                raise ValueError(f"sign payload has {scale.size} scales for {n} coordinates")
+            s = np.repeat(scale, op.bucket_size)[:n]
+            np.copyto(out, np.where(codes.astype(bool), -s, s))
+
+    class Device:
+        @staticmethod
+        def encode(op, x):
+            """CuPy twin: (mean-|x| scale per bucket, uint8 sign codes)."""
+            cp = gpu.cupy()
+            n = x.size
+            scale, _ = gpu.bucket_stats(x, op.bucket_size, "mean-abs")
+            codes = cp.empty(n, cp.uint8)
+            if n:
+                gpu.get_function("sign", f"sign_encode_{gpu.suffix(x.dtype)}")(gpu.grid(n), (gpu.BLOCK,),
+                                                                                (x, np.uint64(n), codes))
+            return scale, codes
+
+        @staticmethod
+        def decode(op, codes, scale, out):
+            """CuPy twin of the decoder: code ? -scale : scale."""
+            n = out.size
+            if n:
+                gpu.get_function("sign", f"sign_decode_{gpu.suffix(out.dtype)}")(
+                    gpu.grid(n), (gpu.BLOCK,), (codes, np.uint64(n), np.uint64(op.bucket_size), scale, out))
+
+    def _compress(self, x, step, rank):
+        scale, codes = self.path(x).encode(self, x)
         return Payload(self.name, x.size, x.dtype, x.size, {"codes": pack_bits(codes, 1), "scales": scale},
                        step=step, bits=1, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
         if payload.aux != self.bucket_size:
             raise ValueError(f"payload bucket {payload.aux} does not match this compressor's {self.bucket_size}")
-        n = payload.size
-        codes = unpack_bits(payload["codes"], 1, n)
-        scale = payload["scales"]
-        if get_array_module(out) is not np:
-            from . import cuda
-
-            cuda.sign_decode(codes, self.bucket_size, scale, out)
-            return
-        if scale.size != math.ceil(n / self.bucket_size):
-            raise ValueError(f"sign payload has {scale.size} scales for {n} coordinates")
-        s = np.repeat(scale, self.bucket_size)[:n]
-        np.copyto(out, np.where(codes.astype(bool), -s, s))
+        codes = unpack_bits(payload["codes"], 1, payload.size)
+        self.path(out).decode(self, codes, payload["scales"], out)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpctrain.compress import cuda
-from hpctrain.compress.quantize import bucket_stats, dequantize, knobs, quantize_codes
+from hpctrain.compress import gpu as cuda
+from hpctrain.compress.minmax import bucket_stats, dequantize, knobs, quantize_codes
 from hpctrain.compress.rng import counter_key, hash_u64, uniform
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from hpctrain.compress import cuda
+from hpctrain.compress import gpu as cuda
+from hpctrain.compress import kernel_families
 
 FILES = cuda.kernel_files()
 NVRTC_OK, NVRTC_WHY = cuda.nvrtc_available()
@@ -15,7 +16,7 @@ NVCC = shutil.which("nvcc")
 
 
 def test_every_family_present():
-    assert {p.stem for p in FILES} == set(cuda.KERNEL_FAMILIES)
+    assert {p.stem for p in FILES} == set(kernel_families())
     assert (cuda.kernel_dir() / "common.cuh").is_file()
 
 
@@ -40,13 +41,17 @@ def test_entry_points_exist():
     if not NVRTC_OK:
         pytest.skip(NVRTC_WHY)
     wanted = {
-        "topk": ["topk_f32_hist", "topk_f64_count", "topk_f32_write", "topk_sample_f64"],
-        "randomk": ["randk_f32_hist", "randk_f64_count", "randk_f64_write", "randk_keys"],
+        "topk": ["topk_f32_hist", "topk_f64_count", "topk_f32_write"],
+        "approx_topk": ["approx_topk_sample_f32", "approx_topk_sample_f64"],
+        "randk": ["randk_f32_hist", "randk_f64_count", "randk_f64_write", "randk_keys"],
         "memory": ["ef_add_f32", "ef_residual_f64", "uniform_f64"],
         "scatter": ["scatter_set_f32", "scatter_add_f64", "gather_f32"],
         "pack": ["pack_bits", "unpack_bits"],
         "fp16": ["to_half_f32", "to_half_f64", "from_half_f32", "from_half_f64"],
-        "quantize": ["bucket_stats_f32", "quantize_f64", "dequantize_f32", "sign_codes_f64", "sign_decode_f32"],
+        "buckets": ["bucket_stats_f32", "bucket_stats_f64"],
+        "minmax": ["minmax_encode_f64", "minmax_decode_f32"],
+        "sign": ["sign_encode_f64", "sign_decode_f32"],
+        "qsgd": ["qsgd_encode_f32", "qsgd_decode_f64"],
     }
     for family, names in wanted.items():
         ptx = cuda.nvrtc_compile(cuda.kernel_dir() / f"{family}.cu")

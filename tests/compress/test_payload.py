@@ -12,7 +12,7 @@ OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("approx-topk", {"density": 0.02}),
     ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.1}), ("qsgd", {"bits": 4}),
     ("minmax", {"bits": 4}),
-    ("quantize", {"bits": 1, "scaling": "norm"}), ("sign", {"bucket_size": 100}),
+    ("minmax", {"bits": 1, "scaling": "norm"}), ("sign", {"bucket_size": 100}),
 ]
 
 
@@ -76,8 +76,15 @@ def test_decompress_checks_output():
 
 
 def test_registry():
-    assert set(compressor_names()) >= {"topk", "approx-topk", "threshold", "randk", "qsgd", "minmax", "quantize", "sign",
-                                       "fp16", "none"}
+    assert set(compressor_names()) == {"topk", "approx-topk", "threshold", "randk", "qsgd", "minmax", "sign", "fp16",
+                                       "none"}
+
+
+def test_former_name_refused_with_the_new_one():
+    from hpctrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'quantize' is now called 'minmax'"):
+        get_compressor("quantize", bits=8)
     with pytest.raises(ConfigError, match="unknown compressor 'top-k'"):
         get_compressor("top-k")
     with pytest.raises(ConfigError, match="unexpected keyword"):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hpctrain.compress import QSGD, Quantize, get_compressor
+from hpctrain.compress import QSGD, MinMax, get_compressor
 from hpctrain.compress.qsgd import levels_for_bits, variance_bound
 from hpctrain.errors import ConfigError
 
@@ -72,7 +72,7 @@ def test_error_far_below_the_survey_norm_quantizer():
     nrm2 = float(np.sum(x * x))
     qsgd = _exact_error(x, 1) / nrm2
     assert qsgd <= math.sqrt(d)
-    mm = Quantize(bits=1, bucket_size=d, scaling="norm")
+    mm = MinMax(bits=1, bucket_size=d, scaling="norm")
     out = np.empty((200, d))
     for t in range(200):
         mm.decompress(mm.compress(x, step=t), out[t])

@@ -18,7 +18,7 @@ if not _OK:
     pytest.skip(f"GPU tests need CuPy and a CUDA GPU: {_WHY}", allow_module_level=True)
 
 cp = cupy_or_none()
-from hpctrain.compress import cuda  # noqa: E402
+from hpctrain.compress import gpu as cuda  # noqa: E402
 
 from twin_cases import BIG, OPS, SIZES, check_fp16_special, check_pack, check_rng, check_scatter_add, data  # noqa: E402
 from twin_cases import check_op as _check_op  # noqa: E402

@@ -23,11 +23,11 @@ ARGS = ["--dataset", "synthetic", "--dtype", "float64", "--epochs", "1", "--batc
 CASES = [  # algorithm, compressor flags, kernels that must have run on the "GPU"
     ("dmsgd", [], set()),
     ("gmc", ["--compressor", "topk", "--density", "0.05"], {"topk_f64_hist", "topk_f64_write"}),
-    ("gmc", ["--compressor", "approx-topk", "--density", "0.05"], {"topk_sample_f64", "topk_f64_count"}),
+    ("gmc", ["--compressor", "approx-topk", "--density", "0.05"], {"approx_topk_sample_f64", "topk_f64_count"}),
     ("csgd", ["--compressor", "qsgd", "--bits", "4"], {"bucket_stats_f64", "qsgd_encode_f64", "pack_bits",
                                                        "qsgd_decode_f64"}),
-    ("csgd", ["--compressor", "minmax", "--bits", "4"], {"quantize_f64", "pack_bits", "dequantize_f64"}),
-    ("ecsgd", ["--compressor", "sign"], {"sign_codes_f64", "sign_decode_f64", "ef_residual_f64"}),
+    ("csgd", ["--compressor", "minmax", "--bits", "4"], {"minmax_encode_f64", "pack_bits", "minmax_decode_f64"}),
+    ("ecsgd", ["--compressor", "sign"], {"sign_encode_f64", "sign_decode_f64", "ef_residual_f64"}),
 ]
 
 

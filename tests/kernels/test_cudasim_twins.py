@@ -1,5 +1,5 @@
 """Every kernel of kernels/*.cu, executed by the CPU harness (hpctrain.cudasim), against
-its NumPy twin bit for bit, through the GPU twins of hpctrain/compress/cuda.py (so the
+its NumPy twin bit for bit, through the CuPy paths of the operator modules and hpctrain/compress/gpu.py (so the
 launch shapes chosen there run too).
 
 Cases come from tests/twin_cases.py, the table tests/gpu uses on a real GPU: every
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.skipif(not _OK, reason=f"CPU harness unavailable: {_WHY
 
 @pytest.fixture(autouse=True)
 def sim(monkeypatch):
-    """The stand-in CuPy (and the twins of hpctrain/compress/cuda.py over it)."""
+    """The stand-in CuPy (and the GPU helpers of hpctrain/compress/gpu.py over it)."""
     monkeypatch.setenv("HPCTRAIN_CUDASIM", "1")
-    from hpctrain.compress import cuda
+    from hpctrain.compress import gpu as cuda
     from hpctrain.xp import cupy_or_none
 
     cp = cupy_or_none()
@@ -102,14 +102,14 @@ def test_scatter_add(sim, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_gather_kernel(sim, dtype):
-    """gather_* has no caller in cuda.py; its twin is NumPy fancy indexing."""
+    """gather_* has no caller in the operators; its twin is NumPy fancy indexing."""
     cp, cuda = sim
     for d, k in ((1, 1), (300, 33), (100_000, 257)):
         x = data(d, dtype, seed=k)
         idx = np.random.default_rng(k).choice(d, k, replace=False).astype(np.int64)
         val = cp.empty(k, dtype)
-        cuda.get_function("scatter", f"gather_{cuda._suffix(dtype)}")(
-            cuda._grid(k), (cuda.BLOCK,), (cp.asarray(x), cp.asarray(idx), np.uint64(k), val))
+        cuda.get_function("scatter", f"gather_{cuda.suffix(dtype)}")(
+            cuda.grid(k), (cuda.BLOCK,), (cp.asarray(x), cp.asarray(idx), np.uint64(k), val))
         assert same(cp, x[idx], val)
 
 
@@ -148,7 +148,7 @@ def test_radix_histogram_counts_exact(sim, dtype, seed):
     np.bincount, under shuffled schedules: a lost update shows here even where the
     selected threshold happens to survive it."""
     cp, cuda = sim
-    fn = cuda.get_function("topk", f"topk_{cuda._suffix(dtype)}_hist")
+    fn = cuda.get_function("topk", f"topk_{cuda.suffix(dtype)}_hist")
     nbits = 8 * np.dtype(dtype).itemsize
     for d, dist in ((4097, "normal"), (65537, "ties"), (1000, "equal")):
         x = data(d, dtype, seed=seed, dist=dist)

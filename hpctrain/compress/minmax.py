@@ -1,6 +1,5 @@
-"""The survey's stochastic uniform b-bit quantizer (eq 3.1), per-bucket min/max or norm scaling.
-
-Registered as ``minmax`` (alias ``quantize``). Not QSGD: it has no zero level and no sign;
+"""minmax: the survey's stochastic uniform b-bit quantizer (eq 3.1), per-bucket min/max or
+norm scaling. Not QSGD: it has no zero level and no sign;
 real QSGD (l2 norm, s levels including zero, sign) is :mod:`hpctrain.compress.qsgd`.
 
 The vector is cut into buckets of ``bucket_size`` coordinates (the last may be shorter).
@@ -15,7 +14,8 @@ t = (x - lo) / delta, so E[Q(x)] = x (unbiased) and Var[Q(x)] = delta^2 frac(t)(
 <= delta^2 / 4. The uniforms come from the counter RNG (seed, step, rank), so a CuPy run
 makes the same rounding decisions. All arithmetic is done in the input dtype with
 correctly rounded operations; bucket norms are float64 sums in index order. Codes are
-bit-packed (pack.py); the wire carries codes + scales (min and max, or the norm, per
+bit-packed (pack.py);
+kernels/minmax.cu (and buckets.cu for the statistics) is the CUDA twin; the wire carries codes + scales (min and max, or the norm, per
 bucket in the input dtype).
 """
 
@@ -24,12 +24,12 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from ..xp import get_array_module
+from . import gpu
 from .base import Compressor, Payload, coded_layout
 from .pack import check_bits, pack_bits, unpack_bits
 from .rng import STREAM_QUANTIZE, counter_key, uniform
 
-__all__ = ["SCALINGS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "Quantize"]
+__all__ = ["SCALINGS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "MinMax"]
 
 SCALINGS = ("minmax", "norm")
 _KIND = {"minmax": 0, "norm": 1, "mean-abs": 2}
@@ -48,7 +48,8 @@ def _sequential_rowsum(v, bucket):
 
 
 def bucket_stats(x, bucket, kind):
-    """Per-bucket statistics, identical to kernels/quantize.cu ``bucket_stats``.
+    """Per-bucket statistics, identical to kernels/buckets.cu ``bucket_stats`` (shared by the
+    bucketed quantizers minmax, qsgd and sign).
 
     Args:
         x: 1-D float32/float64 NumPy array.
@@ -90,7 +91,7 @@ def _per_element(v, bucket, n):
 
 
 def quantize_codes(x, bucket, scaling, s0, s1, levels, key):
-    """Stochastic-rounding codes (uint8) of ``x`` (NumPy twin of ``quantize_f32/f64``).
+    """Stochastic-rounding codes (uint8) of ``x`` (NumPy twin of ``minmax_encode_f32/f64``).
 
     Args:
         x: 1-D float32/float64 array.
@@ -126,8 +127,11 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
     return out
 
 
-class Quantize(Compressor):
-    """The survey's unbiased stochastic b-bit quantizer (eq 3.1), registered as ``minmax``.
+_SCALING = {"minmax": 0, "norm": 1}
+
+
+class MinMax(Compressor):
+    """The survey's unbiased stochastic b-bit quantizer (eq 3.1).
 
     Args:
         bits: b in {1, 2, 4, 8}.
@@ -137,12 +141,12 @@ class Quantize(Compressor):
     """
 
     name = "minmax"
-    aliases = ("quantize",)
     # opcodes 6 and 7 were "qsgd-minmax"/"qsgd-norm" before QSGD proper took the name qsgd
     wire = {"minmax": 6, "minmax-norm": 7}
+    kernels = ("minmax",)
     config_params = ("bits", "seed")
     bench_params = {"bits": 8}
-    biased = False
+    unbiased = True
 
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
@@ -165,16 +169,47 @@ class Quantize(Compressor):
         """Wire operator name: minmax or minmax-norm (the scaling)."""
         return "minmax" if self.scaling == "minmax" else f"minmax-{self.scaling}"
 
+    class Host:
+        @staticmethod
+        def encode(op, x, key):
+            s0, s1 = bucket_stats(x, op.bucket_size, op.scaling)
+            codes = quantize_codes(x, op.bucket_size, op.scaling, s0, s1, op.levels, key)
+            return s0, s1, codes, (s0 if s1 is None else np.concatenate([s0, s1]))
+
+        @staticmethod
+        def decode(op, codes, s0, s1, out):
+            dequantize(codes, op.bucket_size, op.scaling, s0, s1, op.levels, out)
+
+    class Device:
+        @staticmethod
+        def encode(op, x, key):
+            """CuPy twin: bucket statistics + stochastic-rounding codes."""
+            cp = gpu.cupy()
+            n = x.size
+            s0, s1 = gpu.bucket_stats(x, op.bucket_size, op.scaling)
+            codes = cp.empty(n, cp.uint8)
+            if n:
+                gpu.get_function("minmax", f"minmax_encode_{gpu.suffix(x.dtype)}")(
+                    gpu.grid(n), (gpu.BLOCK,), (x, np.uint64(n), np.uint64(op.bucket_size),
+                                                np.int32(_SCALING[op.scaling]), s0, s0 if s1 is None else s1,
+                                                np.uint32(op.levels), np.uint64(key), codes))
+            return s0, s1, codes, (s0 if s1 is None else cp.concatenate([s0, s1]))
+
+        @staticmethod
+        def decode(op, codes, s0, s1, out):
+            """CuPy twin of :func:`dequantize`."""
+            cp = gpu.cupy()
+            n = out.size
+            if n:
+                gpu.get_function("minmax", f"minmax_decode_{gpu.suffix(out.dtype)}")(
+                    gpu.grid(n), (gpu.BLOCK,), (codes, np.uint64(n), np.uint64(op.bucket_size),
+                                                np.int32(_SCALING[op.scaling]), cp.ascontiguousarray(s0),
+                                                cp.ascontiguousarray(s0 if s1 is None else s1), np.uint32(op.levels),
+                                                out))
+
     def _compress(self, x, step, rank):
         key = counter_key(self.seed, step, rank, STREAM_QUANTIZE)
-        if get_array_module(x) is not np:
-            from . import cuda
-
-            s0, s1, codes = cuda.quantize(x, self.bucket_size, self.scaling, self.levels, key)
-        else:
-            s0, s1 = bucket_stats(x, self.bucket_size, self.scaling)
-            codes = quantize_codes(x, self.bucket_size, self.scaling, s0, s1, self.levels, key)
-        scales = s0 if s1 is None else get_array_module(x).concatenate([s0, s1])
+        _, _, codes, scales = self.path(x).encode(self, x, key)
         return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_bits(codes, self.bits), "scales": scales},
                        step=step, bits=self.bits, aux=self.bucket_size)
 
@@ -187,9 +222,4 @@ class Quantize(Compressor):
         scales = payload["scales"]
         nb = math.ceil(n / self.bucket_size)
         s0, s1 = (scales[:nb], scales[nb:]) if self.scaling == "minmax" else (scales, None)
-        if get_array_module(out) is not np:
-            from . import cuda
-
-            cuda.dequantize(codes, self.bucket_size, self.scaling, s0, s1, self.levels, out)
-        else:
-            dequantize(codes, self.bucket_size, self.scaling, s0, s1, self.levels, out)
+        self.path(out).decode(self, codes, s0, s1, out)

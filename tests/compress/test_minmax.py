@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hpctrain.compress import get_compressor
-from hpctrain.compress.quantize import bucket_stats, knobs
+from hpctrain.compress.minmax import bucket_stats, knobs
 from hpctrain.errors import ConfigError
 
 DRAWS = 4000

@@ -4,17 +4,18 @@ The coordinates are the k smallest counter-RNG keys ``hash(key(seed, step), i)``
 to the lower index: a uniformly random k-subset (without replacement) that depends on
 (seed, step, d, k) only, never on the rank. So only the k values travel (a dense
 allreduce of k values suffices) and the receiver regenerates the indices from the step
-in the payload header. The CUDA twin (kernels/randomk.cu) draws the very same keys.
+in the payload header. The CUDA twin (kernels/randk.cu) draws the very same keys.
 """
 
 import numpy as np
 
 from ..xp import get_array_module
-from .base import Payload, SparseCompressor, check_density, check_input, index_dtype
+from . import gpu
+from .base import DensityOperator, Payload, SparseCompressor, check_input, index_dtype, scatter_pairs
 from .rng import GOLDEN, STREAM_RANDK, counter_key, hash_u64, hash_u64_into, mix64
 from .topk import k_for_density
 
-__all__ = ["randk_indices", "RandomK"]
+__all__ = ["randk_indices", "select_on_device", "randk_keys", "RandK"]
 
 
 def randk_indices(seed, step, d, k, comp=None):
@@ -25,7 +26,7 @@ def randk_indices(seed, step, d, k, comp=None):
         step: training step.
         d: vector length.
         k: coordinates to draw (0 <= k <= d).
-        comp: optional :class:`RandomK` whose scratch buffers to use (then nothing of
+        comp: optional :class:`RandK` whose scratch buffers to use (then nothing of
             size d is allocated).
 
     Returns:
@@ -54,11 +55,44 @@ def randk_indices(seed, step, d, k, comp=None):
     return np.flatnonzero(mask)
 
 
-class RandomK(SparseCompressor):
+def select_on_device(x, u, key, d, k, dtype=None):
+    """CuPy twin of random-k: the k smallest keys hash(key, i), ties to the lower index.
+
+    Args:
+        x: values (None: indices only).
+        u: memory (updated in place) or None.
+        key: counter key of (seed, step).
+        d, k: length and count.
+        dtype: dtype when x is None.
+
+    Returns:
+        (indices int64, values or None).
+    """
+    cp = gpu.cupy()
+    dt = np.dtype(dtype if x is None else x.dtype)
+    suf = gpu.suffix(dt)
+    if k == 0 or d == 0:
+        if u is not None:
+            gpu.ef_add_inplace(x, u)
+        return cp.zeros(0, cp.int64), (None if x is None else x[:0].copy())
+    thr = gpu.radix_select("randk", suf, x, u, d, key, k, 64)
+    return gpu.compact("randk", suf, x, u, d, key, thr, k, dt, want_values=x is not None, mem_out=u)
+
+
+def randk_keys(key, n):
+    """hash(key, i) for i < n on the GPU (twin of rng.hash_u64(key, 0, n))."""
+    cp = gpu.cupy()
+    out = cp.empty(n, cp.uint64)
+    if n:
+        gpu.get_function("randk", "randk_keys")(gpu.grid(n), (gpu.BLOCK,), (np.uint64(key), np.uint64(n), out))
+    return out
+
+
+class RandK(DensityOperator, SparseCompressor):
     """Random-k sparsifier (paper 000's random mask), k = round(density * d), shared seed.
 
     The payload carries values only (op ``randk``); :meth:`indices` regenerates the
-    coordinates for a step.
+    coordinates for a step. ``unbias_scale(d)`` = d / k makes it unbiased.
 
     Args:
         density: s/d in (0, 1].
@@ -67,8 +101,11 @@ class RandomK(SparseCompressor):
 
     name = "randk"
     wire = {"randk": 5}
+    kernels = ("randk",)
     config_params = ("density", "seed")
     bench_params = {"density": 0.01}
+    shared_indices = True
+    unbiased_scaled = True
 
     @classmethod
     def layout(cls, op, dtype, index_dtype, bits, count, aux):
@@ -76,10 +113,14 @@ class RandomK(SparseCompressor):
         return [("values", dtype, count)]
 
     def __init__(self, density=0.01, seed=0):
-        self.density = check_density(density)
+        self.density = density
         self.seed = int(seed)
         self._cache = None  # (step, d, k, on_gpu) -> indices of the last step
         self._draws = {}
+
+    def unbias_scale(self, d):
+        """d / k: the scale that makes random-k unbiased."""
+        return d / k_for_density(self.density, d)
 
     def golden_steps(self, d):
         """(i + 1) * GOLDEN for i < d (uint64, kept: the counters of every step's keys)."""
@@ -93,7 +134,7 @@ class RandomK(SparseCompressor):
         if draw == 0:
             return self
         if draw not in self._draws:
-            self._draws[draw] = RandomK(self.density, mix64(self.seed ^ (draw * GOLDEN)) >> 1)
+            self._draws[draw] = RandK(self.density, mix64(self.seed ^ (draw * GOLDEN)) >> 1)
         return self._draws[draw]
 
     def indices(self, step, d, xp=np):
@@ -105,29 +146,29 @@ class RandomK(SparseCompressor):
         if xp is np:
             idx = randk_indices(self.seed, step, d, k, self)
         else:
-            from . import cuda
-
-            idx, _ = cuda.randk_select(None, None, counter_key(self.seed, step, 0, STREAM_RANDK), d, k,
-                                       dtype=np.float32)
+            idx, _ = select_on_device(None, None, counter_key(self.seed, step, 0, STREAM_RANDK), d, k,
+                                      dtype=np.float32)
         self._cache = (key, idx)
         return idx
 
-    def _select(self, x, memory, step, rank):
-        xp = get_array_module(x)
-        if xp is not np:
-            from . import cuda
-
-            k = k_for_density(self.density, x.size)
-            idx, val = cuda.randk_select(x, memory, counter_key(self.seed, step, 0, STREAM_RANDK), x.size, k)
-            self._cache = ((int(step), int(x.size), k, True), idx)
+    class Host:
+        @staticmethod
+        def select(op, x, memory, step, rank):
+            idx = op.indices(step, x.size)
+            if memory is None:
+                return idx, x[idx]
+            np.add(x, memory, out=memory)
+            val = memory[idx]
+            memory[idx] = 0
             return idx, val
-        idx = self.indices(step, x.size)
-        if memory is None:
-            return idx, x[idx]
-        np.add(x, memory, out=memory)
-        val = memory[idx]
-        memory[idx] = 0
-        return idx, val
+
+    class Device:
+        @staticmethod
+        def select(op, x, memory, step, rank):
+            k = k_for_density(op.density, x.size)
+            idx, val = select_on_device(x, memory, counter_key(op.seed, step, 0, STREAM_RANDK), x.size, k)
+            op._cache = ((int(step), int(x.size), k, True), idx)
+            return idx, val
 
     def compress(self, x, step=0, rank=0, memory=None):
         """Values of ``x`` (or ``x + memory``) at the shared coordinates of ``step``.
@@ -142,21 +183,14 @@ class RandomK(SparseCompressor):
             A :class:`Payload` with ``values`` only.
         """
         dt = check_input(x)
-        _, val = self._select(x, memory, step, rank)
+        _, val = self.path(x).select(self, x, memory, step, rank)
         return Payload(self.name, x.size, dt, val.size, {"values": val}, step=step)
 
     def _decompress(self, payload, out):
-        xp = get_array_module(out)
-        idx = self.indices(payload.step, payload.size, xp)
+        idx = self.indices(payload.step, payload.size, get_array_module(out))
         if idx.size != payload.count:
             raise ValueError(f"random-k payload has {payload.count} values, density gives {idx.size}")
-        if xp is np:
-            out.fill(0)
-            out[idx] = payload["values"]
-        else:
-            from . import cuda
-
-            cuda.scatter(idx, payload["values"], out, add=False)
+        scatter_pairs(idx, payload["values"], out, add=False)
 
     def decompress_add(self, payload, out):
         """``out[indices] += values`` at the shared coordinates of the payload's step.
@@ -164,15 +198,8 @@ class RandomK(SparseCompressor):
         Returns:
             ``out``.
         """
-        xp = get_array_module(out)
-        idx = self.indices(payload.step, payload.size, xp)
-        if xp is np:
-            out[idx] += payload["values"]
-        else:
-            from . import cuda
-
-            cuda.scatter(idx, payload["values"], out, add=True)
-        return out
+        return scatter_pairs(self.indices(payload.step, payload.size, get_array_module(out)), payload["values"],
+                             out, add=True)
 
     def index_dtype(self, d):
         """Index dtype used for length-d vectors (indices never travel for random-k)."""

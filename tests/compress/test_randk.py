@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hpctrain.compress import get_compressor
-from hpctrain.compress.randomk import randk_indices
+from hpctrain.compress.randk import randk_indices
 from hpctrain.compress.rng import STREAM_RANDK, counter_key, hash_u64
 
 

@@ -1,0 +1,27 @@
+"""none: the identity (the dense vector itself travels; the baseline)."""
+
+from .base import Compressor, Payload
+
+__all__ = ["NoneCompressor"]
+
+
+class _Copy:
+    """Both array modules: copy in, copy out."""
+
+    @staticmethod
+    def encode(op, x, step, rank):
+        return Payload(op.name, x.size, x.dtype, x.size, {"values": x.copy()}, step=step)
+
+    @staticmethod
+    def decode(op, payload, out):
+        out[...] = payload["values"]
+
+
+class NoneCompressor(Compressor):
+    """Identity: the dense vector itself travels (the baseline)."""
+
+    name = "none"
+    wire = {"none": 0}
+    unbiased = True
+    lossless = True
+    Host = Device = _Copy
