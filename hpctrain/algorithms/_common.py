@@ -7,7 +7,6 @@ collectives are used here; no MPI import.
 import numpy as np
 
 from ..collectives import sparse_allgather
-from ..compress.topk import k_for_density
 from .. import topology
 
 __all__ = [
@@ -15,7 +14,6 @@ __all__ = [
     "sparse_pairs",
     "sparse_sum",
     "mixing_matrix",
-    "k_of",
     "local_momentum_step",
     "mix_pair",
 ]
@@ -77,11 +75,6 @@ def mixing_matrix(name, n):
         An n x n float64 array.
     """
     return topology.build(name, n).matrix
-
-
-def k_of(density, d):
-    """Coordinates a top-k/random-k mask keeps for ``density`` of a length-``d`` vector."""
-    return k_for_density(density, d)
 
 
 def local_momentum_step(params, velocity, grad, lr, momentum, nesterov):

@@ -47,7 +47,7 @@ from .ring import ring_allreduce
 from .sparse import sparse_allgather
 
 __all__ = [
-    "ALLREDUCE", "MIXERS", "SPARSE", "get_allreduce", "get_mixer", "get_sparse",
+    "ALLREDUCE", "MIXERS", "SPARSE", "get_allreduce",
     "MultiPS", "DenseSum", "gossip", "sparse_allgather",
 ]
 
@@ -80,13 +80,3 @@ def _get(table, kind, name):
 def get_allreduce(name):
     """The allreduce function registered as ``name`` (raises ConfigError if unknown)."""
     return _get(ALLREDUCE, "collective", name)
-
-
-def get_mixer(name):
-    """The mixing step registered as ``name`` in ``MIXERS``."""
-    return _get(MIXERS, "mixer", name)
-
-
-def get_sparse(name):
-    """The sparse aggregation registered as ``name`` in ``SPARSE``."""
-    return _get(SPARSE, "sparse aggregation", name)

@@ -285,13 +285,6 @@ class Communicator:
         self._comm.Bcast(buf, root=root)
         return buf.tobytes()
 
-    def any_true(self, flag):
-        """True on every rank if ``flag`` is true on any rank (a tiny MAX allreduce)."""
-        v = np.array([1 if flag else 0], dtype=np.int32)
-        if self.size > 1:
-            self._comm.Allreduce(MPI.IN_PLACE, v, op=MPI.MAX)
-        return bool(v[0])
-
     def barrier(self):
         """Block until every rank arrives."""
         self._comm.Barrier()

@@ -10,7 +10,7 @@ import pytest
 
 import hpctrain
 from hpctrain.algorithms import ALGORITHMS
-from hpctrain.compress import CAPABILITIES, COMPRESSORS, OPERATORS, get_compressor, kernel_families
+from hpctrain.compress import COMPRESSORS, OPERATORS, get_compressor, kernel_families
 from hpctrain.compress.base import Compressor, SparseCompressor
 from hpctrain.compress.cuda_build import kernel_dir
 from hpctrain.errors import ConfigError
