@@ -29,9 +29,11 @@ One module per operator (``none.py``, ``fp16.py``, ``topk.py``, ``approx_topk.py
 ``threshold.py``, ``randk.py``, ``minmax.py``, ``qsgd.py``, ``sign.py``) holds its NumPy
 path and its CuPy path; its CUDA kernels are ``kernels/<name>.cu`` and the shared GPU
 helpers are :mod:`hpctrain.compress.gpu`. Adding an operator takes its module (and kernel
-file) plus one line in :data:`OPERATORS` below. Operators declare capabilities
+file) plus one line in :data:`OPERATOR_MODULES` below. Operators declare capabilities
 (:data:`~hpctrain.compress.base.CAPABILITIES`); algorithms accept them by capability.
 """
+
+from importlib import import_module
 
 from ..errors import ConfigError
 from .approx_topk import ApproxTopK
@@ -63,6 +65,7 @@ __all__ = [
     "QSGD",
     "Sign",
     "OPERATORS",
+    "OPERATOR_MODULES",
     "COMPRESSORS",
     "RENAMED",
     "compressor_names",
@@ -71,19 +74,21 @@ __all__ = [
     "make_compressor",
 ]
 
-#: the operators, one line each (each class declares its name, wire opcodes, layout,
-#: capabilities, kernel files, the config fields it takes and its benchmark defaults)
-OPERATORS = (
-    NoneCompressor,
-    FP16,
-    TopK,
-    ApproxTopK,
-    Threshold,
-    RandK,
-    MinMax,
-    QSGD,
-    Sign,
+#: the operators' modules, one line each: ``compress/<module>.py`` holds the operator and
+#: names it ``OPERATOR``; its class declares its name, wire opcodes, layout, capabilities,
+#: kernel files, the config fields it takes and its benchmark defaults
+OPERATOR_MODULES = (
+    "none",
+    "fp16",
+    "topk",
+    "approx_topk",
+    "threshold",
+    "randk",
+    "minmax",
+    "qsgd",
+    "sign",
 )
+OPERATORS = tuple(import_module(f"{__name__}.{m}").OPERATOR for m in OPERATOR_MODULES)
 
 #: former names -> the operator's one name (refused with a pointer to the new one)
 RENAMED = {"quantize": "minmax"}

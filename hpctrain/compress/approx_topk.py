@@ -166,3 +166,6 @@ class ApproxTopK(DensityOperator, SparseCompressor):
             if thr is None:
                 return select_on_device(x, u, k)
             return gpu.compact("topk", suf, x, u, d, 0, thr, None, x.dtype, mem_out=u)
+
+
+OPERATOR = ApproxTopK  # what compress/__init__.py registers

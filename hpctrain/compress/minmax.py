@@ -223,3 +223,6 @@ class MinMax(Compressor):
         nb = math.ceil(n / self.bucket_size)
         s0, s1 = (scales[:nb], scales[nb:]) if self.scaling == "minmax" else (scales, None)
         self.path(out).decode(self, codes, s0, s1, out)
+
+
+OPERATOR = MinMax  # what compress/__init__.py registers

@@ -182,3 +182,6 @@ class QSGD(Compressor):
         if math.ceil(n / self.bucket_size) != norms.size:
             raise ValueError(f"payload has {norms.size} norms for {n} coordinates in buckets of {self.bucket_size}")
         self.path(out).decode(self, codes, norms, out)
+
+
+OPERATOR = QSGD  # what compress/__init__.py registers

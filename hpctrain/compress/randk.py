@@ -204,3 +204,6 @@ class RandK(DensityOperator, SparseCompressor):
     def index_dtype(self, d):
         """Index dtype used for length-d vectors (indices never travel for random-k)."""
         return index_dtype(d)
+
+
+OPERATOR = RandK  # what compress/__init__.py registers

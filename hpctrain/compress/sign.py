@@ -85,3 +85,6 @@ class Sign(Compressor):
             raise ValueError(f"payload bucket {payload.aux} does not match this compressor's {self.bucket_size}")
         codes = unpack_bits(payload["codes"], 1, payload.size)
         self.path(out).decode(self, codes, payload["scales"], out)
+
+
+OPERATOR = Sign  # what compress/__init__.py registers

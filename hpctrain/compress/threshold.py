@@ -52,3 +52,6 @@ class Threshold(SparseCompressor):
             thr = np.dtype(x.dtype).type(op.threshold)
             return gpu.compact("topk", gpu.suffix(x.dtype), x, memory, x.size, 0, gpu.abs_score(thr, x.dtype), None,
                                x.dtype, mem_out=memory)
+
+
+OPERATOR = Threshold  # what compress/__init__.py registers

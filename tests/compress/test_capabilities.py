@@ -10,7 +10,7 @@ import pytest
 
 import hpctrain
 from hpctrain.algorithms import ALGORITHMS
-from hpctrain.compress import COMPRESSORS, OPERATORS, get_compressor, kernel_families
+from hpctrain.compress import COMPRESSORS, OPERATOR_MODULES, OPERATORS, get_compressor, kernel_families
 from hpctrain.compress.base import Compressor, SparseCompressor
 from hpctrain.compress.cuda_build import kernel_dir
 from hpctrain.errors import ConfigError
@@ -20,6 +20,7 @@ PACKAGE = pathlib.Path(hpctrain.__file__).parent
 
 def test_one_name_per_operator():
     """Module, registry name, wire name and kernel file agree (``-`` of a name is ``_`` in files)."""
+    assert [cls.name.replace("-", "_") for cls in OPERATORS] == list(OPERATOR_MODULES)
     for cls in OPERATORS:
         stem = cls.name.replace("-", "_")
         assert COMPRESSORS[cls.name] is cls
