@@ -1,7 +1,7 @@
 // common.cuh -- shared device math for every kernels/*.cu file.
 //
 // Everything here is bit-for-bit identical to the NumPy reference in
-// hpctrain/compress/ (rng.py, quantize.py, fp16.py):
+// hpctrain/compress/ (rng.py, minmax.py, fp16.py):
 //   * the counter-based generator (splitmix64 finalizer of key + (i+1)*golden),
 //   * correctly rounded float arithmetic (explicit _rn intrinsics: no FMA contraction),
 //   * float -> half conversion with round-to-nearest-even (a port of NumPy's rules).
