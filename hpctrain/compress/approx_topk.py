@@ -84,6 +84,14 @@ class ApproxTopK(DensityOperator, SparseCompressor):
         """The corrected sample rank: round(kk * k / count), clamped to [1, m]."""
         return int(min(m, max(1, round(kk * k / max(count, 1)))))
 
+    def begin(self, d, step, rank):
+        """:meth:`plan` of a length-d selection, or None for an empty vector (then
+        ``last_info`` is already set)."""
+        if d == 0:
+            self.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
+            return None
+        return self.plan(d, step, rank)
+
     def refine(self, plan, kth, count, as_float):
         """The threshold search of both the NumPy path and its CUDA twin (one loop, any
         array module): ``kth(kk)`` is the kk-th largest sampled score, ``count(thr)`` the
@@ -114,10 +122,9 @@ class ApproxTopK(DensityOperator, SparseCompressor):
         @staticmethod
         def select(op, x, memory, step, rank):
             d = x.size
-            if d == 0:
-                op.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
+            plan = op.begin(d, step, rank)
+            if plan is None:
                 return np.zeros(0, np.int64), x[:0].copy()
-            plan = op.plan(d, step, rank)
             k, _, m, key, _ = plan
             mask = op.scratch("mask", d, np.bool_)
             p, a = prepare(x, memory, op.scratch("abs", d, x.dtype))
@@ -140,10 +147,9 @@ class ApproxTopK(DensityOperator, SparseCompressor):
             cp = gpu.cupy()
             suf = gpu.suffix(x.dtype)
             d = x.size
-            if d == 0:
-                op.last_info = {"count": 0, "k": 0, "refinements": 0, "fallback": False}
+            plan = op.begin(d, step, rank)
+            if plan is None:
                 return cp.zeros(0, cp.int64), x[:0].copy()
-            plan = op.plan(d, step, rank)
             k, _, m, key, _ = plan
             sample = cp.empty(m, x.dtype)
             gpu.get_function("approx_topk", f"approx_topk_sample_{suf}")(

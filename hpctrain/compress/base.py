@@ -35,6 +35,7 @@ __all__ = [
     "index_dtype",
     "check_input",
     "check_density",
+    "check_coded",
 ]
 
 HEADER_BYTES = 32
@@ -100,6 +101,14 @@ def coded_layout(dtype, bits, count, aux, scales_per_bucket=1):
     ceil(count / aux) buckets."""
     nb = math.ceil(count / aux) if aux else 0
     return [("codes", np.dtype(np.uint8), math.ceil(count * bits / 8)), ("scales", dtype, nb * scales_per_bucket)]
+
+
+def check_coded(payload, op, bits, bucket, what):
+    """Raise ValueError unless a quantizer's ``payload`` has this operator's wire name,
+    bits and bucket size (``what`` names the quantizer in the message)."""
+    if payload.op != op or payload.bits != bits or payload.aux != bucket:
+        raise ValueError(f"payload ({payload.op}, {payload.bits} bits, bucket {payload.aux}) "
+                         f"does not match this quantizer ({what}, {bits}, {bucket})")
 
 
 class Payload:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import gpu
-from .base import Compressor, Payload, coded_layout
+from .base import Compressor, Payload, check_coded, coded_layout
 from .pack import check_bits, pack_bits, unpack_bits
 from .rng import STREAM_QUANTIZE, counter_key, uniform
 
@@ -214,9 +214,7 @@ class MinMax(Compressor):
                        step=step, bits=self.bits, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
-        if payload.op != self.op or payload.bits != self.bits or payload.aux != self.bucket_size:
-            raise ValueError(f"payload ({payload.op}, {payload.bits} bits, bucket {payload.aux}) "
-                             f"does not match this quantizer ({self.op}, {self.bits}, {self.bucket_size})")
+        check_coded(payload, self.op, self.bits, self.bucket_size, self.op)
         n = payload.size
         codes = unpack_bits(payload["codes"], self.bits, n)
         scales = payload["scales"]

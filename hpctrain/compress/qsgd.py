@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import gpu
-from .base import Compressor, Payload
+from .base import Compressor, Payload, check_coded
 from .pack import check_bits, pack_bits, unpack_bits
 from .minmax import bucket_stats
 from .rng import STREAM_QUANTIZE, counter_key, uniform
@@ -173,9 +173,7 @@ class QSGD(Compressor):
                        step=step, bits=self.bits, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
-        if payload.op != self.op or payload.bits != self.bits or payload.aux != self.bucket_size:
-            raise ValueError(f"payload ({payload.op}, {payload.bits} bits, bucket {payload.aux}) "
-                             f"does not match this quantizer (qsgd, {self.bits}, {self.bucket_size})")
+        check_coded(payload, self.op, self.bits, self.bucket_size, "qsgd")
         n = payload.size
         codes = unpack_bits(payload["codes"], self.bits, n)
         norms = payload["norms"]
