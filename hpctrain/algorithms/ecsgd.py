@@ -82,6 +82,8 @@ class DoubleSqueeze(ECSGD):
     """DoubleSqueeze: EC-SGD plus server-side error compensation of the reply."""
 
     name = "doublesqueeze"
+    # the server compresses with the same operator: one operator state cannot serve two streams
+    refuses = ("communicates", "stateful")
     state_names = ("memory", "server_memory")
     state_policies = {"memory": "sum", "server_memory": "replicated"}
     server_compresses = True

@@ -69,6 +69,7 @@ def test_algorithms_accept_by_capability():
     assert "unbiased" in csgd.refusal(_fake())
     assert "lossless" in csgd.refusal(_fake(unbiased=True, lossless=True))
     assert ecsgd.refusal(_fake()) is None and ecsgd.refusal(_fake(stateful=True, layerwise=True)) is None
+    assert "stateful" in ALGORITHMS["doublesqueeze"].refusal(_fake(stateful=True))
     for cls in ALGORITHMS.values():
         if cls.compresses:
             assert "communicates" in cls.refusal(_fake(sparse=True, density=True, unbiased=True, communicates=True))
