@@ -165,3 +165,17 @@ def test_no_file_outside_compress_tests_an_operator_name():
 def test_the_name_test_finds_one():
     src = "if comp.name == 'randk':\n    pass\nok = c.sparse\nx = kind in ('topk', 'other')\n"
     assert _name_tests(ast.parse(src), _operator_names()) == [(1, "randk"), (4, "topk")]
+
+
+def test_cli_refuses_former_name_and_unfit_operator_in_one_line(tmp_path):
+    import subprocess
+
+    from mpiutil import HPCTRAIN
+
+    for args, fragment in ((["--compressor", "quantize"], "quantize is now minmax"),
+                           (["--algo", "mdsgd", "--compressor", "threshold"], "threshold")):
+        res = subprocess.run([HPCTRAIN, "train", "--dataset", "synthetic", "--epochs", "1", "-q", "--out",
+                              str(tmp_path / "run"), *args], capture_output=True, text=True, timeout=60)
+        lines = [x for x in res.stderr.splitlines() if x.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+        assert fragment in lines[0], lines[0]
