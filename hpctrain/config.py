@@ -160,7 +160,8 @@ def validate(cfg):
     cls = ALGORITHMS[cfg.algo]
     allowed = cls.compressors
     if allowed and cfg.compressor not in allowed:
-        raise ConfigError(f"algo {cfg.algo} takes compressor {', '.join(allowed)}; got {cfg.compressor!r}")
+        why = cls.refusal(COMPRESSORS[cfg.compressor])  # by capability
+        raise ConfigError(f"{why} (it takes compressor {', '.join(allowed)})")
     aggs = cls.aggregations
     if cfg.aggregation not in aggs:
         raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")

@@ -156,7 +156,7 @@ class Algorithm:
         for need in cls.needs:
             alts = (need,) if isinstance(need, str) else tuple(need)
             if not any(comp_cls.has(c) for c in alts):
-                return f"algo {cls.name} needs a {' or '.join(alts)} compressor; {comp_cls.name} is not"
+                return f"algo {cls.name} needs a compressor that is {' or '.join(alts)}; {comp_cls.name} is not"
         for cap in cls.refuses:
             if comp_cls.has(cap):
                 return f"algo {cls.name} does not take a {cap} compressor such as {comp_cls.name}"

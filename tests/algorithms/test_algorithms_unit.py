@@ -127,7 +127,8 @@ def test_asgd_normal_schedule_reaches_but_never_exceeds_tau():
     ({"density": 1.5}, "density must be in (0, 1]"),
     ({"bits": 3}, "bits must be one of 1, 2, 4, 8"),
     ({"sync_period": 0}, "sync_period must be > 0"),
-    ({"algo": "csgd", "compressor": "topk"}, "algo csgd takes compressor minmax, qsgd, randk"),
+    ({"algo": "csgd", "compressor": "topk"}, "algo csgd needs a compressor that is unbiased or unbiased_scaled; "
+                                              "topk is not (it takes compressor minmax, qsgd, randk)"),
     ({"algo": "gmc", "aggregation": "ring"}, "algo gmc supports aggregation allreduce, ps"),
     ({"algo": "dsgd", "aggregation": "ps"}, "algo dsgd supports aggregation allreduce"),
     ({"topology": "line"}, "unknown topology 'line'"),
