@@ -201,6 +201,11 @@ class RunWriter:
         if self.active and not self.quiet:
             print(line, flush=True)
 
+    def result(self, line):
+        """The run's result line on stdout (rank 0; shown under --quiet too)."""
+        if self.active:
+            print(line, flush=True)
+
     def epoch(self, record):
         """Append one epoch's record to ``metrics.jsonl`` and print its summary line."""
         if not self.active:

@@ -7,6 +7,7 @@ ranks agree (one tiny MAX allreduce) on whether a stop signal arrived or the los
 non-finite; after every epoch they evaluate on the test set.
 """
 
+import dataclasses
 import math
 import os
 import signal
@@ -137,7 +138,7 @@ def batch_rows(order, i, batch):
 def _setup(cfg, comm, xp):
     """Load this rank's data and build the model (no communication: run under agree)."""
     data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir, cfg.partition,
-                        cfg.dirichlet_alpha, cfg.test_dataset)
+                        cfg.dirichlet_alpha, cfg.test_dataset, cfg.normalize, cfg.max_samples)
     model = build_model(cfg.model, data.input_shape, data.n_classes, hidden=cfg.hidden, seed=cfg.seed, rank=comm.rank,
                         dtype=cfg.dtype, threads=cfg.threads, device=cfg.device)
     dtype = np.dtype(cfg.dtype)
@@ -351,7 +352,7 @@ class _Run:
     flat parameter and gradient buffers, algorithm and lr schedule."""
 
     def __init__(self, cfg, comm=None):
-        self.cfg = cfg
+        self.cfg = cfg = dataclasses.replace(cfg)  # resolved choices (normalize) are recorded in this copy
         self.xp = resolve_device(cfg.device, local_rank())
         if comm is None:
             transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
@@ -362,6 +363,7 @@ class _Run:
         if cfg.trace:
             _start_trace(cfg, comm)
         self.data, self.model, self.steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, self.xp))
+        cfg.normalize = self.data.normalization  # what auto chose goes into config.toml and summary.json
         self.params = self.model.init_params(self.xp, np.dtype(cfg.dtype), cfg.seed)
         self.grad = self.xp.zeros_like(self.params)
         allreduce = trace.wrap(get_allreduce(cfg.collective),
@@ -430,6 +432,7 @@ def _train_epoch(run, cursor, guard, ckpt):
     loss_grad = trace.wrap(model.loss_grad, "compute", "compute")  # forward + backward
     algo_step = trace.wrap(algo.step, "step", "other")  # the algorithm: compress, collectives, update
     for i in range(cursor.step_in_epoch, steps):
+        last = i + 1 == steps or cursor.t + 1 == cfg.max_steps  # --max-steps may end the run inside an epoch
         idx = batch_rows(order, i, cfg.batch_size)
         # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
         loss = loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
@@ -441,14 +444,14 @@ def _train_epoch(run, cursor, guard, ckpt):
         if bar.enabled:
             bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
         ckpt_due = ckpt.due_after_step(cursor.t)
-        if ckpt_due or guard.due(cursor.t) or i + 1 == steps:
+        if ckpt_due or guard.due(cursor.t) or last:
             guard.record_params(cursor.t, params)
             stop, first_bad = guard.check()
             if first_bad:
                 # every rank raises; the CLI prints it once (rank 0)
                 raise TrainingDiverged(
                     f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
-                    f"good checkpoint ({ckpt.last or 'none'}) is kept; lower --lr"
+                    f"good checkpoint ({ckpt.last or 'none'}) is kept; {_divergence_hint(data)}"
                 )
             save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
             if save or ckpt_due:
@@ -456,8 +459,20 @@ def _train_epoch(run, cursor, guard, ckpt):
             if stop:
                 bar.close()
                 raise _stopped(stop, cursor.t, ckpt.last, save)
+        if last:
+            break
     bar.close()
     return lr
+
+
+def _divergence_hint(data):
+    """What to try after a divergence: the data's scale when it is not normalised and
+    large, else a lower learning rate."""
+    lo, hi = data.value_range
+    if data.normalization == "none" and max(abs(lo), abs(hi)) > 10:
+        return (f"the training data is not normalised (values in [{lo:g}, {hi:g}]): try --normalize unit or "
+                "--normalize standard, or lower --lr")
+    return "lower --lr"
 
 
 class _EpochMeter:
@@ -471,10 +486,10 @@ class _EpochMeter:
     def record(self, run, cursor, first, lr):
         """The epoch's metrics.jsonl record (agreed over ranks): losses, accuracy, times,
         samples/s, bytes per rank, paper 001's compression ratio and the wire ratio."""
-        comm, params, done = run.comm, run.params, run.steps_per_epoch - first
+        comm, params, done = run.comm, run.params, cursor.step_in_epoch - first  # fewer at --max-steps
         epoch_time = time.perf_counter() - self.t0
         sent_epoch, recv_epoch = comm.bytes_sent - self.sent, comm.bytes_recv - self.recv
-        stats = np.array([cursor.loss_sum / run.steps_per_epoch, comm.comm_time - self.comm_time, epoch_time],
+        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), comm.comm_time - self.comm_time, epoch_time],
                          dtype=np.float64)
         comm.native_allreduce(stats)
         stats /= comm.size
@@ -544,6 +559,7 @@ def run_training(cfg, comm=None):
     """
     run = _Run(cfg, comm)
     comm = run.comm
+    cfg = run.cfg
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
         cursor, resumed_from = _resume(comm, cfg, run.run_dir, run.params, run.algo, run.steps_per_epoch,
@@ -556,13 +572,15 @@ def run_training(cfg, comm=None):
     history, t_start = [], time.perf_counter()
     guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)
     try:
-        while cursor.epoch <= cfg.epochs:
+        while cursor.epoch <= cfg.epochs and not (cfg.max_steps and cursor.t >= cfg.max_steps):
             trace.mark(f"epoch {cursor.epoch}")
             meter, first = _EpochMeter(comm), cursor.step_in_epoch
             lr = _train_epoch(run, cursor, guard, ckpt)
             record = meter.record(run, cursor, first, lr)
             history.append(record)
             agree(comm, lambda: writer.epoch(record))  # a full disk ends every rank
+            if cursor.step_in_epoch < run.steps_per_epoch:
+                break  # --max-steps ended the run inside this epoch (a resume continues it there)
             epoch = cursor.epoch
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if ckpt.due_after_epoch(epoch):
@@ -581,6 +599,6 @@ def run_training(cfg, comm=None):
     summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
     agree(comm, lambda: writer.summary(summary))
     if history:
-        writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
+        writer.result(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
     summary["params"] = run.params
     return summary
