@@ -11,7 +11,103 @@ import time
 
 from .errors import OutputError
 
-__all__ = ["RunWriter", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
+__all__ = ["RunWriter", "StepClock", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
+
+
+class StepClock:
+    """Where the training steps' time goes; the one definition behind the epoch line,
+    ``metrics.jsonl``, ``summary.json`` and the trace summary:
+
+    * ``compute``: the model's forward and backward pass (with the batch's row gather);
+    * ``compress``: the compression operators' ``compress``/``decompress`` calls
+      (outermost call only: a decompress inside a compress is not counted twice);
+    * ``comm``: inside communication calls (MPI messages, waits, MPI's own collectives):
+      the communicator's ``comm_time`` counter;
+    * ``other``: the rest of the algorithm's step (its update arithmetic, the local
+      reductions and copies between a collective's messages).
+
+    The four add up to the time of the steps; the epoch's wall time adds only the loop's
+    own bookkeeping (progress bar, agreement checks).
+
+    Args:
+        comm: the run's communicator (for its ``comm_time`` counter).
+    """
+
+    PARTS = ("compute", "compress", "comm", "other")
+    _METHODS = ("compress", "decompress", "decompress_add")
+
+    def __init__(self, comm):
+        self.comm = comm
+        self._depth = 0
+        self.reset()
+
+    def reset(self):
+        """Start a new epoch's account."""
+        self.compute = self.compress = self.other = 0.0
+        self._comm0 = self.comm.comm_time
+
+    def split(self):
+        """Seconds per part since :meth:`reset` (dict over :data:`PARTS`)."""
+        return {"compute": self.compute, "compress": self.compress, "comm": self.comm.comm_time - self._comm0,
+                "other": self.other}
+
+    def time_compute(self, fn):
+        """``fn`` (the model's loss and gradient) timed as ``compute``."""
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.compute += time.perf_counter() - t0
+        return timed
+
+    def time_step(self, fn):
+        """``fn`` (the algorithm's step) timed: what is not compression or communication
+        inside it is ``other``."""
+        def timed(*args, **kwargs):
+            t0, c0, k0 = time.perf_counter(), self.comm.comm_time, self.compress
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.other += (time.perf_counter() - t0) - (self.comm.comm_time - c0) - (self.compress - k0)
+        return timed
+
+    def time_compressors(self, owner):
+        """Time the compressors held by ``owner`` (an algorithm: its attributes, and the
+        lists, tuples and dicts among them), and those their ``independent`` returns."""
+        for value in list(vars(owner).values()):
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            for obj in items:
+                if all(callable(getattr(obj, m, None)) for m in ("compress", "decompress")):
+                    self._instrument(obj)
+
+    def _instrument(self, comp):
+        if getattr(comp, "_step_clock", None) is self:
+            return
+        for name in self._METHODS:
+            if callable(getattr(comp, name, None)):
+                setattr(comp, name, self._timed_compress(getattr(comp, name)))
+        independent = getattr(comp, "independent", None)
+        if callable(independent):
+            def timed_independent(*args, **kwargs):
+                other = independent(*args, **kwargs)
+                self._instrument(other)
+                return other
+            comp.independent = timed_independent
+        comp._step_clock = self
+
+    def _timed_compress(self, fn):
+        def timed(*args, **kwargs):
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                self.compress += time.perf_counter() - t0
+        return timed
 
 
 def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
@@ -216,8 +312,9 @@ class RunWriter:
         self.say(
             f"epoch {record['epoch']:>3}  train_loss {record['train_loss']:.4f}  "
             f"test_loss {record['test_loss']:.4f}  test_acc {record['test_accuracy']:.4f}  "
-            f"{format_rate(record['samples_per_s'])} samples/s  comm {record['comm_time']:.2f}s  "
-            f"compute {record['compute_time']:.2f}s"
+            f"{format_rate(record['samples_per_s'])} samples/s  compute {record['compute_time']:.2f}s  "
+            f"compress {record['compress_time']:.2f}s  comm {record['comm_time']:.2f}s  "
+            f"other {record['other_time']:.2f}s"
         )
 
     def summary(self, summary):

@@ -34,7 +34,7 @@ from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
-from .metrics import Progress, RunWriter, traffic_ratios
+from .metrics import Progress, RunWriter, StepClock, traffic_ratios
 from .models import build_model, model_state, probe_output
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
@@ -372,6 +372,8 @@ class _Run:
         if mixing is not None:
             ctx.extras["mixing"] = mixing
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)
+        self.clock = StepClock(comm)  # compute / compress / comm / other of the steps
+        self.clock.time_compressors(self.algo)
         self.lr_at = make_schedule(cfg, self.steps_per_epoch)
         # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
         # or Slurm's placement), for the banner and summary.json
@@ -428,14 +430,17 @@ def _train_epoch(run, cursor, guard, ckpt):
     bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
-    # spans while tracing; the functions themselves (nothing in between) when not
-    loss_grad = trace.wrap(model.loss_grad, "compute", "compute")  # forward + backward
-    algo_step = trace.wrap(algo.step, "step", "other")  # the algorithm: compress, collectives, update
+    def forward_backward(idx):
+        # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
+        return model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
+
+    # timed by the run's StepClock (metrics.jsonl) and, while tracing, spans of the same parts
+    loss_grad = trace.wrap(run.clock.time_compute(forward_backward), "compute", "compute")
+    algo_step = trace.wrap(run.clock.time_step(algo.step), "step", "other")  # compress, collectives, update
     for i in range(cursor.step_in_epoch, steps):
         last = i + 1 == steps or cursor.t + 1 == cfg.max_steps  # --max-steps may end the run inside an epoch
         idx = batch_rows(order, i, cfg.batch_size)
-        # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
-        loss = loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
+        loss = loss_grad(idx)
         lr = run.lr_at(cursor.t, epoch)
         algo_step(params, grad, lr, cursor.t)
         cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
@@ -478,9 +483,10 @@ def _divergence_hint(data):
 class _EpochMeter:
     """Wall time, communication time and bytes of one epoch (this rank's counters)."""
 
-    def __init__(self, comm):
-        self.comm = comm
-        self.comm_time, self.sent, self.recv = comm.comm_time, comm.bytes_sent, comm.bytes_recv
+    def __init__(self, comm, clock):
+        self.comm, self.clock = comm, clock
+        self.sent, self.recv = comm.bytes_sent, comm.bytes_recv
+        clock.reset()
         self.t0 = time.perf_counter()
 
     def record(self, run, cursor, first, lr):
@@ -489,8 +495,9 @@ class _EpochMeter:
         comm, params, done = run.comm, run.params, cursor.step_in_epoch - first  # fewer at --max-steps
         epoch_time = time.perf_counter() - self.t0
         sent_epoch, recv_epoch = comm.bytes_sent - self.sent, comm.bytes_recv - self.recv
-        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), comm.comm_time - self.comm_time, epoch_time],
-                         dtype=np.float64)
+        parts = self.clock.split()
+        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), epoch_time]
+                         + [parts[p] for p in StepClock.PARTS], dtype=np.float64)
         comm.native_allreduce(stats)
         stats /= comm.size
         with trace.span("evaluate"):
@@ -508,9 +515,9 @@ class _EpochMeter:
             "test_accuracy": float(test_acc),
             "lr": lr,
             "wall_time": float(epoch_time),
-            "comm_time": float(stats[1]),
-            "compute_time": float(stats[2] - stats[1]),
-            "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
+            # StepClock's split (mean over ranks): compute + compress + comm + other = the steps' time
+            **{f"{p}_time": float(v) for p, v in zip(StepClock.PARTS, stats[2:])},
+            "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[1]) if stats[1] > 0 else 0.0,
             "bytes_sent_per_rank": [int(b) for b in sent],
             "bytes_recv_per_rank": [int(b) for b in recv],
         }
@@ -535,6 +542,7 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
         "final_test_loss": final.get("test_loss"),
         "final_test_accuracy": final.get("test_accuracy"),
         "train_time_s": train_time,
+        **{f"{p}_time_s": sum(r[f"{p}_time"] for r in history) for p in StepClock.PARTS},
         "total_time_s": time.perf_counter() - t_start,
         "samples_per_s": (sum(r["samples_per_s"] * r["wall_time"] for r in history) / train_time
                           if train_time else 0.0),
@@ -574,7 +582,7 @@ def run_training(cfg, comm=None):
     try:
         while cursor.epoch <= cfg.epochs and not (cfg.max_steps and cursor.t >= cfg.max_steps):
             trace.mark(f"epoch {cursor.epoch}")
-            meter, first = _EpochMeter(comm), cursor.step_in_epoch
+            meter, first = _EpochMeter(comm, run.clock), cursor.step_in_epoch
             lr = _train_epoch(run, cursor, guard, ckpt)
             record = meter.record(run, cursor, first, lr)
             history.append(record)
