@@ -27,6 +27,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .collectives import get_allreduce
+from .collectives.auto import chosen, describe
 from .collectives.hierarchical import layout as node_layout
 from .comm import world
 from .config import config_to_toml, parse_period
@@ -378,11 +379,15 @@ class _Run:
         # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
         # or Slurm's placement), for the banner and summary.json
         self.nodes = node_layout(comm).describe() if cfg.collective in ("hierarchical", "auto") else None
+        # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
+        self.allreduce_choice = chosen(comm, cfg.collective, self.algo.allreduce_sizes())
+        self.collective_used = describe(cfg.collective, self.allreduce_choice)
 
     def banner(self, cursor, resumed_from):
         """The run's first line."""
         cfg, comm, data = self.cfg, self.comm, self.data
-        return (f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} "
+        over = f" over {self.collective_used}" if self.collective_used else ""
+        return (f"hpctrain {__version__}: {cfg.algo}{over} on {comm.size} "
                 f"rank{'s' if comm.size != 1 else ''}, {cfg.model} on {data.name} ({data.n_train_total} train / "
                 f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
                 + (f", {self.nodes['nodes']} node{'s' if self.nodes['nodes'] != 1 else ''} (ranks per node "
@@ -535,7 +540,10 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
     return {
         "hpctrain_version": __version__,
         "world_size": run.comm.size,
-        "nodes": run.nodes,  # {nodes, ranks_per_node, shards} of the two-level collective, else None
+        "nodes": run.nodes,
+        # the allreduce the collective ran per message size (auto resolved); "" and {} when none is used
+        "collective_used": run.collective_used,
+        "allreduce_choice": {str(n): name for n, name in run.allreduce_choice.items()},  # {nodes, ranks_per_node, shards} of the two-level collective, else None
         "epochs": run.cfg.epochs,
         "steps": cursor.t,
         "final_train_loss": final.get("train_loss"),
@@ -552,6 +560,16 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
         "resumed_from": resumed_from,
         "config": run.cfg.to_dict(),
     }
+
+
+def _choice_comment(run):
+    """A comment for config.toml saying what ``--collective auto`` chose (or that the
+    algorithm uses no allreduce)."""
+    if not run.collective_used:
+        return f"# {run.cfg.algo} uses no allreduce: --collective does not apply\n"
+    if run.cfg.collective == "auto":
+        return f"# --collective auto chose: {run.collective_used.removeprefix('auto (').removesuffix(')')}\n"
+    return ""
 
 
 def run_training(cfg, comm=None):
@@ -575,7 +593,7 @@ def run_training(cfg, comm=None):
     cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
     writer = agree(comm, lambda: RunWriter(run.run_dir, comm.rank == 0, cfg.quiet,
                                            keep_epochs_before=cursor.epoch if cfg.resume else None))
-    agree(comm, lambda: writer.config(config_to_toml(cfg)))
+    agree(comm, lambda: writer.config(config_to_toml(cfg) + _choice_comment(run)))
     writer.say(run.banner(cursor, resumed_from))
     history, t_start = [], time.perf_counter()
     guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)

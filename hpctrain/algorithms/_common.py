@@ -48,6 +48,11 @@ def sparse_pairs(comp, payload, step, xp=np):
     return comp.indices(step, payload.size, xp), payload["values"]
 
 
+def sparse_sum_allreduce_sizes(comp, dim, itemsize):
+    """The allreduce sizes (bytes) of :func:`sparse_sum`: random-k's k values, else none."""
+    return (k_for_density(comp.density, dim) * itemsize,) if comp.name == "randk" else ()
+
+
 def sparse_sum(comm, comp, payload, out, step, allreduce):
     """Sum every rank's sparse ``payload`` into the dense ``out`` (the same on every rank).
 

@@ -14,7 +14,7 @@ With density 1 every coordinate is sent and M-DSGD is exactly ``dmsgd``.
 """
 
 from ..compress import make_compressor
-from ._common import density_at, sparse_sum
+from ._common import density_at, sparse_sum, sparse_sum_allreduce_sizes
 from .base import Algorithm
 
 __all__ = ["MDSGD"]
@@ -49,6 +49,9 @@ class MDSGD(Algorithm):
         self.count_traffic(payload.floats, self.update_floats(total))
         total *= lr
         params -= total
+
+    def allreduce_sizes(self):
+        return sparse_sum_allreduce_sizes(self.comp, self.ctx.dim, self.total.dtype.itemsize)
 
     def _sent(self, comp, payload, t):
         """Hook after compression (DGC masks the momentum of the sent coordinates)."""
