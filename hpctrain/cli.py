@@ -464,8 +464,15 @@ def main(argv=None):
     except HpctrainError as exc:
         # Errors are raised on every rank alike (config, files) and printed by rank 0
         # only, unless the training loop's agreement named this rank as the reporter.
-        if getattr(exc, "reporter", False) or _env_rank() == 0:
+        alone = getattr(exc, "abort_job", False)  # raised on this rank only (user code mid-training)
+        if alone or getattr(exc, "reporter", False) or _env_rank() == 0:
             click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
+        if alone and "hpctrain.comm.communicator" in sys.modules:  # the other ranks would wait forever
+            sys.stdout.flush()
+            sys.stderr.flush()
+            from .comm.communicator import abort_world
+
+            abort_world(exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))

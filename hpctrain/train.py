@@ -8,6 +8,7 @@ non-finite; after every epoch they evaluate on the test set.
 """
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -36,7 +37,7 @@ from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Pr
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
 from .metrics import Progress, RunWriter, StepClock, traffic_ratios
-from .models import build_model, model_state, probe_output
+from .models import build_model, model_state, param_layout, probe_output
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
 from .topology import build as build_topology
@@ -74,6 +75,7 @@ def agree(comm, fn):
     if flags.any():
         if err is not None and comm.rank == int(np.flatnonzero(flags)[0]):
             err.reporter = True  # this rank prints the job's one line, whatever its number
+            err.abort_job = False  # agreed: every rank ends by itself
             raise err
         raise SilentExit(err.exit_code if err is not None else 2)
     return result
@@ -263,6 +265,7 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim, model=
             "algo": cfg.algo, "model": cfg.model, "n_params": dim, "dataset": cfg.dataset,
             "seed": cfg.seed, "replicated": int(algo.replicated), "lineage": cursor.lineage,
             "resumed_from": os.path.basename(cursor.resumed_from or ""),
+            "param_layout": _layout_json(model, params),  # the parameters' names and shapes
         }
         write_checkpoint(path, Snapshot(meta, config_to_toml(cfg), gathered))
         mark_latest(run_dir, path)
@@ -270,6 +273,30 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim, model=
 
     on_root(comm, write)
     return path
+
+
+def _layout_json(model, params):
+    return json.dumps([[name, list(shape)] for name, shape in param_layout(model, params)]) if model else "[]"
+
+
+def _check_layout(path, meta, model, params):
+    """Refuse a checkpoint whose parameters are named or shaped otherwise than this run's
+    model's (a model file edited to another layer order with the same parameter count)."""
+    import json
+
+    if model is None or "param_layout" not in meta:
+        return  # written before layouts were recorded
+    try:
+        theirs = [(str(n), tuple(s)) for n, s in json.loads(meta["param_layout"])]
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: malformed param_layout attribute") from None
+    ours = param_layout(model, params)
+    if theirs != ours:
+        i = next((k for k, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+        had = f"{theirs[i][0]} {theirs[i][1]}" if i < len(theirs) else "nothing"
+        has = f"{ours[i][0]} {ours[i][1]}" if i < len(ours) else "nothing"
+        raise CheckpointError(f"{path} holds parameters laid out otherwise than this run's model: parameter "
+                              f"{i + 1} is {had} there but {has} here (same model file and layer order needed)")
 
 
 def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
@@ -291,6 +318,7 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
                     f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
                     f"this run's {cfg.model} has {dim}"
                 )
+            _check_layout(path, meta, model, params)
 
         expected = {name: (tuple(arr.shape), np.dtype(arr.dtype)) for name, arr in local.items()}
         snap = read_checkpoint(path, expected, accept)
