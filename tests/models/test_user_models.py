@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hpctrain.models import build_model, param_layout
-from mpiutil import HPCTRAIN
+from mpiutil import HPCTRAIN, run_mpi
 
 torch = pytest.importorskip("torch")
 
@@ -250,3 +250,34 @@ def test_exit_at_import_and_torch_forward_error_are_one_line(tmp_path):
     tm = _write(tmp_path, "tm.py", TORCH_MODEL)
     line = _one_line(_train(tmp_path, f"torch:{tm}:bad"), "forward() raised KeyError", "tm.py:")
     assert "torch/" not in line
+
+
+ONE_RANK = '''
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self, d, c, rank):
+        super().__init__()
+        self.fc = torch.nn.Linear(d, c)
+        self.rank, self.calls = rank, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.rank == 1 and self.calls > 3:
+            raise ValueError("rank one broke")
+        return self.fc(x)
+
+def make(input_shape, n_classes, rank):
+    return Net(input_shape[0], n_classes, rank)
+'''
+
+
+@pytest.mark.mpi
+def test_user_error_on_one_rank_ends_the_job(tmp_path):
+    m = _write(tmp_path, "one.py", ONE_RANK)
+    res = run_mpi(2, [HPCTRAIN, "train", "--dataset", "synthetic", "--model", f"torch:{m}:make", "--epochs", "1",
+                      "-q", "--out", tmp_path / "run"], timeout=120, cwd=tmp_path, check=False)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    ours = [x for x in res.stderr.splitlines() if x.startswith("hpctrain:")]
+    assert len(ours) == 1 and "forward() raised ValueError: rank one broke" in ours[0] and "one.py:12" in ours[0]
+    assert "Traceback" not in res.stderr
