@@ -52,14 +52,15 @@ class Linear:
         return x @ self.params[: self.d * self.c].reshape(self.d, self.c) + self.params[self.d * self.c:]
 
     def loss_and_grad(self, x, y):
-        z = self.predict(x)
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        n = x.shape[0]
-        loss = -np.log(p[np.arange(n), y]).mean()
-        p[np.arange(n), y] -= 1
-        self.grad[: self.d * self.c] = (x.T @ (p / n)).ravel()
-        self.grad[self.d * self.c:] = p.sum(axis=0) / n
+        s = self.predict(x)
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        rows = np.arange(x.shape[0])
+        loss = float(np.mean(np.log(e.sum(axis=1)) - s[rows, y]))
+        dz = e / e.sum(axis=1, keepdims=True) / x.shape[0]
+        dz[rows, y] -= 1.0 / x.shape[0]
+        self.grad[: self.d * self.c] = (x.T @ dz).ravel()
+        self.grad[self.d * self.c:] = dz.sum(axis=0)
         if "flag" in self.state:
             self.state["flag"][0] = not self.state["flag"][0]
         return loss
