@@ -22,43 +22,81 @@ class StepClock:
     * ``compress``: the compression operators' ``compress``/``decompress`` calls
       (outermost call only: a decompress inside a compress is not counted twice);
     * ``comm``: inside communication calls (MPI messages, waits, MPI's own collectives):
-      the communicator's ``comm_time`` counter;
+      the communicator's ``comm_time`` counter, plus the loop's agreement checks
+      (:meth:`time_comm`), where a rank waits for the slower ones;
     * ``other``: the rest of the algorithm's step (its update arithmetic, the local
       reductions and copies between a collective's messages).
 
-    The four add up to the time of the steps; the epoch's wall time adds only the loop's
-    own bookkeeping (progress bar, agreement checks).
+    The four add up to the time of the steps (``steps``: the training loop's time less
+    what :meth:`aside` sets apart, such as checkpoint writes); the epoch's wall time adds
+    evaluation set-up and those writes.
 
     Args:
         comm: the run's communicator (for its ``comm_time`` counter).
+        sync: called at each timed boundary (on the GPU: wait for queued kernels, so that
+            their time lands in the part that queued them); None on the CPU.
     """
 
     PARTS = ("compute", "compress", "comm", "other")
     _METHODS = ("compress", "decompress", "decompress_add")
 
-    def __init__(self, comm):
+    def __init__(self, comm, sync=None):
         self.comm = comm
+        self._sync = sync or (lambda: None)
         self._depth = 0
         self.reset()
 
     def reset(self):
         """Start a new epoch's account."""
-        self.compute = self.compress = self.other = 0.0
+        self.compute = self.compress = self.other = self.steps = self.control = 0.0
         self._comm0 = self.comm.comm_time
 
     def split(self):
-        """Seconds per part since :meth:`reset` (dict over :data:`PARTS`)."""
-        return {"compute": self.compute, "compress": self.compress, "comm": self.comm.comm_time - self._comm0,
-                "other": self.other}
+        """Seconds per part since :meth:`reset` (dict over :data:`PARTS`, and ``steps``)."""
+        return {"compute": self.compute, "compress": self.compress,
+                "comm": self.comm.comm_time - self._comm0 + self.control, "other": self.other, "steps": self.steps}
+
+    @contextlib.contextmanager
+    def loop(self):
+        """Time the training loop (``steps``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps += time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def aside(self):
+        """Set a stretch inside the loop apart from the steps (a checkpoint write), with
+        the communication inside it."""
+        t0, c0 = time.perf_counter(), self.comm.comm_time
+        try:
+            yield
+        finally:
+            self.steps -= time.perf_counter() - t0
+            self._comm0 += self.comm.comm_time - c0
 
     def time_compute(self, fn):
         """``fn`` (the model's loss and gradient) timed as ``compute``."""
+        def timed(*args, **kwargs):
+            self._sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._sync()
+                self.compute += time.perf_counter() - t0
+        return timed
+
+    def time_comm(self, fn):
+        """``fn`` (a control message the communicator does not count, such as the loop's
+        agreement check) timed as ``comm``."""
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.compute += time.perf_counter() - t0
+                self.control += time.perf_counter() - t0
         return timed
 
     def time_step(self, fn):
@@ -69,6 +107,7 @@ class StepClock:
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._sync()
                 self.other += (time.perf_counter() - t0) - (self.comm.comm_time - c0) - (self.compress - k0)
         return timed
 
@@ -101,10 +140,12 @@ class StepClock:
             if self._depth:
                 return fn(*args, **kwargs)
             self._depth += 1
+            self._sync()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                self._sync()
                 self._depth -= 1
                 self.compress += time.perf_counter() - t0
         return timed

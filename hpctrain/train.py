@@ -41,7 +41,7 @@ from .models import build_model, model_state, param_layout, probe_output
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
 from .topology import build as build_topology
-from .xp import get_array_module, resolve_device, to_numpy
+from .xp import get_array_module, resolve_device, synchronize, to_numpy
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
@@ -401,7 +401,8 @@ class _Run:
         if mixing is not None:
             ctx.extras["mixing"] = mixing
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)
-        self.clock = StepClock(comm)  # compute / compress / comm / other of the steps
+        # compute / compress / comm / other of the steps (on the GPU, each part waits for its kernels)
+        self.clock = StepClock(comm, (lambda: synchronize(self.params)) if cfg.device == "gpu" else None)
         self.clock.time_compressors(self.algo)
         self.lr_at = make_schedule(cfg, self.steps_per_epoch)
         # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
@@ -463,42 +464,46 @@ def _train_epoch(run, cursor, guard, ckpt):
     bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
+
     def forward_backward(idx):
         # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
         return model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
 
     # timed by the run's StepClock (metrics.jsonl) and, while tracing, spans of the same parts
-    loss_grad = trace.wrap(run.clock.time_compute(forward_backward), "compute", "compute")
-    algo_step = trace.wrap(run.clock.time_step(algo.step), "step", "other")  # compress, collectives, update
-    for i in range(cursor.step_in_epoch, steps):
-        last = i + 1 == steps or cursor.t + 1 == cfg.max_steps  # --max-steps may end the run inside an epoch
-        idx = batch_rows(order, i, cfg.batch_size)
-        loss = loss_grad(idx)
-        lr = run.lr_at(cursor.t, epoch)
-        algo_step(params, grad, lr, cursor.t)
-        cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
-        cursor.loss_sum += loss
-        guard.record(cursor.t, loss)
-        if bar.enabled:
-            bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
-        ckpt_due = ckpt.due_after_step(cursor.t)
-        if ckpt_due or guard.due(cursor.t) or last:
-            guard.record_params(cursor.t, params)
-            stop, first_bad = guard.check()
-            if first_bad:
-                # every rank raises; the CLI prints it once (rank 0)
-                raise TrainingDiverged(
-                    f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
-                    f"good checkpoint ({ckpt.last or 'none'}) is kept; {_divergence_hint(data)}"
-                )
-            save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
-            if save or ckpt_due:
-                ckpt.save()
-            if stop:
-                bar.close()
-                raise _stopped(stop, cursor.t, ckpt.last, save)
-        if last:
-            break
+    loss_grad = run.clock.time_compute(trace.wrap(forward_backward, "compute", "compute"))
+    algo_step = run.clock.time_step(trace.wrap(algo.step, "step", "other"))  # compress, collectives, update
+    check = run.clock.time_comm(guard.check)  # the agreement: where ranks wait for the slowest
+    with run.clock.loop():  # the steps' time (checkpoint writes set aside)
+        for i in range(cursor.step_in_epoch, steps):
+            last = i + 1 == steps or cursor.t + 1 == cfg.max_steps  # --max-steps may end the run inside an epoch
+            idx = batch_rows(order, i, cfg.batch_size)
+            loss = loss_grad(idx)
+            lr = run.lr_at(cursor.t, epoch)
+            algo_step(params, grad, lr, cursor.t)
+            cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
+            cursor.loss_sum += loss
+            guard.record(cursor.t, loss)
+            if bar.enabled:
+                bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
+            ckpt_due = ckpt.due_after_step(cursor.t)
+            if ckpt_due or guard.due(cursor.t) or last:
+                guard.record_params(cursor.t, params)
+                stop, first_bad = check()
+                if first_bad:
+                    # every rank raises; the CLI prints it once (rank 0)
+                    raise TrainingDiverged(
+                        f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
+                        f"good checkpoint ({ckpt.last or 'none'}) is kept; {_divergence_hint(data)}"
+                    )
+                save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
+                if save or ckpt_due:
+                    with run.clock.aside():
+                        ckpt.save()
+                if stop:
+                    bar.close()
+                    raise _stopped(stop, cursor.t, ckpt.last, save)
+            if last:
+                break
     bar.close()
     return lr
 
@@ -529,7 +534,7 @@ class _EpochMeter:
         epoch_time = time.perf_counter() - self.t0
         sent_epoch, recv_epoch = comm.bytes_sent - self.sent, comm.bytes_recv - self.recv
         parts = self.clock.split()
-        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), epoch_time]
+        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), epoch_time, parts["steps"]]
                          + [parts[p] for p in StepClock.PARTS], dtype=np.float64)
         comm.native_allreduce(stats)
         stats /= comm.size
@@ -548,8 +553,9 @@ class _EpochMeter:
             "test_accuracy": float(test_acc),
             "lr": lr,
             "wall_time": float(epoch_time),
-            # StepClock's split (mean over ranks): compute + compress + comm + other = the steps' time
-            **{f"{p}_time": float(v) for p, v in zip(StepClock.PARTS, stats[2:])},
+            # StepClock's split (mean over ranks): compute + compress + comm + other = step_time
+            "step_time": float(stats[2]),
+            **{f"{p}_time": float(v) for p, v in zip(StepClock.PARTS, stats[3:])},
             "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[1]) if stats[1] > 0 else 0.0,
             "bytes_sent_per_rank": [int(b) for b in sent],
             "bytes_recv_per_rank": [int(b) for b in recv],

@@ -1,6 +1,6 @@
 """compress_time apart from compute_time: one definition (metrics.StepClock) in the epoch
 line, metrics.jsonl, summary.json and the trace summary; the parts add up to the time of
-the steps (the epoch's wall time, measured on its own clock) within 5 %."""
+the steps (the training loop's time, measured on its own clock) within 5 %."""
 
 import json
 
@@ -29,7 +29,8 @@ def test_compressed_job_parts_add_up_to_the_step_time(tmp_path):
         assert all(v >= 0 for v in parts[:3]), r
         assert r["compress_time"] > 0, r
         total = sum(parts)
-        assert abs(total - r["wall_time"]) <= 0.05 * r["wall_time"], (parts, r["wall_time"])
+        assert abs(total - r["step_time"]) <= 0.05 * r["step_time"], (parts, r["step_time"])
+        assert r["step_time"] <= r["wall_time"] * 1.05  # rank 0's epoch; the loop is most of it
     # the epoch line shows the same split, compression apart from compute
     lines = [x for x in res.stdout.splitlines() if x.startswith("epoch") and "train_loss" in x]
     assert len(lines) == 2 and all("compress" in x and "compute" in x and "other" in x for x in lines), res.stdout
