@@ -103,6 +103,8 @@ def load_factory(kind, ref):
             raise ConfigError(f"{label}: model file not found: {where}")
         modname = f"hpctrain_user_model_{abs(hash(os.path.abspath(where)))}"
         spec = importlib.util.spec_from_file_location(modname, where)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{label}: {where} is not a Python file (give a .py file or an importable module)")
         saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's folder
         try:
             module = importlib.util.module_from_spec(spec)
@@ -147,6 +149,12 @@ def call_factory(factory, label, **available):
 def check_output_shape(label, scores, rows, n_classes):
     """Raise ConfigError unless ``scores`` has shape (rows, n_classes)."""
     shape = tuple(getattr(scores, "shape", ()))
+    is_float = getattr(scores, "is_floating_point", None)  # a torch tensor's; NumPy: the dtype's kind
+    if not (is_float() if callable(is_float) else np.asarray(scores).dtype.kind == "f"):
+        err = ConfigError(f"{label}: the model's output is {getattr(scores, 'dtype', type(scores).__name__)}, not "
+                          "floating point; it must return class scores (logits)")
+        err.abort_job = True
+        raise err
     if shape != (rows, n_classes):
         err = ConfigError(f"{label}: the model's output has shape {shape} for a batch of {rows}, but the labels "
                           f"need ({rows}, {n_classes}) (one score per class)")

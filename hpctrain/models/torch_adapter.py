@@ -88,6 +88,10 @@ class TorchModel:
         self.named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not self.named:
             raise ConfigError(f"{label}: the module has no trainable parameters")
+        meta = [n for n, p in self.named if p.is_meta]
+        if meta:
+            raise ConfigError(f"{label}: parameter {meta[0]} is on the meta device (no data); build the module "
+                              "on the CPU")
         self.slices, off = [], 0
         for _, p in self.named:
             self.slices.append((off, off + p.numel(), tuple(p.shape)))

@@ -282,3 +282,48 @@ def test_user_error_on_one_rank_ends_the_job(tmp_path):
     ours = [x for x in res.stderr.splitlines() if x.startswith("hpctrain:")]
     assert len(ours) == 1 and "forward() raised ValueError: rank one broke" in ours[0] and "one.py:13" in ours[0]  # the raise (the text starts with a newline)
     assert "Traceback" not in res.stderr
+
+
+def test_integer_outputs_meta_parameters_and_non_python_files_are_one_line(tmp_path):
+    ints = _write(tmp_path, "ints.py", """
+        import numpy as np
+
+        class Ints:
+            def __init__(self, c, dtype):
+                self.c, self.params = c, np.zeros(3, dtype=dtype)
+                self.grad = np.zeros_like(self.params)
+
+            def predict(self, x):
+                return np.zeros((x.shape[0], self.c), dtype=np.int64)
+
+            def loss_and_grad(self, x, y):
+                return 0.0
+
+        def make(n_classes, dtype):
+            return Ints(n_classes, dtype)
+        """)
+    _one_line(_train(tmp_path, f"python:{ints}:make"), "int64, not floating point")
+    meta = _write(tmp_path, "meta.py", """
+        import torch
+
+        def make(input_shape, n_classes):
+            return torch.nn.Linear(input_shape[0], n_classes, device="meta")
+        """)
+    _one_line(_train(tmp_path, f"torch:{meta}:make"), "meta device")
+    tint = _write(tmp_path, "tint.py", """
+        import torch
+
+        class Net(torch.nn.Module):
+            def __init__(self, d, c):
+                super().__init__()
+                self.fc = torch.nn.Linear(d, c)
+
+            def forward(self, x):
+                return self.fc(x).long()
+
+        def make(input_shape, n_classes):
+            return Net(input_shape[0], n_classes)
+        """)
+    _one_line(_train(tmp_path, f"torch:{tint}:make"), "torch.int64, not floating point")
+    notpy = _write(tmp_path, "data.txt", "not python\n")
+    _one_line(_train(tmp_path, f"python:{notpy}:make"), "is not a Python file")
