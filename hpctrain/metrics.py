@@ -76,28 +76,33 @@ class StepClock:
             self.steps -= time.perf_counter() - t0
             self._comm0 += self.comm.comm_time - c0
 
-    def time_compute(self, fn):
-        """``fn`` (the model's loss and gradient) timed as ``compute``."""
+    def _timer(self, fn, part, sync=True, outermost=False):
+        """``fn`` with its seconds added to the attribute ``part``; with ``outermost``, a
+        call inside another timed call of the same kind is not counted again."""
         def timed(*args, **kwargs):
-            self._sync()
+            if outermost and self._depth:
+                return fn(*args, **kwargs)
+            self._depth += outermost
+            if sync:
+                self._sync()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self._sync()
-                self.compute += time.perf_counter() - t0
+                if sync:
+                    self._sync()
+                self._depth -= outermost
+                setattr(self, part, getattr(self, part) + time.perf_counter() - t0)
         return timed
+
+    def time_compute(self, fn):
+        """``fn`` (the model's loss and gradient) timed as ``compute``."""
+        return self._timer(fn, "compute")
 
     def time_comm(self, fn):
         """``fn`` (a control message the communicator does not count, such as the loop's
         agreement check) timed as ``comm``."""
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.control += time.perf_counter() - t0
-        return timed
+        return self._timer(fn, "control", sync=False)
 
     def time_step(self, fn):
         """``fn`` (the algorithm's step) timed: what is not compression or communication
@@ -125,7 +130,7 @@ class StepClock:
             return
         for name in self._METHODS:
             if callable(getattr(comp, name, None)):
-                setattr(comp, name, self._timed_compress(getattr(comp, name)))
+                setattr(comp, name, self._timer(getattr(comp, name), "compress", outermost=True))
         independent = getattr(comp, "independent", None)
         if callable(independent):
             def timed_independent(*args, **kwargs):
@@ -134,21 +139,6 @@ class StepClock:
                 return other
             comp.independent = timed_independent
         comp._step_clock = self
-
-    def _timed_compress(self, fn):
-        def timed(*args, **kwargs):
-            if self._depth:
-                return fn(*args, **kwargs)
-            self._depth += 1
-            self._sync()
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self._sync()
-                self._depth -= 1
-                self.compress += time.perf_counter() - t0
-        return timed
 
 
 def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
