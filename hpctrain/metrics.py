@@ -120,8 +120,9 @@ class StepClock:
         """Time the compressors held by ``owner`` (an algorithm: its attributes, and the
         lists, tuples and dicts among them), and those their ``independent`` returns."""
         for value in list(vars(owner).values()):
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
-            for obj in items:
+            if isinstance(value, dict):
+                value = list(value.values())
+            for obj in value if isinstance(value, (list, tuple)) else [value]:
                 if all(callable(getattr(obj, m, None)) for m in ("compress", "decompress")):
                     self._instrument(obj)
 

@@ -574,10 +574,10 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
     return {
         "hpctrain_version": __version__,
         "world_size": run.comm.size,
-        "nodes": run.nodes,
+        "nodes": run.nodes,  # {nodes, ranks_per_node, shards} of the two-level collective, else None
         # the allreduce the collective ran per message size (auto resolved); "" and {} when none is used
         "collective_used": run.collective_used,
-        "allreduce_choice": {str(n): name for n, name in run.allreduce_choice.items()},  # {nodes, ranks_per_node, shards} of the two-level collective, else None
+        "allreduce_choice": {str(n): name for n, name in run.allreduce_choice.items()},
         "epochs": run.cfg.epochs,
         "steps": cursor.t,
         "final_train_loss": final.get("train_loss"),

@@ -13,7 +13,8 @@ COMMON = os.path.join(REPO, "jobs", "common.sh")
 
 
 def _sh(script, **env):
-    full = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    full = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp")}
     full.update({k: str(v) for k, v in env.items()})
     return subprocess.run(["bash", "-c", f'. "{COMMON}"; {script}'], capture_output=True, text=True, timeout=60,
                           env=full)

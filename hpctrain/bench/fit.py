@@ -489,7 +489,8 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     for algo in algos:
         st = stacks[("algos", algo)][:, 1:]
         q25, q75 = np.percentile(st, 25, axis=0), np.percentile(st, 75, axis=0)
-        for size, t, f, lo, hi in zip(compare_sizes, median[("algos", algo)][1:], fastest[("algos", algo)][1:], q25, q75):
+        meds, fasts = median[("algos", algo)][1:], fastest[("algos", algo)][1:]
+        for size, t, f, lo, hi in zip(compare_sizes, meds, fasts, q25, q75):
             rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
                          "iqr_pct": float(100 * (hi - lo) / t) if t > 0 else 0.0,  # spread of the rounds
                          "pred_us": cost.predict(algo, comm.size, size, fit, nodes=nodes) * 1e6,
@@ -522,7 +523,9 @@ def crossings(a, b, n, fit, nodes=1, lo=8, hi=1 << 30, limit=8):
         s = cost.crossover(a, b, n, fit, lo=lo, hi=hi, nodes=nodes)
         if s is None:
             break
-        first = lambda size: a if cost.predict(a, n, size, fit, nodes=nodes) < cost.predict(b, n, size, fit, nodes=nodes) else b  # noqa: E731
+        def first(size):
+            return a if cost.predict(a, n, size, fit, nodes=nodes) < cost.predict(b, n, size, fit, nodes=nodes) else b
+
         out.append({"a": a, "b": b, "bytes": s, "below": first(s / 1.02), "above": first(s * 1.02)})
         lo = s * 1.05
     return out
@@ -555,8 +558,8 @@ def _segment_lines(title, segs, r2, top=None):
     lines = [f"{title}: R^2 = {r2:.5f} ({len(segs)} segment{'s' if len(segs) > 1 else ''}, linear scale)"]
     for k, seg in enumerate(segs):
         lat, bw = headline(seg, top)
-        lines.append(f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: latency \u03b1 = {lat * 1e6:.2f} \u00b5s, "
-                     f"bandwidth 1/\u03b2 = {bw / 1e9:.2f} GB/s")
+        lines.append(f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: "
+                     f"latency \u03b1 = {lat * 1e6:.2f} \u00b5s, bandwidth 1/\u03b2 = {bw / 1e9:.2f} GB/s")
         what = "alpha" if k == 0 else "intercept"  # only the first line reaches the latency
         lines.append(f"  {'':>25} (line: {what} {seg['alpha'] * 1e6:.3f} us, beta {seg['beta'] * 1e9:.4f} ns/B, "
                      f"R^2 {seg['r2']:.5f})")

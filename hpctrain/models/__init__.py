@@ -29,8 +29,8 @@ from ..errors import ConfigError
 from .classic import MLP, MODELS, SoftmaxRegression, get_model
 from .sequential import CNN_SPEC, SPEC_TOKENS, Sequential, cnn_layers, parse_spec, resnet8_layers
 
-__all__ = ["SoftmaxRegression", "MLP", "Sequential", "get_model", "build_model", "model_state", "param_layout", "MODELS",
-           "NATIVE_MODELS", "parse_spec", "CNN_SPEC", "SPEC_TOKENS"]
+__all__ = ["SoftmaxRegression", "MLP", "Sequential", "get_model", "build_model", "model_state", "param_layout",
+           "MODELS", "NATIVE_MODELS", "parse_spec", "CNN_SPEC", "SPEC_TOKENS"]
 
 #: named native networks (besides the classic softmax/mlp)
 NATIVE_MODELS = {"cnn": cnn_layers, "resnet8": resnet8_layers}
