@@ -28,6 +28,7 @@ __all__ = [
     "checkpoint_dir",
     "checkpoint_path",
     "list_checkpoints",
+    "latest_checkpoint",
     "checkpoint_lineage",
     "new_lineage",
     "mark_latest",
@@ -126,6 +127,11 @@ def _latest(run_dir):
         return None
     # no (or a stale) pointer: the most recently written file, then the highest step
     return max(found, key=lambda p: (os.stat(p).st_mtime_ns, found.index(p)))
+
+
+def latest_checkpoint(run_dir):
+    """The checkpoint last written in ``run_dir`` (``--resume latest``'s), or None."""
+    return _latest(run_dir)
 
 
 def resolve_resume(spec, run_dir):

@@ -10,7 +10,7 @@ import traceback
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, ConfigError, HpctrainError, SilentExit
+from .errors import EXIT_USAGE, CheckpointError, ConfigError, HpctrainError, SilentExit
 
 __all__ = ["cli", "main"]
 
@@ -187,11 +187,19 @@ def trace_cmd(trace_file):
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path())
 @click.option("--verify", is_flag=True, help="check every dataset's SHA-256; exit 1 on corruption")
 def inspect(checkpoint, verify):
-    """Summarise an HDF5 checkpoint (and verify its checksums)."""
-    from .checkpoint import read_checkpoint, verify_checkpoint
+    """Summarise an HDF5 checkpoint (and verify its checksums). CHECKPOINT may be a run
+    directory: its latest checkpoint is inspected."""
+    from .checkpoint import checkpoint_dir, latest_checkpoint, read_checkpoint, verify_checkpoint
+
+    if os.path.isdir(checkpoint):
+        found = latest_checkpoint(checkpoint)
+        if found is None:
+            raise CheckpointError(f"{checkpoint} is a directory with no checkpoint in {checkpoint_dir(checkpoint)}; "
+                                  "give a run directory that has checkpoints, or a checkpoint file")
+        checkpoint = found
 
     if verify:
         problems = verify_checkpoint(checkpoint)
@@ -456,8 +464,15 @@ def main(argv=None):
     except HpctrainError as exc:
         # Errors are raised on every rank alike (config, files) and printed by rank 0
         # only, unless the training loop's agreement named this rank as the reporter.
-        if getattr(exc, "reporter", False) or _env_rank() == 0:
+        alone = getattr(exc, "abort_job", False)  # raised on this rank only (user code mid-training)
+        if alone or getattr(exc, "reporter", False) or _env_rank() == 0:
             click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
+        if alone and "hpctrain.comm.communicator" in sys.modules:  # the other ranks would wait forever
+            sys.stdout.flush()
+            sys.stderr.flush()
+            from .comm.communicator import abort_world
+
+            abort_world(exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))

@@ -88,6 +88,14 @@ class TrainConfig:
     partition: str = _f("iid", "how the training set is split over ranks", choices=("iid", "label-sorted", "dirichlet"))
     dirichlet_alpha: float = _f(0.5, "Dirichlet concentration for partition = dirichlet", check=_positive)
     test_dataset: str = _f("", "separate test file for libsvm:/hdf5: data sets")
+    normalize: str = _f("auto", "input scaling: auto (integer data such as uint8 images divided by 255, float data "
+                        "as stored), none, unit (integer data / type max, float data / largest magnitude), standard "
+                        "(per-feature mean 0, std 1 over the training set)",
+                        choices=("auto", "none", "unit", "standard"))
+    max_samples: int = _f(0, "train on a seeded subset of this many training samples, the same on every rank "
+                          "(0 = all)", check=_nonneg)
+    max_steps: int = _f(0, "stop after this many steps in total, even inside an epoch (0 = run every epoch)",
+                        check=_nonneg)
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
     threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node)", check=_nonneg)

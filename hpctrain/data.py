@@ -22,7 +22,15 @@ __all__ = [
     "load_dataset",
     "FASHION_MNIST_DIRS",
     "find_fashion_mnist",
+    "NORMALIZATIONS",
 ]
+
+#: the choices of ``--normalize``: ``auto`` scales integer-valued data (IDX images, HDF5
+#: integer arrays such as uint8 images) like ``unit`` and leaves float data as it is;
+#: ``none`` uses the stored values; ``unit`` divides integer data by its type's maximum
+#: (255 for uint8) and float data by the training set's largest magnitude; ``standard``
+#: subtracts each feature's training-set mean and divides by its standard deviation.
+NORMALIZATIONS = ("auto", "none", "unit", "standard")
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -48,6 +56,8 @@ class Dataset:
     n_test_total: int
     name: str
     input_shape: tuple = ()  # one sample's shape: (c, h, w) for images, else (n_features,)
+    normalization: str = "none"  # what --normalize resolved to (none, unit, standard)
+    value_range: tuple = (0.0, 0.0)  # (min, max) of this rank's training values as trained on
 
     def __post_init__(self):
         self.input_shape = tuple(self.input_shape) or (self.n_features,)
@@ -244,6 +254,7 @@ class _Source:
     n_classes: int
     name: str
     input_shape: tuple = ()
+    int_max: float = 0.0  # the stored type's maximum for integer-valued data (255 for uint8), else 0
 
 
 def _holdout(n, seed, frac=0.1):
@@ -291,7 +302,7 @@ def _idx_source(directory, name):
     if x_test.shape[0] != y_test.shape[0]:
         raise DataError(f"{paths['test_x']}: {x_test.shape[0]} images but {y_test.shape[0]} labels")
     d = int(np.prod(x_test.shape[1:]))
-    scale = lambda a: a.reshape(a.shape[0], -1).astype(np.float32) / np.float32(255.0)  # noqa: E731
+    scale = lambda a: a.reshape(a.shape[0], -1).astype(np.float32)  # noqa: E731 (--normalize scales)
 
     def read_x(rows):
         x = read_idx(paths["train_x"], rows)
@@ -302,7 +313,8 @@ def _idx_source(directory, name):
         return scale(x)
 
     n_classes = max(_check_labels(directory, y_all, y_test), 10)
-    return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name, _image_shape(x_test.shape[1:]))
+    int_max = float(np.iinfo(x_test.dtype).max) if x_test.dtype.kind in "iu" else 0.0
+    return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name, _image_shape(x_test.shape[1:]), int_max)
 
 
 def read_libsvm(path):
@@ -397,9 +409,10 @@ def _hdf5_source(path, test_path, seed):
             raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
         _check_finite(p, xname, x)
         shapes[p] = x.shape[1:]
+        kinds[p] = x.dtype
         return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
 
-    shapes = {}
+    shapes, kinds = {}, {}
     x, y = read(path, "x", "y")
     if test_path:
         xt, yt = read(test_path, "x", "y")
@@ -411,7 +424,10 @@ def _hdf5_source(path, test_path, seed):
     if xt.shape[1:] != x.shape[1:]:
         raise DataError(f"feature dimension mismatch: train has {x.shape[1]} features, test has {xt.shape[1]}")
     n_classes = _check_labels(path, y, yt, x.shape[1])
-    return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}", _image_shape(shapes[path]))
+    dt = kinds[path]
+    int_max = float(np.iinfo(dt).max) if dt.kind in "iu" and dt.itemsize <= 2 else 0.0  # 8/16-bit images
+    return _Source(y, lambda r: x[r], xt, yt, x.shape[1], n_classes, f"hdf5:{path}", _image_shape(shapes[path]),
+                   int_max)
 
 
 def _h5_dataset(f, p, name, kinds):
@@ -466,7 +482,39 @@ def _source(spec, seed, data_dir, test_spec):
     )
 
 
-def load_dataset(spec, rank=0, size=1, seed=0, data_dir="", partition="iid", alpha=0.5, test_spec=""):
+def _normalizer(src, how, n):
+    """(resolved name, function float32 rows -> normalised float32 rows) for ``--normalize``;
+    statistics come from the whole training set, so every rank applies the same map."""
+    if how == "auto":
+        how = "unit" if src.int_max else "none"
+    if how == "none":
+        return how, lambda a: a
+    if how == "unit":
+        if src.int_max:
+            scale = np.float32(src.int_max)
+        else:
+            x = src.read_x(np.arange(n))
+            scale = np.float32(float(np.abs(x).max()) or 1.0)
+        return how, lambda a: a / scale
+    x = src.read_x(np.arange(n)).astype(np.float64)
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std[std < 1e-12] = 1.0  # constant features (image borders) are only centred
+    mean, inv = mean.astype(np.float32), (1.0 / std).astype(np.float32)
+    return how, lambda a: (a - mean) * inv
+
+
+def subset_rows(n, max_samples, seed):
+    """The training rows kept by ``--max-samples``: a seeded subset (sorted), the same on
+    every rank; all rows when ``max_samples`` is 0 or at least ``n``."""
+    if not max_samples or max_samples >= n:
+        return np.arange(n)
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5AB5])).permutation(n)
+    return np.sort(perm[:max_samples])
+
+
+def load_dataset(spec, rank=0, size=1, seed=0, data_dir="", partition="iid", alpha=0.5, test_spec="",
+                 normalize="auto", max_samples=0):
     """Load this rank's part of the data set named by ``spec``.
 
     Args:
@@ -482,15 +530,24 @@ def load_dataset(spec, rank=0, size=1, seed=0, data_dir="", partition="iid", alp
         partition, alpha: how training samples are split over ranks (see
             :func:`shard_indices`).
         test_spec: a separate test file for ``libsvm:``/``hdf5:`` data sets.
+        normalize: one of :data:`NORMALIZATIONS`.
+        max_samples: train on a seeded subset of this many training samples (0: all).
 
     Returns:
         A :class:`Dataset` with this rank's training shard and test slice.
     """
     src = _source(spec, seed, data_dir, test_spec)
+    keep = subset_rows(src.y_train.shape[0], max_samples, seed)
+    if keep.size < src.y_train.shape[0]:
+        read_all = src.read_x
+        src.y_train, src.read_x = src.y_train[keep], lambda r: read_all(keep[r])
     n = src.y_train.shape[0]
+    how, norm = _normalizer(src, normalize, n)
     rows = shard_indices(n, rank, size, seed, partition, src.y_train, alpha)
     if rows.size == 0:
         raise DataError(f"rank {rank} got no training samples with partition {partition!r}; use more data or a larger alpha")
     sl = _slice(src.y_test.shape[0], rank, size)
-    return Dataset(src.read_x(rows), src.y_train[rows], src.x_test[sl], src.y_test[sl], src.n_features,
-                   src.n_classes, n, src.y_test.shape[0], src.name, src.input_shape)
+    x = norm(src.read_x(rows))
+    value_range = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    return Dataset(x, src.y_train[rows], norm(src.x_test[sl]), src.y_test[sl], src.n_features,
+                   src.n_classes, n, src.y_test.shape[0], src.name, src.input_shape, how, value_range)

@@ -11,7 +11,135 @@ import time
 
 from .errors import OutputError
 
-__all__ = ["RunWriter", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
+__all__ = ["RunWriter", "StepClock", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
+
+
+class StepClock:
+    """Where the training steps' time goes; the one definition behind the epoch line,
+    ``metrics.jsonl``, ``summary.json`` and the trace summary:
+
+    * ``compute``: the model's forward and backward pass (with the batch's row gather);
+    * ``compress``: the compression operators' ``compress``/``decompress`` calls
+      (outermost call only: a decompress inside a compress is not counted twice);
+    * ``comm``: inside communication calls (MPI messages, waits, MPI's own collectives):
+      the communicator's ``comm_time`` counter, plus the loop's agreement checks
+      (:meth:`time_comm`), where a rank waits for the slower ones;
+    * ``other``: the rest of the algorithm's step (its update arithmetic, the local
+      reductions and copies between a collective's messages).
+
+    The four add up to the time of the steps (``steps``: the training loop's time less
+    what :meth:`aside` sets apart, such as checkpoint writes); the epoch's wall time adds
+    evaluation set-up and those writes.
+
+    Args:
+        comm: the run's communicator (for its ``comm_time`` counter).
+        sync: called at each timed boundary (on the GPU: wait for queued kernels, so that
+            their time lands in the part that queued them); None on the CPU.
+    """
+
+    PARTS = ("compute", "compress", "comm", "other")
+    _METHODS = ("compress", "decompress", "decompress_add")
+
+    def __init__(self, comm, sync=None):
+        self.comm = comm
+        self._sync = sync or (lambda: None)
+        self._depth = 0
+        self.reset()
+
+    def reset(self):
+        """Start a new epoch's account."""
+        self.compute = self.compress = self.other = self.steps = self.control = 0.0
+        self._comm0 = self.comm.comm_time
+
+    def split(self):
+        """Seconds per part since :meth:`reset` (dict over :data:`PARTS`, and ``steps``)."""
+        return {"compute": self.compute, "compress": self.compress,
+                "comm": self.comm.comm_time - self._comm0 + self.control, "other": self.other, "steps": self.steps}
+
+    @contextlib.contextmanager
+    def loop(self):
+        """Time the training loop (``steps``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps += time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def aside(self):
+        """Set a stretch inside the loop apart from the steps (a checkpoint write), with
+        the communication inside it."""
+        t0, c0 = time.perf_counter(), self.comm.comm_time
+        try:
+            yield
+        finally:
+            self.steps -= time.perf_counter() - t0
+            self._comm0 += self.comm.comm_time - c0
+
+    def _timer(self, fn, part, sync=True, outermost=False):
+        """``fn`` with its seconds added to the attribute ``part``; with ``outermost``, a
+        call inside another timed call of the same kind is not counted again."""
+        def timed(*args, **kwargs):
+            if outermost and self._depth:
+                return fn(*args, **kwargs)
+            self._depth += outermost
+            if sync:
+                self._sync()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if sync:
+                    self._sync()
+                self._depth -= outermost
+                setattr(self, part, getattr(self, part) + time.perf_counter() - t0)
+        return timed
+
+    def time_compute(self, fn):
+        """``fn`` (the model's loss and gradient) timed as ``compute``."""
+        return self._timer(fn, "compute")
+
+    def time_comm(self, fn):
+        """``fn`` (a control message the communicator does not count, such as the loop's
+        agreement check) timed as ``comm``."""
+        return self._timer(fn, "control", sync=False)
+
+    def time_step(self, fn):
+        """``fn`` (the algorithm's step) timed: what is not compression or communication
+        inside it is ``other``."""
+        def timed(*args, **kwargs):
+            t0, c0, k0 = time.perf_counter(), self.comm.comm_time, self.compress
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._sync()
+                self.other += (time.perf_counter() - t0) - (self.comm.comm_time - c0) - (self.compress - k0)
+        return timed
+
+    def time_compressors(self, owner):
+        """Time the compressors held by ``owner`` (an algorithm: its attributes, and the
+        lists, tuples and dicts among them), and those their ``independent`` returns."""
+        for value in list(vars(owner).values()):
+            if isinstance(value, dict):
+                value = list(value.values())
+            for obj in value if isinstance(value, (list, tuple)) else [value]:
+                if all(callable(getattr(obj, m, None)) for m in ("compress", "decompress")):
+                    self._instrument(obj)
+
+    def _instrument(self, comp):
+        if getattr(comp, "_step_clock", None) is self:
+            return
+        for name in self._METHODS:
+            if callable(getattr(comp, name, None)):
+                setattr(comp, name, self._timer(getattr(comp, name), "compress", outermost=True))
+        independent = getattr(comp, "independent", None)
+        if callable(independent):
+            def timed_independent(*args, **kwargs):
+                other = independent(*args, **kwargs)
+                self._instrument(other)
+                return other
+            comp.independent = timed_independent
+        comp._step_clock = self
 
 
 def traffic_ratios(floats, bytes_sent, ranks, dim, itemsize, steps):
@@ -201,6 +329,11 @@ class RunWriter:
         if self.active and not self.quiet:
             print(line, flush=True)
 
+    def result(self, line):
+        """The run's result line on stdout (rank 0; shown under --quiet too)."""
+        if self.active:
+            print(line, flush=True)
+
     def epoch(self, record):
         """Append one epoch's record to ``metrics.jsonl`` and print its summary line."""
         if not self.active:
@@ -211,8 +344,9 @@ class RunWriter:
         self.say(
             f"epoch {record['epoch']:>3}  train_loss {record['train_loss']:.4f}  "
             f"test_loss {record['test_loss']:.4f}  test_acc {record['test_accuracy']:.4f}  "
-            f"{format_rate(record['samples_per_s'])} samples/s  comm {record['comm_time']:.2f}s  "
-            f"compute {record['compute_time']:.2f}s"
+            f"{format_rate(record['samples_per_s'])} samples/s  compute {record['compute_time']:.2f}s  "
+            f"compress {record['compress_time']:.2f}s  comm {record['comm_time']:.2f}s  "
+            f"other {record['other_time']:.2f}s"
         )
 
     def summary(self, summary):

@@ -26,8 +26,10 @@ def load_run(run_dir):
     summary = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary):
         with open(summary, encoding="utf-8") as f:
-            cfg = json.load(f).get("config", {})
-        label = f"{label} ({cfg.get('algo', '?')}, {cfg.get('collective', '?')})"
+            doc = json.load(f)
+        cfg = doc.get("config", {})
+        used = doc.get("collective_used", cfg.get("collective", "?"))  # what auto chose; "" = no allreduce
+        label = f"{label} ({cfg.get('algo', '?')}{', ' + used if used else ''})"
     return label, records
 
 

@@ -9,8 +9,9 @@ The file opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one track per
 Off (the default) costs one ``with`` on a shared null context per span site: nothing is
 wrapped, nothing recorded. On, every rank records ``(name, category, start, duration)``
 in memory (clocks aligned by a barrier at start); at the end rank 0 gathers all of them
-and writes one file. :func:`summarize` gives the compute/comm/compress split per epoch
-(exclusive time, so nested spans are not counted twice); ``hpctrain trace FILE`` prints it.
+and writes one file. :func:`summarize` gives the compute/compress/comm/other split per epoch
+(exclusive time, so nested spans are not counted twice; the parts mean what they mean in
+``metrics.jsonl``, see :class:`hpctrain.metrics.StepClock`); ``hpctrain trace FILE`` prints it.
 """
 
 import contextlib
@@ -203,8 +204,8 @@ def _category(name, cat):
         return "compute"
     if cat == "compress":
         return "compress"
-    if cat in ("comm", "wait"):
-        return "comm"
+    if cat == "wait":  # inside MPI calls; a collective's own span (cat comm) keeps only its local
+        return "comm"  # reductions and copies, which count as other (metrics.StepClock: one definition)
     if cat == "io":
         return "io"
     return "other"

@@ -7,6 +7,8 @@ ranks agree (one tiny MAX allreduce) on whether a stop signal arrived or the los
 non-finite; after every epoch they evaluate on the test set.
 """
 
+import dataclasses
+import json
 import math
 import os
 import signal
@@ -26,6 +28,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .collectives import get_allreduce
+from .collectives.auto import chosen, describe
 from .collectives.hierarchical import layout as node_layout
 from .comm import world
 from .config import config_to_toml, parse_period
@@ -33,12 +36,12 @@ from .data import load_dataset
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
-from .metrics import Progress, RunWriter, traffic_ratios
-from .models import build_model, model_state, probe_output
+from .metrics import Progress, RunWriter, StepClock, traffic_ratios
+from .models import build_model, model_state, param_layout, probe_output
 from .schedules import make_schedule
 from .threads import limit_threads, local_rank
 from .topology import build as build_topology
-from .xp import get_array_module, resolve_device, to_numpy
+from .xp import get_array_module, resolve_device, synchronize, to_numpy
 
 __all__ = ["run_training", "agree", "on_root", "epoch_order", "batch_rows", "STOP_SIGNALS"]
 
@@ -72,6 +75,7 @@ def agree(comm, fn):
     if flags.any():
         if err is not None and comm.rank == int(np.flatnonzero(flags)[0]):
             err.reporter = True  # this rank prints the job's one line, whatever its number
+            err.abort_job = False  # agreed: every rank ends by itself
             raise err
         raise SilentExit(err.exit_code if err is not None else 2)
     return result
@@ -137,7 +141,7 @@ def batch_rows(order, i, batch):
 def _setup(cfg, comm, xp):
     """Load this rank's data and build the model (no communication: run under agree)."""
     data = load_dataset(cfg.dataset, comm.rank, comm.size, cfg.seed, cfg.data_dir, cfg.partition,
-                        cfg.dirichlet_alpha, cfg.test_dataset)
+                        cfg.dirichlet_alpha, cfg.test_dataset, cfg.normalize, cfg.max_samples)
     model = build_model(cfg.model, data.input_shape, data.n_classes, hidden=cfg.hidden, seed=cfg.seed, rank=comm.rank,
                         dtype=cfg.dtype, threads=cfg.threads, device=cfg.device)
     dtype = np.dtype(cfg.dtype)
@@ -237,19 +241,14 @@ class _Cursor:
         self.lineage, self.resumed_from = new_lineage(), None  # rank 0's lineage is the run's
 
 
-def model_layers(model):
-    """The model's parameter layers as (name, shape, offset) into the flat buffer, for a
-    layer-wise compressor: the model's own ``param_shapes()`` where it has one, else a
-    1-D entry per ``layer_slices`` slice (Sequential); [] when the model tells nothing."""
-    shapes = getattr(model, "param_shapes", None)
-    if callable(shapes):
-        return [tuple(entry) for entry in shapes()]
-    slices = getattr(model, "layer_slices", None)
-    if not slices:
-        return []
-    layers = getattr(model, "layers", [None] * len(slices))
-    return [(f"{i}.{type(layer).__name__.lower()}", (b - a,), a)
-            for i, (layer, (a, b)) in enumerate(zip(layers, slices)) if b > a]
+def model_layers(model, params=None):
+    """The model's parameter layers as (name, shape, offset) into the flat buffer (its
+    ``param_views`` in buffer order), for a layer-wise compressor."""
+    out, offset = [], 0
+    for name, shape in param_layout(model, params):
+        out.append((name, shape, offset))
+        offset += int(np.prod(shape, dtype=np.int64))
+    return out
 
 
 def _snapshot_local(params, algo, cursor, model=None):
@@ -276,6 +275,7 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim, model=
             "algo": cfg.algo, "model": cfg.model, "n_params": dim, "dataset": cfg.dataset,
             "seed": cfg.seed, "replicated": int(algo.replicated), "lineage": cursor.lineage,
             "resumed_from": os.path.basename(cursor.resumed_from or ""),
+            "param_layout": _layout_json(model, params),  # the parameters' names and shapes
         }
         write_checkpoint(path, Snapshot(meta, config_to_toml(cfg), gathered))
         mark_latest(run_dir, path)
@@ -283,6 +283,30 @@ def _save(comm, cfg, run_dir, params, algo, cursor, steps_per_epoch, dim, model=
 
     on_root(comm, write)
     return path
+
+
+def _layout_json(model, params):
+    return json.dumps([[name, list(shape)] for name, shape in param_layout(model, params)]) if model else "[]"
+
+
+def _check_layout(path, meta, model, params):
+    """Refuse a checkpoint whose parameters are named or shaped otherwise than this run's
+    model's (a model file edited to another layer order with the same parameter count)."""
+    import json
+
+    if model is None or "param_layout" not in meta:
+        return  # written before layouts were recorded
+    try:
+        theirs = [(str(n), tuple(s)) for n, s in json.loads(meta["param_layout"])]
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: malformed param_layout attribute") from None
+    ours = param_layout(model, params)
+    if theirs != ours:
+        i = next((k for k, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+        had = f"{theirs[i][0]} {theirs[i][1]}" if i < len(theirs) else "nothing"
+        has = f"{ours[i][0]} {ours[i][1]}" if i < len(ours) else "nothing"
+        raise CheckpointError(f"{path} holds parameters laid out otherwise than this run's model: parameter "
+                              f"{i + 1} is {had} there but {has} here (same model file and layer order needed)")
 
 
 def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
@@ -304,6 +328,7 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
                     f"{path} holds a {meta.get('model')} model with {meta.get('n_params')} parameters; "
                     f"this run's {cfg.model} has {dim}"
                 )
+            _check_layout(path, meta, model, params)
 
         expected = {name: (tuple(arr.shape), np.dtype(arr.dtype)) for name, arr in local.items()}
         snap = read_checkpoint(path, expected, accept)
@@ -366,7 +391,7 @@ class _Run:
     flat parameter and gradient buffers, algorithm and lr schedule."""
 
     def __init__(self, cfg, comm=None):
-        self.cfg = cfg
+        self.cfg = cfg = dataclasses.replace(cfg)  # resolved choices (normalize) are recorded in this copy
         self.xp = resolve_device(cfg.device, local_rank())
         if comm is None:
             transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
@@ -377,6 +402,7 @@ class _Run:
         if cfg.trace:
             _start_trace(cfg, comm)
         self.data, self.model, self.steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, self.xp))
+        cfg.normalize = self.data.normalization  # what auto chose goes into config.toml and summary.json
         self.params = self.model.init_params(self.xp, np.dtype(cfg.dtype), cfg.seed)
         self.grad = self.xp.zeros_like(self.params)
         allreduce = trace.wrap(get_allreduce(cfg.collective),
@@ -386,15 +412,22 @@ class _Run:
         if mixing is not None:
             ctx.extras["mixing"] = mixing
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)
+        # compute / compress / comm / other of the steps (on the GPU, each part waits for its kernels)
+        self.clock = StepClock(comm, (lambda: synchronize(self.params)) if cfg.device == "gpu" else None)
+        self.clock.time_compressors(self.algo)
         self.lr_at = make_schedule(cfg, self.steps_per_epoch)
         # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
         # or Slurm's placement), for the banner and summary.json
         self.nodes = node_layout(comm).describe() if cfg.collective in ("hierarchical", "auto") else None
+        # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
+        self.allreduce_choice = chosen(comm, cfg.collective, self.algo.allreduce_sizes())
+        self.collective_used = describe(cfg.collective, self.allreduce_choice)
 
     def banner(self, cursor, resumed_from):
         """The run's first line."""
         cfg, comm, data = self.cfg, self.comm, self.data
-        return (f"hpctrain {__version__}: {cfg.algo} over {cfg.collective} on {comm.size} "
+        over = f" over {self.collective_used}" if self.collective_used else ""
+        return (f"hpctrain {__version__}: {cfg.algo}{over} on {comm.size} "
                 f"rank{'s' if comm.size != 1 else ''}, {cfg.model} on {data.name} ({data.n_train_total} train / "
                 f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
                 + (f", {self.nodes['nodes']} node{'s' if self.nodes['nodes'] != 1 else ''} (ranks per node "
@@ -442,56 +475,78 @@ def _train_epoch(run, cursor, guard, ckpt):
     bar = Progress(steps, f"epoch {epoch}/{cfg.epochs}", comm.rank == 0 and not cfg.quiet,
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
-    # spans while tracing; the functions themselves (nothing in between) when not
-    loss_grad = trace.wrap(model.loss_grad, "compute", "compute")  # forward + backward
-    algo_step = trace.wrap(algo.step, "step", "other")  # the algorithm: compress, collectives, update
-    for i in range(cursor.step_in_epoch, steps):
-        idx = batch_rows(order, i, cfg.batch_size)
+
+    def forward_backward(idx):
         # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
-        loss = loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
-        lr = run.lr_at(cursor.t, epoch)
-        algo_step(params, grad, lr, cursor.t)
-        cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
-        cursor.loss_sum += loss
-        guard.record(cursor.t, loss)
-        if bar.enabled:
-            bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
-        ckpt_due = ckpt.due_after_step(cursor.t)
-        if ckpt_due or guard.due(cursor.t) or i + 1 == steps:
-            guard.record_params(cursor.t, params)
-            stop, first_bad = guard.check()
-            if first_bad:
-                # every rank raises; the CLI prints it once (rank 0)
-                raise TrainingDiverged(
-                    f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
-                    f"good checkpoint ({ckpt.last or 'none'}) is kept; lower --lr"
-                )
-            save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
-            if save or ckpt_due:
-                ckpt.save()
-            if stop:
-                bar.close()
-                raise _stopped(stop, cursor.t, ckpt.last, save)
+        return model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
+
+    # timed by the run's StepClock (metrics.jsonl) and, while tracing, spans of the same parts
+    loss_grad = run.clock.time_compute(trace.wrap(forward_backward, "compute", "compute"))
+    algo_step = run.clock.time_step(trace.wrap(algo.step, "step", "other"))  # compress, collectives, update
+    check = run.clock.time_comm(guard.check)  # the agreement: where ranks wait for the slowest
+    with run.clock.loop():  # the steps' time (checkpoint writes set aside)
+        for i in range(cursor.step_in_epoch, steps):
+            last = i + 1 == steps or cursor.t + 1 == cfg.max_steps  # --max-steps may end the run inside an epoch
+            idx = batch_rows(order, i, cfg.batch_size)
+            loss = loss_grad(idx)
+            lr = run.lr_at(cursor.t, epoch)
+            algo_step(params, grad, lr, cursor.t)
+            cursor.t, cursor.step_in_epoch = cursor.t + 1, i + 1
+            cursor.loss_sum += loss
+            guard.record(cursor.t, loss)
+            if bar.enabled:
+                bar.update(i + 1, f"loss {cursor.loss_sum / (i + 1):.4f}")
+            ckpt_due = ckpt.due_after_step(cursor.t)
+            if ckpt_due or guard.due(cursor.t) or last:
+                guard.record_params(cursor.t, params)
+                stop, first_bad = check()
+                if first_bad:
+                    # every rank raises; the CLI prints it once (rank 0)
+                    raise TrainingDiverged(
+                        f"loss or parameters became NaN/Inf at step {first_bad} (epoch {epoch}); the last "
+                        f"good checkpoint ({ckpt.last or 'none'}) is kept; {_divergence_hint(data)}"
+                    )
+                save = bool(stop) and (stop != signal.SIGINT or ckpt.period is not None)  # Ctrl-C: when on
+                if save or ckpt_due:
+                    with run.clock.aside():
+                        ckpt.save()
+                if stop:
+                    bar.close()
+                    raise _stopped(stop, cursor.t, ckpt.last, save)
+            if last:
+                break
     bar.close()
     return lr
+
+
+def _divergence_hint(data):
+    """What to try after a divergence: the data's scale when it is not normalised and
+    large, else a lower learning rate."""
+    lo, hi = data.value_range
+    if data.normalization == "none" and max(abs(lo), abs(hi)) > 10:
+        return (f"the training data is not normalised (values in [{lo:g}, {hi:g}]): try --normalize unit or "
+                "--normalize standard, or lower --lr")
+    return "lower --lr"
 
 
 class _EpochMeter:
     """Wall time, communication time and bytes of one epoch (this rank's counters)."""
 
-    def __init__(self, comm):
-        self.comm = comm
-        self.comm_time, self.sent, self.recv = comm.comm_time, comm.bytes_sent, comm.bytes_recv
+    def __init__(self, comm, clock):
+        self.comm, self.clock = comm, clock
+        self.sent, self.recv = comm.bytes_sent, comm.bytes_recv
+        clock.reset()
         self.t0 = time.perf_counter()
 
     def record(self, run, cursor, first, lr):
         """The epoch's metrics.jsonl record (agreed over ranks): losses, accuracy, times,
         samples/s, bytes per rank, paper 001's compression ratio and the wire ratio."""
-        comm, params, done = run.comm, run.params, run.steps_per_epoch - first
+        comm, params, done = run.comm, run.params, cursor.step_in_epoch - first  # fewer at --max-steps
         epoch_time = time.perf_counter() - self.t0
         sent_epoch, recv_epoch = comm.bytes_sent - self.sent, comm.bytes_recv - self.recv
-        stats = np.array([cursor.loss_sum / run.steps_per_epoch, comm.comm_time - self.comm_time, epoch_time],
-                         dtype=np.float64)
+        parts = self.clock.split()
+        stats = np.array([cursor.loss_sum / max(cursor.step_in_epoch, 1), epoch_time, parts["steps"]]
+                         + [parts[p] for p in StepClock.PARTS], dtype=np.float64)
         comm.native_allreduce(stats)
         stats /= comm.size
         with trace.span("evaluate"):
@@ -509,9 +564,10 @@ class _EpochMeter:
             "test_accuracy": float(test_acc),
             "lr": lr,
             "wall_time": float(epoch_time),
-            "comm_time": float(stats[1]),
-            "compute_time": float(stats[2] - stats[1]),
-            "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[2]) if stats[2] > 0 else 0.0,
+            # StepClock's split (mean over ranks): compute + compress + comm + other = step_time
+            "step_time": float(stats[2]),
+            **{f"{p}_time": float(v) for p, v in zip(StepClock.PARTS, stats[3:])},
+            "samples_per_s": float(done * run.cfg.batch_size * comm.size / stats[1]) if stats[1] > 0 else 0.0,
             "bytes_sent_per_rank": [int(b) for b in sent],
             "bytes_recv_per_rank": [int(b) for b in recv],
         }
@@ -530,12 +586,16 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
         "hpctrain_version": __version__,
         "world_size": run.comm.size,
         "nodes": run.nodes,  # {nodes, ranks_per_node, shards} of the two-level collective, else None
+        # the allreduce the collective ran per message size (auto resolved); "" and {} when none is used
+        "collective_used": run.collective_used,
+        "allreduce_choice": {str(n): name for n, name in run.allreduce_choice.items()},
         "epochs": run.cfg.epochs,
         "steps": cursor.t,
         "final_train_loss": final.get("train_loss"),
         "final_test_loss": final.get("test_loss"),
         "final_test_accuracy": final.get("test_accuracy"),
         "train_time_s": train_time,
+        **{f"{p}_time_s": sum(r[f"{p}_time"] for r in history) for p in StepClock.PARTS},
         "total_time_s": time.perf_counter() - t_start,
         "samples_per_s": (sum(r["samples_per_s"] * r["wall_time"] for r in history) / train_time
                           if train_time else 0.0),
@@ -545,6 +605,16 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
         "resumed_from": resumed_from,
         "config": run.cfg.to_dict(),
     }
+
+
+def _choice_comment(run):
+    """A comment for config.toml saying what ``--collective auto`` chose (or that the
+    algorithm uses no allreduce)."""
+    if not run.collective_used:
+        return f"# {run.cfg.algo} uses no allreduce: --collective does not apply\n"
+    if run.cfg.collective == "auto":
+        return f"# --collective auto chose: {run.collective_used.removeprefix('auto (').removesuffix(')')}\n"
+    return ""
 
 
 def run_training(cfg, comm=None):
@@ -560,6 +630,7 @@ def run_training(cfg, comm=None):
     """
     run = _Run(cfg, comm)
     comm = run.comm
+    cfg = run.cfg
     cursor, resumed_from = _Cursor(), None
     if cfg.resume:
         cursor, resumed_from = _resume(comm, cfg, run.run_dir, run.params, run.algo, run.steps_per_epoch,
@@ -567,18 +638,20 @@ def run_training(cfg, comm=None):
     cursor.lineage = comm.bcast_bytes(cursor.lineage.encode()).decode()  # rank 0's, on every rank
     writer = agree(comm, lambda: RunWriter(run.run_dir, comm.rank == 0, cfg.quiet,
                                            keep_epochs_before=cursor.epoch if cfg.resume else None))
-    agree(comm, lambda: writer.config(config_to_toml(cfg)))
+    agree(comm, lambda: writer.config(config_to_toml(cfg) + _choice_comment(run)))
     writer.say(run.banner(cursor, resumed_from))
     history, t_start = [], time.perf_counter()
     guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)
     try:
-        while cursor.epoch <= cfg.epochs:
+        while cursor.epoch <= cfg.epochs and not (cfg.max_steps and cursor.t >= cfg.max_steps):
             trace.mark(f"epoch {cursor.epoch}")
-            meter, first = _EpochMeter(comm), cursor.step_in_epoch
+            meter, first = _EpochMeter(comm, run.clock), cursor.step_in_epoch
             lr = _train_epoch(run, cursor, guard, ckpt)
             record = meter.record(run, cursor, first, lr)
             history.append(record)
             agree(comm, lambda: writer.epoch(record))  # a full disk ends every rank
+            if cursor.step_in_epoch < run.steps_per_epoch:
+                break  # --max-steps ended the run inside this epoch (a resume continues it there)
             epoch = cursor.epoch
             cursor.epoch, cursor.step_in_epoch, cursor.loss_sum = epoch + 1, 0, 0.0
             if ckpt.due_after_epoch(epoch):
@@ -597,6 +670,6 @@ def run_training(cfg, comm=None):
     summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
     agree(comm, lambda: writer.summary(summary))
     if history:
-        writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
+        writer.result(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
     summary["params"] = run.params
     return summary

@@ -7,7 +7,9 @@
 #   hpctrain_check_ntasks          SLURM_NTASKS from the allocation when a requeue resized it
 #   hpctrain_resume_args RUN_DIR   sets RESUME_ARGS: `--resume latest` when RUN_DIR holds a
 #                                  checkpoint; `--overwrite` for a restarted job without one
-#   hpctrain_launcher_cmd          sets LAUNCH: `srun --mpi=pmi2 ...` or `mpiexec -n N ...`
+#   hpctrain_launcher_cmd          sets LAUNCH: `srun --mpi=pmi2 --cpu-bind=cores ...` or
+#                                  `mpiexec -n N ...`; warns when the venv's MPICH wheel
+#                                  would run a multi-node allocation (hpctrain_check_mpi)
 #   hpctrain_run_step CMD...       runs CMD in the background, forwards SIGUSR1/SIGTERM that
 #                                  reach this shell to it, waits, sets STEP_RC
 #   hpctrain_after_step            exit status 75 (checkpoint written after a signal): requeue
@@ -104,10 +106,28 @@ hpctrain_check_ntasks() {
   fi
 }
 
+# hpctrain_check_mpi: one warning line when this job spans several nodes and the Python
+# on PATH (the venv's) has the MPICH wheel from PyPI: mpi4py then loads that MPICH, which
+# talks TCP between nodes instead of the site MPI's interconnect (InfiniBand, Slingshot).
+# HPCTRAIN_NO_MPI_WARNING=1 silences it (a site that ships that MPICH on purpose).
+hpctrain_check_mpi() {
+  local nodes=${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}
+  [ "$nodes" -gt 1 ] 2>/dev/null || return 0
+  local py
+  py=$(command -v python3 || command -v python) || return 0
+  if "$py" -c 'import importlib.metadata as m; m.distribution("mpich")' 2>/dev/null \
+      && [ -z "${HPCTRAIN_NO_MPI_WARNING:-}" ]; then
+    hpctrain_log "WARNING: the MPICH wheel from PyPI (pip package mpich in ${VIRTUAL_ENV:-this Python}) runs" \
+      "this $nodes-node job over TCP, not the site MPI: load the site's MPI module and" \
+      "'pip uninstall mpich' in the venv (or set VENV to one built for it); docs/cluster.md"
+  fi
+}
+
 # hpctrain_launcher_cmd: sets the array LAUNCH from LAUNCHER (srun | mpiexec), NTASKS and
-# SRUN_MPI / SRUN_WAIT / SRUN_ARGS / MPIEXEC_ARGS.
+# SRUN_MPI / SRUN_WAIT / SRUN_CPU_BIND / SRUN_ARGS / MPIEXEC_ARGS.
 hpctrain_launcher_cmd() {
   local n=${NTASKS:-${SLURM_NTASKS:-1}}
+  hpctrain_check_mpi
   case "${LAUNCHER:-srun}" in
     srun)
       # --wait: once one task has ended, the others get SRUN_WAIT seconds before they are
@@ -117,7 +137,14 @@ hpctrain_launcher_cmd() {
       # --kill-on-bad-exit: after a stop signal every rank exits 75 at the same moment, and
       # killing the slower ones would turn the job's status into 137.
       # shellcheck disable=SC2206  # SRUN_ARGS is a list of words on purpose
-      LAUNCH=(srun "--mpi=${SRUN_MPI:-pmi2}" "--wait=${SRUN_WAIT:-10}" ${SRUN_ARGS:-})
+      # --cpu-bind: one core per rank (BLAS threads stay on their cores); SRUN_CPU_BIND
+      # overrides it (e.g. none, sockets, or the site's map_cpu list). Left out where the
+      # cluster has no affinity plugin (TaskPlugin=task/none), where srun would only complain.
+      local bind=(--cpu-bind="${SRUN_CPU_BIND:-cores}")
+      if [ -z "${SRUN_CPU_BIND:-}" ] && scontrol show config 2>/dev/null | grep -Eq '^TaskPlugin +=( task/none)+$'; then
+        bind=()
+      fi
+      LAUNCH=(srun "--mpi=${SRUN_MPI:-pmi2}" "--wait=${SRUN_WAIT:-10}" "${bind[@]}" ${SRUN_ARGS:-})
       ;;
     mpiexec | mpirun)
       # The MPI library's own launcher inside the allocation (MPICH's hydra and Open MPI

@@ -7,6 +7,7 @@ collectives are used here; no MPI import.
 import numpy as np
 
 from ..collectives import sparse_allgather
+from ..compress.topk import k_for_density
 from .. import topology
 
 __all__ = [
@@ -44,6 +45,12 @@ def sparse_pairs(comp, payload, step, xp=np):
     if "indices" in payload.arrays:
         return payload["indices"], payload["values"]
     return comp.indices(step, payload.size, xp), payload["values"]
+
+
+def sparse_sum_allreduce_sizes(comp, dim, itemsize):
+    """The allreduce sizes (bytes) of :func:`sparse_sum`: the k values of a shared-index
+    operator (random-k), else none."""
+    return (k_for_density(comp.density, dim) * itemsize,) if comp.shared_indices else ()
 
 
 def sparse_sum(comm, comp, payload, out, step, allreduce):

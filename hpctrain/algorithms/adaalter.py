@@ -49,6 +49,9 @@ class LocalAdaAlter(Algorithm):
     state_names = ("accum_sq", "denom_sq")
     state_policies = {"accum_sq": "mean", "denom_sq": "replicated"}
 
+    def allreduce_sizes(self):
+        return (self.buf.nbytes,)  # x and a second state in one message of 2d numbers
+
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
         self.period = ctx.cfg.sync_period

@@ -37,6 +37,9 @@ class ASGD(Algorithm):
     state_names = ("server_model", "version")
     state_policies = {"server_model": "refuse", "version": "refuse"}
 
+    def allreduce_sizes(self):
+        return ()  # a parameter server, no allreduce
+
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
         self.staleness = ctx.cfg.staleness

@@ -112,6 +112,20 @@ class Algorithm:
         update ``params`` in place. ``t`` is the global step (0-based)."""
         raise NotImplementedError
 
+    def allreduce_sizes(self):
+        """Bytes of each ``--collective`` allreduce one step hands to the collective (what
+        ``auto`` chooses for; the banner and summary.json show the choice). Empty when the
+        algorithm aggregates otherwise (gossip, a server, gathered payloads). Default: one
+        allreduce of the d-vector for an algorithm that compresses nothing and aggregates
+        by allreduce; an algorithm that differs says so by overriding this method.
+
+        Returns:
+            A tuple of message sizes in bytes.
+        """
+        if self.compressors or self.cfg.aggregation != "allreduce":
+            return ()
+        return (self.ctx.dim * np.dtype(self.cfg.dtype).itemsize,)
+
     def count(self, key, value):
         """Add ``value`` to the per-epoch statistic ``key``."""
         self.stats[key] = self.stats.get(key, 0) + value

@@ -33,6 +33,9 @@ class DPSGD(Algorithm):
     name = "dpsgd"
     replicated = False
 
+    def allreduce_sizes(self):
+        return ()  # gossip with the neighbours, no allreduce
+
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
         self.W = _matrix(ctx)
@@ -51,6 +54,9 @@ class DMomentum(Algorithm):
     replicated = False
     state_names = ("velocity",)
     state_policies = {"velocity": "mean"}
+
+    def allreduce_sizes(self):
+        return ()  # gossip with the neighbours, no allreduce
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)

@@ -17,7 +17,7 @@ With beta = 0 GMC is memory SGD (gradient dropping); with density 1 it is ``dmsg
 
 from ..collectives.payload_p2p import Pairs
 from ..collectives.ps_round import SERVER, server_round
-from ._common import density_at, sparse_pairs, sparse_sum
+from ._common import density_at, sparse_pairs, sparse_sum, sparse_sum_allreduce_sizes
 from .base import Algorithm
 
 __all__ = ["GMC"]
@@ -60,6 +60,11 @@ class GMC(Algorithm):
             self.delta *= -lr
         self.count_traffic(up, self.update_floats(self.delta))
         params += self.delta
+
+    def allreduce_sizes(self):
+        if self.cfg.aggregation != "allreduce":
+            return ()
+        return sparse_sum_allreduce_sizes(self.comp, self.ctx.dim, self.total.dtype.itemsize)
 
     def _server_round(self, comp, payload, lr, t):
         """001 Algorithm 1: sparse vectors up to rank 0, sparse w_{t+1} - w_t back down."""

@@ -45,6 +45,9 @@ class PRSGDMomentum(Algorithm):
     state_names = ("velocity",)
     state_policies = {"velocity": "mean"}
 
+    def allreduce_sizes(self):
+        return (self.buf.nbytes,)  # x and a second state in one message of 2d numbers
+
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
         self.momentum = ctx.cfg.momentum

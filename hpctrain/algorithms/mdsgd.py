@@ -13,7 +13,7 @@ constant lr the "eta inside the memory" form of Alistarh/Stich is identical (u' 
 With density 1 every coordinate is sent and M-DSGD is exactly ``dmsgd``.
 """
 
-from ._common import density_at, sparse_sum
+from ._common import density_at, sparse_sum, sparse_sum_allreduce_sizes
 from .base import Algorithm
 
 __all__ = ["MDSGD"]
@@ -49,6 +49,9 @@ class MDSGD(Algorithm):
         self.count_traffic(payload.floats, self.update_floats(total))
         total *= lr
         params -= total
+
+    def allreduce_sizes(self):
+        return sparse_sum_allreduce_sizes(self.comp, self.ctx.dim, self.total.dtype.itemsize)
 
     def _sent(self, comp, payload, t):
         """Hook after compression (DGC masks the momentum of the sent coordinates)."""

@@ -181,7 +181,12 @@ def bench_collective(comm, algos, sizes, dtype="float32", iters=20, warmup=5, ch
                 row["wrong"] = wrong
                 row["inplace"] = False
             if fit is not None and pred_kw is not None:
-                p = cost.predict(name, n, nbytes, fit, **pred_kw)
+                modelled = name
+                if name == "auto":  # auto runs one candidate per size: predict that one
+                    from ..collectives.auto import choose
+
+                    modelled = row["auto_chose"] = choose(comm, nbytes)
+                p = cost.predict(modelled, n, nbytes, fit, **pred_kw)
                 row["pred_us"] = None if p is None else p * 1e6
             rows.append(row)
     return rows
@@ -211,13 +216,17 @@ def format_rows(rows):
             inp = cols("", r["wrong"]) if r.get("inplace", True) else f"{'N/A':>9} {'N/A':>8} {'N/A':>8} {'N/A':>7}"
             pred = r.get("pred_us")
             pred = f"{pred:>9.1f}" if pred is not None else f"{'-':>9}"
+            chose = f"  ({r['auto_chose']})" if "auto_chose" in r else ""
             lines.append(f"{r['size']:>12} {r['count']:>11} {r['type']:>8}   {cols('oop_', r['oop_wrong'])}   {inp}"
-                         f" {r['min_us']:>9.1f} {r['avg_us']:>9.1f} {r['max_us']:>9.1f} {pred}")
+                         f" {r['min_us']:>9.1f} {r['avg_us']:>9.1f} {r['max_us']:>9.1f} {pred}{chose}")
         avg = sum(r["busbw"] for r in block) / len(block)
         lines.append(f"# Out of bounds values : {sum(max(r['wrong'], 0) for r in block)} "
                      f"{'OK' if all(r['wrong'] <= 0 for r in block) else 'FAILED'}")
         lines.append(f"# Avg bus bandwidth    : {avg:.4f} GB/s  ({name})")
         lines.append("")
+    if rows and not any("pred_us" in r for r in rows):
+        lines.append("# pred: no alpha-beta fit is cached; run `hpctrain bench fit` first (same launcher and ranks) "
+                     "to fill the pred column and to let --collective auto choose from measurements")
     ratios = ratio_table(rows)
     if ratios:
         lines.append(ratios)

@@ -57,6 +57,7 @@ from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
 
 __all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy",
+           "headline", "crossings",
            "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS", "KEYS"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
@@ -486,17 +487,19 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     fit_fastest = {**_build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos}, nodes), **facts}
     rows = []
     for algo in algos:
-        for size, t, f in zip(compare_sizes, median[("algos", algo)][1:], fastest[("algos", algo)][1:]):
+        st = stacks[("algos", algo)][:, 1:]
+        q25, q75 = np.percentile(st, 25, axis=0), np.percentile(st, 75, axis=0)
+        meds, fasts = median[("algos", algo)][1:], fastest[("algos", algo)][1:]
+        for size, t, f, lo, hi in zip(compare_sizes, meds, fasts, q25, q75):
             rows.append({"algo": algo, "size": int(size), "ranks": comm.size, "time_us": float(t) * 1e6,
+                         "iqr_pct": float(100 * (hi - lo) / t) if t > 0 else 0.0,  # spread of the rounds
                          "pred_us": cost.predict(algo, comm.size, size, fit, nodes=nodes) * 1e6,
                          "fastest_us": float(f) * 1e6,
                          "pred_fastest_us": cost.predict(algo, comm.size, size, fit_fastest, nodes=nodes) * 1e6})
     cross = []
     for i, a in enumerate(algos):
         for b in algos[i + 1:]:
-            s = cost.crossover(a, b, comm.size, fit)
-            if s is not None:
-                cross.append({"a": a, "b": b, "bytes": s})
+            cross += crossings(a, b, comm.size, fit, nodes=nodes)
     where = None
     if save and comm.rank == 0:
         where = cost.save_fit(fit, path)
@@ -507,16 +510,59 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
 
+def crossings(a, b, n, fit, nodes=1, lo=8, hi=1 << 30, limit=8):
+    """Every size where ``a`` and ``b`` swap as the predicted faster one (a piecewise fit
+    can swap them more than once), with the same model the table's predictions use.
+
+    Returns:
+        A list of ``{"a", "b", "bytes", "below", "above"}``: the crossing and the faster
+        one just below and just above it.
+    """
+    out = []
+    while len(out) < limit and lo < hi:
+        s = cost.crossover(a, b, n, fit, lo=lo, hi=hi, nodes=nodes)
+        if s is None:
+            break
+        def first(size):
+            return a if cost.predict(a, n, size, fit, nodes=nodes) < cost.predict(b, n, size, fit, nodes=nodes) else b
+
+        out.append({"a": a, "b": b, "bytes": s, "below": first(s / 1.02), "above": first(s * 1.02)})
+        lo = s * 1.05
+    return out
+
+
 TOLERANCE = 0.20  # |predicted / measured - 1| reported as "within" below this
 
 
-def _segment_lines(title, segs, r2):
+def headline(seg, top=None):
+    """A segment's figures as osu_latency / osu_bw users read them: (latency in seconds,
+    bandwidth in bytes/s), both positive and finite.
+
+    The latency is the intercept when it is one (>= 0); a later segment's negative
+    intercept is no latency, so its headline is the time of its smallest message. The
+    bandwidth is 1/beta; a flat segment (beta = 0) gets its largest message over its
+    time instead of an infinite figure.
+
+    Args:
+        seg: a segment of :func:`fit_segments` (alpha, beta, min_bytes, max_bytes).
+        top: the largest measured size, for the last segment (max_bytes None).
+    """
+    lo, hi = seg["min_bytes"], seg["max_bytes"] or top or seg["min_bytes"]
+    alpha, beta = float(seg["alpha"]), float(seg["beta"])
+    latency = alpha if alpha >= 0 else alpha + beta * lo
+    bandwidth = 1.0 / beta if beta > 0 else hi / max(alpha + beta * hi, 1e-12)
+    return latency, bandwidth
+
+
+def _segment_lines(title, segs, r2, top=None):
     lines = [f"{title}: R^2 = {r2:.5f} ({len(segs)} segment{'s' if len(segs) > 1 else ''}, linear scale)"]
     for k, seg in enumerate(segs):
-        rate = f"{1 / seg['beta'] / 1e9:.2f} GB/s" if seg["beta"] > 0 else "inf GB/s"
+        lat, bw = headline(seg, top)
+        lines.append(f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: "
+                     f"latency \u03b1 = {lat * 1e6:.2f} \u00b5s, bandwidth 1/\u03b2 = {bw / 1e9:.2f} GB/s")
         what = "alpha" if k == 0 else "intercept"  # only the first line reaches the latency
-        lines.append(f"  {seg['min_bytes']:>9} B .. {seg['max_bytes'] or 'inf':>9}: {what:>9} = {seg['alpha'] * 1e6:9.3f} us, "
-                     f"beta = {seg['beta'] * 1e9:.4f} ns/B ({rate}), R^2 = {seg['r2']:.5f}")
+        lines.append(f"  {'':>25} (line: {what} {seg['alpha'] * 1e6:.3f} us, beta {seg['beta'] * 1e9:.4f} ns/B, "
+                     f"R^2 {seg['r2']:.5f})")
     return lines
 
 
@@ -577,10 +623,10 @@ def format_fit(res):
               "exchange-sent": "exchange into the buffer just sent (Sendrecv loop, alternating buffers)"}
     lines = [f"# cost model fit: {f['fit_ranks']} ranks, {f['rounds']} interleaved rounds (until no median moved by 3% in"
              " 5 rounds), each quantity its median round; collectives timed on a freshly written buffer",
-             *_segment_lines(titles["oneway"], f["segments"], f["r2"])]
+             *_segment_lines(titles["oneway"], f["segments"], f["r2"], max(pts["sizes"]))]
     for k in TRANSFERS[1:]:
         if k in f:
-            lines += _segment_lines(titles[k], f[k]["segments"], f[k]["r2"])
+            lines += _segment_lines(titles[k], f[k]["segments"], f[k]["r2"], max(pts["sizes"]))
     lines += _network_lines(f)
     lines += [f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
               " below, linear in between",
@@ -598,12 +644,14 @@ def format_fit(res):
             cells.append(f"{t * 1e6:>13.2f} {p * 1e6:>9.2f} {100 * (p - t) / t:>5.1f}")
         lines.append(f"{s:>12} " + " ".join(cells) + f" {pts['reduce'][i] * 1e6:>9.2f} {pts['reduce_sent'][i] * 1e6:>9.2f}")
     lines += ["", "# predicted vs measured (per round the median call, slowest rank): the median round with the model of "
-                  "the median rounds | the fastest round with the model of the fastest rounds, "
+                  "the median rounds (iqr%: the rounds' interquartile range, % of the median) | the fastest round "
+                  "with the model of the fastest rounds, "
                   f"{res['rows'][0]['ranks'] if res['rows'] else f['fit_ranks']} ranks",
-              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'predicted(us)':>14} {'pred/meas':>10} |"
+              f"#{'algo':>19} {'size':>11} {'measured(us)':>13} {'iqr%':>6} {'predicted(us)':>14} {'pred/meas':>10} |"
               f" {'fastest(us)':>11} {'predicted':>10} {'pred/meas':>10}"]
     for r in res["rows"]:
-        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r['pred_us']:>14.1f}"
+        lines.append(f"{r['algo']:>20} {r['size']:>11} {r['time_us']:>13.1f} {r.get('iqr_pct', 0.0):>6.1f}"
+                     f" {r['pred_us']:>14.1f}"
                      f" {r['pred_us'] / r['time_us']:>10.2f} | {r['fastest_us']:>11.1f} {r['pred_fastest_us']:>10.1f}"
                      f" {r['pred_fastest_us'] / r['fastest_us']:>10.2f}")
     acc, acc_fast = accuracy(res["rows"]), accuracy(res["rows"], "pred_fastest_us", "fastest_us")
@@ -617,7 +665,8 @@ def format_fit(res):
                      "run; where the two views disagree, rerun (or raise --rounds) before trusting a miss")
     lines += ["", "# model crossovers (size where two algorithms are predicted equal)"]
     for c in res["crossovers"]:
-        lines.append(f"{c['a']:>20} = {c['b']:<20} at {c['bytes']:.0f} B")
+        sides = f" ({c['below']} faster below, {c['above']} above)" if "below" in c else ""
+        lines.append(f"{c['a']:>20} = {c['b']:<20} at {c['bytes']:.0f} B{sides}")
     if not res["crossovers"]:
         lines.append("(none)")
     lines.append("# fastest per size: measured vs predicted")
@@ -627,5 +676,5 @@ def format_fit(res):
         p = min(blk, key=lambda r: r["pred_us"])["algo"]
         lines.append(f"{s:>12}  measured {m:<20} predicted {p}")
     if res.get("path"):
-        lines.append(f"# fit cached at {res['path']} (used by --algo auto; rerun to refit)")
+        lines.append(f"# fit cached at {res['path']} (used by --collective auto; rerun to refit)")
     return "\n".join(lines)

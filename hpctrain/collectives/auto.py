@@ -15,7 +15,7 @@ from .hierarchical import hierarchical_allreduce, layout
 from .recursive import recursive_doubling_allreduce
 from .ring import reduce_op, ring_allreduce
 
-__all__ = ["auto_allreduce", "choose", "shared_fit", "CANDIDATES", "DEFAULT_THRESHOLD_BYTES"]
+__all__ = ["auto_allreduce", "choose", "chosen", "describe", "shared_fit", "CANDIDATES", "DEFAULT_THRESHOLD_BYTES"]
 
 CANDIDATES = {"recursive": recursive_doubling_allreduce, "ring": ring_allreduce,
               "hierarchical": hierarchical_allreduce}
@@ -52,6 +52,33 @@ def choose(comm, nbytes):
             name = min(st["candidates"], key=lambda a: cost.predict(a, comm.size, nbytes, fit, nodes=st["nodes"]))
         st["memo"][nbytes] = name
     return name
+
+
+def chosen(comm, collective, sizes):
+    """The allreduce ``collective`` runs for each message size (same on every rank).
+
+    Args:
+        comm: a :class:`~hpctrain.comm.Communicator` (collective call when ``auto``).
+        collective: the ``--collective`` value.
+        sizes: message sizes in bytes (an algorithm's ``allreduce_sizes()``).
+
+    Returns:
+        dict bytes -> algorithm name (``auto`` resolved).
+    """
+    return {int(n): (choose(comm, int(n)) if collective == "auto" else collective) for n in sizes}
+
+
+def _kib(n):
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def describe(collective, choice):
+    """``ring``, ``auto (ring for 31.4 KiB)``, or ``""`` when no allreduce is used."""
+    if not choice:
+        return ""
+    if collective != "auto":
+        return collective
+    return "auto (" + ", ".join(f"{name} for {_kib(n)}" for n, name in sorted(choice.items())) + ")"
 
 
 def auto_allreduce(comm, buf, op="sum"):

@@ -16,9 +16,11 @@ SPEC                            a layer string, e.g. ``conv:32:3,relu,maxpool:2,
 ==============================  ==========================================================
 
 Every model offers ``size``, ``init_params(xp, dtype, seed)``,
-``loss_grad(params, x, y, grad, weight_decay) -> loss``, ``evaluate(params, x, y)``
-and, when it has model state, ``state_dict()`` (name -> array, updated in place) that
-checkpoints carry under ``model/<name>``.
+``loss_grad(params, x, y, grad, weight_decay) -> loss``, ``evaluate(params, x, y)``,
+``param_views(params=None) -> [(name, view)]`` (its parameters as named, shaped views
+of the flat buffer, in buffer order; checkpoints record the names and shapes) and, when
+it has model state, ``state_dict()`` (name -> array, updated in place) that checkpoints
+carry under ``model/<name>``.
 """
 
 import numpy as np
@@ -27,8 +29,8 @@ from ..errors import ConfigError
 from .classic import MLP, MODELS, SoftmaxRegression, get_model
 from .sequential import CNN_SPEC, SPEC_TOKENS, Sequential, cnn_layers, parse_spec, resnet8_layers
 
-__all__ = ["SoftmaxRegression", "MLP", "Sequential", "get_model", "build_model", "model_state", "MODELS",
-           "NATIVE_MODELS", "parse_spec", "CNN_SPEC", "SPEC_TOKENS"]
+__all__ = ["SoftmaxRegression", "MLP", "Sequential", "get_model", "build_model", "model_state", "param_layout",
+           "MODELS", "NATIVE_MODELS", "parse_spec", "CNN_SPEC", "SPEC_TOKENS"]
 
 #: named native networks (besides the classic softmax/mlp)
 NATIVE_MODELS = {"cnn": cnn_layers, "resnet8": resnet8_layers}
@@ -68,7 +70,7 @@ def build_model(spec, input_shape, n_classes, *, hidden=128, seed=0, rank=0, dty
 
         factory, label = load_factory("python", ref)
         obj = call_factory(factory, label, input_shape=input_shape, n_classes=int(n_classes), seed=int(seed),
-                           rank=int(rank))
+                           rank=int(rank), dtype=np.dtype(dtype).name, device=device)
         return PythonModel(obj, label, input_shape, n_classes, dtype)
     if sep and kind == "torch":
         from .torch_adapter import load_torch_model
@@ -78,6 +80,11 @@ def build_model(spec, input_shape, n_classes, *, hidden=128, seed=0, rank=0, dty
         raise ConfigError(f"unknown model {spec!r}; choose from softmax, mlp, cnn, resnet8, a layer string "
                           f"(e.g. {CNN_SPEC.format(classes=n_classes)}), python:PATH:FACTORY or torch:PATH:FACTORY")
     return Sequential(parse_spec(spec), input_shape, n_classes, spec, seed, rank)
+
+
+def param_layout(model, params=None):
+    """[(name, shape)] of the model's parameter views: what a checkpoint belongs to."""
+    return [(name, tuple(int(v) for v in view.shape)) for name, view in model.param_views(params)]
 
 
 def model_state(model):

@@ -106,7 +106,12 @@ class SoftmaxRegression:
 
     def init_params(self, xp=np, dtype=np.float32, seed=0):
         """Zero initial parameters (the problem is convex)."""
-        return xp.zeros(self.size, dtype=dtype)
+        self.params = xp.zeros(self.size, dtype=dtype)
+        return self.params
+
+    def param_views(self, params=None):
+        """(name, view) of W (d, c) and b (c,) in ``params`` (default: :meth:`init_params`'s buffer)."""
+        return list(zip(("weight", "bias"), self.views(self.params if params is None else params)))
 
     def views(self, params):
         """(W of shape (d, c), b of shape (c,)) as views of ``params``."""
@@ -182,7 +187,13 @@ class MLP:
         w1, _, w2, _ = self.views(host)
         w1[...] = rng.normal(0.0, np.sqrt(2.0 / d), size=(d, h))
         w2[...] = rng.normal(0.0, np.sqrt(2.0 / (h + c)), size=(h, c))
-        return xp.asarray(host.astype(dtype))
+        self.params = xp.asarray(host.astype(dtype))
+        return self.params
+
+    def param_views(self, params=None):
+        """(name, view) of W1, b1, W2, b2 in ``params`` (default: :meth:`init_params`'s buffer)."""
+        return list(zip(("hidden.weight", "hidden.bias", "out.weight", "out.bias"),
+                        self.views(self.params if params is None else params)))
 
     def views(self, params):
         """(W1, b1, W2, b2) as views of ``params``."""

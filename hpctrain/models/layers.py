@@ -13,7 +13,8 @@ The layer protocol:
 * ``forward(p, x, train) -> out`` keeps what backward needs;
 * ``backward(p, g, dout) -> dx`` writes d(loss)/d(params) into ``g`` (overwrites);
 * ``state`` (name -> array) is model state that checkpoints carry (batch norm);
-* ``decay`` lists (start, stop) ranges of the slice that weight decay applies to.
+* ``decay`` lists (start, stop) ranges of the slice that weight decay applies to;
+* ``param_views(p) -> [(name, view)]`` names the shaped pieces of the slice.
 """
 
 import math
@@ -58,6 +59,14 @@ class Layer:
     def backward(self, p, g, dout):
         raise NotImplementedError
 
+    def param_views(self, p):
+        """(name, view) of each shaped piece of the layer's slice ``p`` (none without parameters)."""
+        return [("params", p)] if self.n_params else []
+
+    def _weight_bias(self, p):
+        w, b = self._views(p)
+        return [("weight", w)] + ([("bias", b)] if b is not None else [])
+
     def set_context(self, model, index):
         """Called by the model: its seed/rank/step holder and this layer's index."""
         self.model, self.index = model, index
@@ -92,6 +101,9 @@ class Conv2d(Layer):
         self.n_params = nw + (self.cout if self.bias else 0)
         self.decay = [(0, nw)]
         return self.out_shape
+
+    def param_views(self, p):
+        return self._weight_bias(p)
 
     def _views(self, p):
         nw = self.k * self.k * self.cin * self.cout
@@ -305,6 +317,9 @@ class Linear(Layer):
         self.decay = [(0, nw)]
         return self.out_shape
 
+    def param_views(self, p):
+        return self._weight_bias(p)
+
     def _views(self, p):
         nw = self.n_in * self.units
         return p[:nw].reshape(self.n_in, self.units), (p[nw:] if self.bias else None)
@@ -378,6 +393,9 @@ class BatchNorm(Layer):
         self.c = int(in_shape[-1])
         self.n_params = 2 * self.c
         return self.out_shape
+
+    def param_views(self, p):
+        return [("gamma", p[: self.c]), ("beta", p[self.c :])]
 
     def init(self, rng, p):
         p[: self.c] = 1.0
@@ -456,6 +474,10 @@ class Residual(Layer):
 
     def _slices(self, p):
         return [p[o : o + layer.n_params] for o, layer in zip(self.offsets, self.children)]
+
+    def param_views(self, p):
+        return [(f"{i}.{layer.name}.{name}", v) for i, (layer, s) in enumerate(zip(self.children, self._slices(p)))
+                for name, v in layer.param_views(s)]
 
     def init(self, rng, p):
         for layer, s in zip(self.children, self._slices(p)):

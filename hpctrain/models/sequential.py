@@ -95,7 +95,15 @@ class Sequential:
             if isinstance(layer, BatchNorm):
                 layer.allocate_state(xp, np.dtype(dtype))
         self.step_counter[0] = 0
-        return xp.asarray(host.astype(dtype))
+        self.params = xp.asarray(host.astype(dtype))
+        return self.params
+
+    def param_views(self, params=None):
+        """(name, view) of every layer's shaped parameters, in buffer order, as views of
+        ``params`` (default: the buffer :meth:`init_params` returned)."""
+        p = self.params if params is None else params
+        return [(f"{i}.{layer.name}.{name}", v) for i, (layer, (a, b)) in enumerate(zip(self.layers, self.layer_slices))
+                for name, v in layer.param_views(p[a:b])]
 
     def state_dict(self):
         """Model state that checkpoints carry: batch-norm running statistics and the

@@ -15,7 +15,7 @@ import numpy as np
 from ..compress.rng import counter_key
 from ..errors import ConfigError
 from .classic import evaluate_batches
-from .external import call_factory, check_output_shape, load_factory
+from .external import call_factory, check_output_shape, checkpointable, load_factory, user_call
 
 __all__ = ["TorchModel", "load_torch_model"]
 
@@ -44,10 +44,34 @@ def load_torch_model(ref, input_shape, n_classes, seed, rank, dtype, threads=0, 
     torch.set_num_threads(int(threads) or default_threads())  # one pool size per rank, as for BLAS
     torch.manual_seed(int(seed))
     module = call_factory(factory, label, input_shape=tuple(input_shape), n_classes=int(n_classes), seed=int(seed),
-                          rank=int(rank))
+                          rank=int(rank), dtype=np.dtype(dtype).name, device=device)
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"{label}: the factory returned {type(module).__name__}, not a torch.nn.Module")
+    _materialize(torch, module, label, input_shape, dtype)
     return TorchModel(module, label, input_shape, n_classes, seed, rank, dtype)
+
+
+def _materialize(torch, module, label, input_shape, dtype):
+    """Give lazy modules (``nn.LazyLinear``, ...) their shapes with one dry batch of zeros
+    (evaluation mode, no gradient, the RNG state kept), so that every rank has the same
+    parameters before they are flattened."""
+    from torch.nn.parameter import is_lazy
+
+    if not any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+        return
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
+    module.to(tdtype)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng():
+            user_call(label, "materialising lazy modules with one dry batch (forward)", module,
+                      torch.zeros((2,) + tuple(input_shape), dtype=tdtype))
+    finally:
+        module.train(was_training)
+    if any(is_lazy(t) for t in (*module.parameters(), *module.buffers())):
+        raise ConfigError(f"{label}: lazy modules stayed uninitialised after a forward pass; give their sizes "
+                          "(e.g. nn.Linear instead of nn.LazyLinear)")
 
 
 class TorchModel:
@@ -64,18 +88,25 @@ class TorchModel:
         self.named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not self.named:
             raise ConfigError(f"{label}: the module has no trainable parameters")
+        meta = [n for n, p in self.named if p.is_meta]
+        if meta:
+            raise ConfigError(f"{label}: parameter {meta[0]} is on the meta device (no data); build the module "
+                              "on the CPU")
         self.slices, off = [], 0
         for _, p in self.named:
             self.slices.append((off, off + p.numel(), tuple(p.shape)))
             off += p.numel()
         self.size = off
         self.step_counter = np.zeros(1, dtype=np.int64)
-        self._state = {}
-        for n, b in module.named_buffers():
-            if b is not None and b.numel():
-                arr = b.numpy()  # shares the buffer's memory: resume writes in place
-                self._state[n] = arr.reshape(1) if arr.ndim == 0 else arr  # (a view; checkpoints keep >= 1 axis)
+        self._state_names = [n for n, b in module.named_buffers() if b is not None and b.numel()]
         self._bound = (None, None)
+
+    def param_views(self, params=None):
+        """(name, view) of every trainable parameter (``named_parameters()`` names and
+        shapes) in ``params`` (default: the buffer the module is bound to)."""
+        if params is None:
+            return [(n, p.detach().numpy()) for n, p in self.named]
+        return [(n, params[a:b].reshape(shape)) for (a, b, shape), (n, _) in zip(self.slices, self.named)]
 
     def init_params(self, xp=np, dtype=np.float32, seed=0):
         """A flat copy of the module's initial weights (the factory ran after torch.manual_seed(seed))."""
@@ -89,8 +120,17 @@ class TorchModel:
         return flat
 
     def state_dict(self):
+        """The step counter and every buffer, read live: a buffer that ``forward``
+        reassigned (``self.seen = self.seen + n``) is the new tensor, not the first one.
+        Each array shares the buffer's memory, so a resume writes into the module."""
+        live = dict(self.module.named_buffers())
         out = {"step": self.step_counter}
-        out.update({f"buffer.{k}": v for k, v in self._state.items()})  # flat names: model/<name> in checkpoints
+        for n in self._state_names:
+            b = live.get(n)
+            if b is None:
+                raise ConfigError(f"{self.name}: buffer {n!r} disappeared during training")
+            arr = checkpointable(b.detach().numpy())
+            out[f"buffer.{n}"] = arr.reshape(1) if arr.ndim == 0 else arr  # flat names: model/<name>; >= 1 axis
         return out
 
     def _bind(self, params, grad):
@@ -116,10 +156,10 @@ class TorchModel:
         self.module.train()
         torch.manual_seed(counter_key(self.seed, int(self.step_counter[0]), self.rank, _STREAM_TORCH) >> 1)
         grad[...] = 0
-        out = self.module(self._input(x))
+        out = user_call(self.name, "forward()", self.module, self._input(x))
         check_output_shape(self.name, out, x.shape[0], self.n_classes)
         loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(np.asarray(y, dtype=np.int64)))
-        loss.backward()
+        user_call(self.name, "backward()", loss.backward)
         tg = torch.from_numpy(grad)
         for (a, b, shape), (_, p) in zip(self.slices, self.named):
             if p.grad is None or p.grad.data_ptr() != tg[a:b].data_ptr():  # autograd replaced it: copy, rebind
@@ -140,7 +180,7 @@ class TorchModel:
         self.module.eval()
         try:
             with torch.no_grad():
-                out = self.module(self._input(x))
+                out = user_call(self.name, "forward()", self.module, self._input(x))
         finally:
             self.module.train()
         check_output_shape(self.name, out, x.shape[0], self.n_classes)

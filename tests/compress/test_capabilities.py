@@ -143,10 +143,14 @@ def _name_tests(tree, names):
     for node in ast.walk(tree):
         if not isinstance(node, ast.Compare):
             continue
-        for side in [node.left, *node.comparators]:
+        sides = [node.left, *node.comparators]
+        for side in sides:
             elts = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
             for e in elts:
                 if isinstance(e, ast.Constant) and e.value in names:
+                    # "none" is also a --normalize choice: it names the operator only beside a compressor
+                    if e.value == "none" and not any("comp" in ast.unparse(o) for o in sides if o is not side):
+                        continue
                     found.append((node.lineno, e.value))
     return found
 
@@ -164,7 +168,8 @@ def test_no_file_outside_compress_tests_an_operator_name():
 
 def test_the_name_test_finds_one():
     src = "if comp.name == 'randk':\n    pass\nok = c.sparse\nx = kind in ('topk', 'other')\n"
-    assert _name_tests(ast.parse(src), _operator_names()) == [(1, "randk"), (4, "topk")]
+    src += "if how == 'none':\n    pass\nif cfg.compressor != 'none':\n    pass\n"
+    assert _name_tests(ast.parse(src), _operator_names()) == [(1, "randk"), (4, "topk"), (7, "none")]
 
 
 def test_cli_refuses_former_name_and_unfit_operator_in_one_line(tmp_path):

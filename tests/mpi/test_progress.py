@@ -43,4 +43,6 @@ def test_batch_logs_get_periodic_plain_lines(tmp_path):
     assert lines and all(pat.fullmatch(x) for x in lines), res.stderr[-2000:]
     assert "\r" not in res.stderr
     quiet = run_mpi(2, [*TRAIN, "-q", "--out", tmp_path / "q"], timeout=120, env={"HPCTRAIN_PROGRESS_EVERY": "0"})
-    assert quiet.stderr.strip() == "" and quiet.stdout.strip() == ""
+    # -q: no progress, no epoch lines; only the final accuracy line
+    assert quiet.stderr.strip() == "" and quiet.stdout.strip().startswith("final test accuracy:")
+    assert len(quiet.stdout.strip().splitlines()) == 1

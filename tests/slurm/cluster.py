@@ -312,6 +312,8 @@ class SlurmCluster:
             The job id (str; for an array, the array's job id).
         """
         env = {k: str(v) for k, v in (env or {}).items()}
+        if not any(o in ("-o", "--output") or o.startswith("--output=") for o in options):
+            options = ["-o", os.path.join(self.root, "%x-%j.out"), *options]  # never slurm-*.out in the cwd
         res = self.run(["sbatch", "--parsable", "--export=ALL", *options, script, *args], env=env, cwd=cwd)
         if res.returncode != 0:
             raise AssertionError(f"sbatch {script} failed ({res.returncode}): {res.stderr}")

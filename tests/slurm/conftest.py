@@ -72,3 +72,26 @@ def slurm_nodes():
     yield from _running(cluster, "a multi-node Slurm cluster")
     left = cluster.left_behind()
     assert left == {"processes": [], "namespaces": []}, f"the multi-node Slurm left behind {left}"
+
+
+def _git_status():
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout if res.returncode == 0 else None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def repository_untouched():
+    """The Slurm tests write nothing into the repository (no slurm-*.out at its root):
+    ``git status --porcelain`` is the same after each test module as before it."""
+    before = _git_status()
+    yield
+    after = _git_status()
+    if before is not None and after is not None:
+        assert after == before, f"the Slurm tests changed the repository:\n{after}"
