@@ -147,6 +147,7 @@ def train(config, **overrides):
     catch_stop_signals_early()  # Ctrl-C during setup stops at the first step boundary, on every rank
 
     cfg = load_config(config, overrides)
+    cfg.config_path = config or ""  # an input: outputs may not overwrite it
     np.seterr(all="ignore")  # non-finite values are detected and reported by the loop, once
     run_training(cfg)
 

@@ -30,6 +30,7 @@ from .collectives.hierarchical import layout as node_layout
 from .comm import world
 from .config import config_to_toml, parse_period
 from .data import load_dataset
+from .files import check_output, run_inputs
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
@@ -325,16 +326,10 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
 _COLLECTIVE_SPAN = {"ps": "server round", "multi-ps": "server round"}
 
 
-def _start_trace(cfg, comm):
-    """Check the trace file's directory (rank 0), then start recording on every rank."""
-    def check():
-        parent = os.path.dirname(os.path.abspath(cfg.trace))
-        if not os.path.isdir(parent):
-            raise ConfigError(f"--trace {cfg.trace}: directory {parent} does not exist")
-        if os.path.isdir(cfg.trace):
-            raise ConfigError(f"--trace {cfg.trace} is a directory; give a file name")
-
-    on_root(comm, check)
+def _start_trace(cfg, comm, run_dir):
+    """Check the trace file before training (rank 0: never an input, a file of the run, a
+    device or a FIFO; its directory writable), then start recording on every rank."""
+    on_root(comm, lambda: check_output(cfg.trace, "--trace", run_inputs(cfg), run_dir))
     trace.start(comm)
 
 
@@ -360,7 +355,7 @@ class _Run:
         self._threads = limit_threads(cfg.threads) if cfg.threads else None  # kept alive with the run
         self.run_dir = _prepare_run_dir(cfg, comm)
         if cfg.trace:
-            _start_trace(cfg, comm)
+            _start_trace(cfg, comm, self.run_dir)
         self.data, self.model, self.steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, self.xp))
         self.params = self.model.init_params(self.xp, np.dtype(cfg.dtype), cfg.seed)
         self.grad = self.xp.zeros_like(self.params)
