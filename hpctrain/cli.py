@@ -41,6 +41,31 @@ def cli():
     """
 
 
+def _check_outputs(**paths):
+    """Check every output file named on the command line before any work (never an
+    existing device, FIFO or directory; the directory writable)."""
+    from .files import check_output
+
+    for flag, path in paths.items():
+        if path is not None:
+            check_output(path, "--" + flag.replace("_", "-"))
+
+
+def _write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (one line on failure)."""
+    from .files import write_atomic
+
+    write_atomic(path, json.dumps(obj, indent=1))
+
+
+def _names(text, flag):
+    """The comma-separated names of ``flag``; an empty list is refused."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise ConfigError(f"{flag} names nothing; give at least one name")
+    return names
+
+
 @cli.command()
 def info():
     """Versions, MPI library, world size, CuPy/GPU availability."""
@@ -248,7 +273,10 @@ def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json
     from .bench.compress import format_compress_table, run_compress_bench
     from .compress import COMPRESSORS
 
+    _check_outputs(json=json_path)
     names = [o.strip() for o in ops.split(";" if ";" in ops else ",") if o.strip()]
+    if not names:
+        raise ConfigError("--ops names nothing; give at least one operator")
     if density is not None:
         names = [f"{n}:density={density}" if "density" in getattr(COMPRESSORS.get(n), "config_params", ()) else n
                  for n in names]
@@ -256,8 +284,7 @@ def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json
     rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
     click.echo(format_compress_table(rows))
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+        _write_json(json_path, rows)
 
 
 @bench.command("allreduce")
@@ -275,7 +302,8 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
     from .bench.common import parse_size, size_sweep
     from .collectives import get_allreduce
 
-    names = [a.strip() for a in algos.split(",") if a.strip()]
+    _check_outputs(json=json_path)
+    names = _names(algos, "--algo")
     for name in names:
         get_allreduce(name)
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
@@ -284,8 +312,7 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
     if comm.rank == 0:
         click.echo(format_table(rows))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(rows, f, indent=1)
+            _write_json(json_path, rows)
 
 
 @bench.command("links")
@@ -297,6 +324,7 @@ def bench_links_cmd(nbytes, iters, json_path):
     from .bench.common import parse_size
     from .bench.links import bench_links, format_links, node_report
 
+    _check_outputs(json=json_path)
     size = parse_size(nbytes)
     comm = _comm()
     result = bench_links(comm, size, iters)
@@ -304,8 +332,7 @@ def bench_links_cmd(nbytes, iters, json_path):
         report = node_report(result)
         click.echo(format_links(result, report))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump({**result, "nodes": report}, f, indent=1)
+            _write_json(json_path, {**result, "nodes": report})
 
 
 def _sweep_options(f):
@@ -345,6 +372,8 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
     from .bench.common import parse_size, size_sweep
     from .comm import world
 
+    _check_outputs(json=json_path, csv=csv_path, plot=plot_path)
+    _names(algos, "--algo")
     if plot_path:
         _need_matplotlib("--plot")  # before the sweep, not after it
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
@@ -388,14 +417,14 @@ def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, 
     compare = [s for s in sizes if s >= parse_size(compare_min)]
     if not compare:
         raise ConfigError(f"--compare-min {compare_min} is above --max-bytes {max_bytes}: nothing to compare")
-    names = [a.strip() for a in algos.split(",") if a.strip()]
+    _check_outputs(json=json_path)
+    names = _names(algos, "--algo")
     comm = _comm()
     res = run_fit(comm, sizes, compare, names, dtype, iters, rounds, save=not no_cache)
     if comm.rank == 0:
         click.echo(format_fit(res))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(res, f, indent=1)
+            _write_json(json_path, res)
 
 
 @cli.command("topology")
