@@ -193,22 +193,30 @@ def plot(run_dirs, out, x):
 @click.argument("trace_file", type=click.Path(dir_okay=False))
 def trace_cmd(trace_file):
     """Print the compute/comm/compress split per epoch of a --trace file (mean over ranks)."""
+    from .data import check_fits
     from .errors import DataError
+    from .files import check_input
     from .trace import format_summary, summarize
 
+    check_input(trace_file, "trace file")
+    check_fits(trace_file, 12 * os.path.getsize(trace_file), "reading this trace")  # JSON objects: ~10x the text
     try:
-        with open(trace_file, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"trace file not found: {trace_file}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        with open(trace_file, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{trace_file}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read trace file {trace_file}: {exc.strerror}") from None
+    except RecursionError:
+        raise DataError(f"{trace_file}: not a trace-event JSON file (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
         raise DataError(f"{trace_file}: not a trace-event JSON file ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
         raise DataError(f"{trace_file}: not an hpctrain trace (no traceEvents list)")
     try:
         rows = summarize(doc)
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise DataError(f"{trace_file}: malformed trace events") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DataError(f"{trace_file}: malformed trace events ({exc})"[:300]) from None
     click.echo(format_summary(rows))
 
 
