@@ -481,6 +481,30 @@ def _plain_ctrl_c(prog):
         os.kill(os.getpid(), pending())
 
 
+def _exit_with_others(code, line=None):
+    """Leave together with the other ranks; an error that this rank alone met (the others
+    are still waiting in a collective) ends the whole job within HPCTRAIN_EXIT_WAIT
+    seconds (default 10): this rank prints its ``line`` and aborts the job with its exit
+    status (MPI_Abort; the MPI library's own abort banner is silenced, the line says it)."""
+    if "hpctrain.comm.communicator" not in sys.modules:
+        return
+    from .comm.communicator import abort_world, exit_together
+
+    try:
+        wait = float(os.environ.get("HPCTRAIN_EXIT_WAIT", "10"))
+    except ValueError:
+        wait = 10.0
+    if exit_together(wait):
+        return
+    if line:
+        click.echo(line, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    abort_world(code)
+    os._exit(code)
+
+
 def main(argv=None):
     """Entry point: run the CLI; map errors to one line and exit status 2."""
     prog = "hpctrain"
@@ -490,12 +514,16 @@ def main(argv=None):
     try:
         cli.main(args=args, prog_name=prog, standalone_mode=False)
     except SilentExit as exc:
+        _exit_with_others(exc.exit_code)
         sys.exit(exc.exit_code)
     except HpctrainError as exc:
         # Errors are raised on every rank alike (config, files) and printed by rank 0
         # only, unless the training loop's agreement named this rank as the reporter.
-        if getattr(exc, "reporter", False) or _env_rank() == 0:
-            click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
+        line = f"{prog}: {exc.label}: {_one_line(exc)}"
+        printed = getattr(exc, "reporter", False) or _env_rank() == 0
+        if printed:
+            click.echo(line, err=True)
+        _exit_with_others(exc.exit_code, None if printed else line)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
