@@ -535,7 +535,9 @@ def main(argv=None):
         sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, EOFError):
+            _internal_error(exc.__cause__)  # click turns an EOFError into Abort: not a Ctrl-C
         # Ctrl-C outside the training loop (start-up, another command): one line from rank 0,
         # and no MPI_Finalize, which would wait for ranks that are elsewhere
         if _env_rank() == 0:
@@ -544,11 +546,16 @@ def main(argv=None):
         sys.stderr.flush()
         os._exit(130)
     except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
-        rank = _env_rank()
-        click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
-        traceback.print_exc(file=sys.stderr)
-        if "hpctrain.comm.communicator" in sys.modules:  # MPI was started: end every rank
-            from .comm.communicator import abort_world
+        _internal_error(exc)
 
-            abort_world(1)
-        sys.exit(1)
+
+def _internal_error(exc):
+    """A bug or a system failure: ``rank R: <error>``, the traceback, every rank aborted."""
+    rank = _env_rank()
+    click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
+    traceback.print_exception(exc, file=sys.stderr)
+    if "hpctrain.comm.communicator" in sys.modules:  # MPI was started: end every rank
+        from .comm.communicator import abort_world
+
+        abort_world(1)
+    sys.exit(1)

@@ -88,7 +88,8 @@ class TrainConfig:
     test_dataset: str = _f("", "separate test file for libsvm:/hdf5: data sets")
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
-    threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node)", check=_nonneg)
+    threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node; at most 1024)",
+                      check=(lambda v: 0 <= v <= 1024, "must be in [0, 1024]"))
     checkpoint_every: str = _f("", "checkpoint period: N steps or N epochs, e.g. '200steps', '1epochs' ('' = off)")
     keep: int = _f(3, "checkpoints to keep (0 = all)", check=_nonneg)
     resume: str = _f("", "checkpoint to resume from: a path or 'latest' (newest in the run directory)")
@@ -116,13 +117,28 @@ def option_specs():
              "short": f.metadata["short"]} for f in fields(TrainConfig)]
 
 
+#: every integer is stored as a signed 64-bit value (checkpoint attributes, NumPy seeds)
+INT_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _check_type(name, value):
+    """``value`` as field ``name``'s declared type: no bool for int or int for bool, no
+    list or table for a string, integers within 64 bits, strings without NUL bytes."""
     want = _FIELDS[name].type
     want = _TYPES.get(want, want)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**1023:
+            raise ConfigError(f"{name} must be a finite number, got an integer of {value.bit_length()} bits")
         return float(value)
-    if want is int and isinstance(value, bool) or not isinstance(value, want):
-        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {value!r}")
+    if (want is int and isinstance(value, bool)) or (want is bool and not isinstance(value, bool)) or \
+            not isinstance(value, want):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {shown}")
+    if want is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(f"{name} must fit in 64 bits (|{name}| < 2^63), got an integer of {value.bit_length()} bits")
+    if want is str and "\0" in value:
+        raise ConfigError(f"{name} {value!r} holds a NUL byte")
     return value
 
 
@@ -204,17 +220,14 @@ def load_config(path=None, overrides=None):
     """
     values = {}
     if path:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        data = _read_toml(path)
         if isinstance(data.get("train"), dict):
-            data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+            top = {k: v for k, v in data.items() if k != "train"}
+            for key, value in data["train"].items():
+                if key in top and top[key] != value:
+                    raise ConfigError(f"{path}: {key} is {top[key]!r} at the top level but {value!r} in [train]; "
+                                      "give it once")
+            data = {**top, **data["train"]}
         for key, value in data.items():
             if key not in _FIELDS:
                 raise _unknown_key(key)
@@ -226,6 +239,28 @@ def load_config(path=None, overrides=None):
             raise _unknown_key(key)
         values[key] = value
     return validate(TrainConfig(**values))
+
+
+def _read_toml(path):
+    """The TOML document at ``path``; every failure is one ConfigError line."""
+    from .files import check_input
+
+    check_input(path, "config file", ConfigError)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a TOML file is UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
 
 
 def config_to_toml(cfg):

@@ -7,11 +7,13 @@ from the seed, identical on every rank) and its contiguous slice of the test set
 import gzip
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import DataError
+from .files import check_input
 
 __all__ = [
     "Dataset",
@@ -305,6 +307,12 @@ def _idx_source(directory, name):
     return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name, _image_shape(x_test.shape[1:]))
 
 
+#: LIBSVM tokens, strictly: ASCII digits only (no '_' separators, no other scripts' digits)
+_LIBSVM_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+_LIBSVM_PAIR = re.compile(r"\d+:(" + _LIBSVM_NUMBER.pattern + ")", re.IGNORECASE | re.ASCII)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def read_libsvm(path):
     """Parse a LIBSVM text file: ``label idx:val idx:val ...`` with 1-based indices.
 
@@ -312,8 +320,7 @@ def read_libsvm(path):
         (labels as float64 array, list of (indices 0-based int64, values float32) per row,
         largest feature index + 1).
     """
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
+    check_input(path)
     labels, rows, dim = [], [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
@@ -321,21 +328,26 @@ def read_libsvm(path):
             if not line:
                 continue
             parts = line.split()
-            try:
-                labels.append(float(parts[0]))
-                pairs = [p.split(":", 1) for p in parts[1:]]
-                idx = np.array([int(i) for i, _ in pairs], dtype=np.int64)
-                val = np.array([float(v) for _, v in pairs], dtype=np.float32)
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')") from None
+            if not _LIBSVM_NUMBER.fullmatch(parts[0]) or not all(map(_LIBSVM_PAIR.fullmatch, parts[1:])):
+                raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')")
+            labels.append(float(parts[0]))
+            pairs = [p.split(":", 1) for p in parts[1:]]
+            idx = np.array([int(i) for i, _ in pairs], dtype=np.int64)
+            val = np.array([float(v) for _, v in pairs], dtype=np.float64)
             if idx.size and idx.min() < 1:
                 raise DataError(f"{path}:{lineno}: feature index {int(idx.min())} is not >= 1")
+            if idx.size and np.unique(idx).size != idx.size:
+                raise DataError(f"{path}:{lineno}: a feature index appears twice")
             if not math.isfinite(labels[-1]) or not np.isfinite(val).all():
                 raise DataError(f"{path}:{lineno}: NaN or Inf in a label or value; clean the data")
-            rows.append((idx - 1, val))
+            if np.abs(val).max(initial=0) > _F32_MAX:
+                raise DataError(f"{path}:{lineno}: a value beyond float32's range (|x| > 3.4e38); rescale the data")
+            rows.append((idx - 1, val.astype(np.float32)))
             dim = max(dim, int(idx.max()) if idx.size else 0)
     if not labels:
         raise DataError(f"{path}: no samples")
+    if dim == 0:
+        raise DataError(f"{path}: no features (every line is a label only)")
     return np.array(labels), rows, dim
 
 

@@ -14,6 +14,7 @@ Builders: ``ring`` (1/3 self and each neighbour, as in survey 003 §5.1), ``toru
 
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -130,15 +131,23 @@ BUILDERS = {"ring": ring, "torus": torus, "exponential": exponential, "complete"
 
 def load_matrix(path):
     """Read a mixing matrix from ``.npy`` or ``.csv`` (comma-separated numbers)."""
-    if not os.path.exists(path):
-        raise TopologyError(f"mixing matrix file not found: {path}")
+    from .files import check_input
+
+    check_input(path, "mixing matrix file", TopologyError)
+    if os.path.getsize(path) == 0:
+        raise TopologyError(f"mixing matrix file {path} is empty")
     try:
-        if path.endswith(".npy"):
-            W = np.load(path, allow_pickle=False)
-        else:
-            W = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (ValueError, OSError) as exc:
-        raise TopologyError(f"cannot read mixing matrix {path}: {str(exc).splitlines()[0]}") from None
+        with warnings.catch_warnings():  # NumPy's warnings would precede the one line
+            warnings.simplefilter("error")
+            if path.endswith(".npy"):
+                W = np.load(path, allow_pickle=False)
+            else:
+                W = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (ValueError, OSError, EOFError, UserWarning) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise TopologyError(f"cannot read mixing matrix {path}: {first}") from None
+    if W.dtype.kind not in "fiu" or W.dtype.fields is not None:
+        raise TopologyError(f"mixing matrix {path} must hold numbers, got {W.dtype}")
     return W
 
 
