@@ -26,7 +26,7 @@ MANAGED = ("metrics.jsonl", "summary.json", "config.toml")
 
 def check_text_path(path, what, error=ConfigError):
     """Refuse a path holding a NUL byte (no file system accepts one)."""
-    if "\0" in path:
+    if "\0" in os.fspath(path):
         raise error(f"{what} {path!r} holds a NUL byte; give a real path")
 
 
@@ -43,6 +43,7 @@ def check_input(path, what="data file", error=DataError):
     """Raise ``error`` unless ``path`` names an existing regular file (symbolic links are
     followed): missing files, directories, FIFOs and devices get one line, never a hang."""
     check_text_path(path, what, error)
+    path = os.fspath(path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -83,6 +84,7 @@ def check_output(path, what, inputs=(), run_dir=None):
             directory, or its directory does not exist or is not writable.
     """
     check_text_path(path, what)
+    path = os.fspath(path)
     if not path:
         raise ConfigError(f"{what} needs a file name")
     try:
