@@ -393,6 +393,9 @@ def _hdf5_source(path, test_path, seed):
             raise DataError(f"data file not found: {p}")
         try:
             with h5py.File(p, "r") as f:
+                if (xname in f) != (yname in f) and not required:
+                    have, lack = (xname, yname) if xname in f else (yname, xname)
+                    raise DataError(f"{p}: has {have} but no {lack}; give both or neither")
                 if xname not in f or yname not in f:
                     if required:
                         raise DataError(f"{p}: needs datasets '{xname}' and '{yname}'")
@@ -406,8 +409,14 @@ def _hdf5_source(path, test_path, seed):
                 check_fits(p, n_x * (xd.dtype.itemsize + 4) + yd.shape[0] * 16, f"{xname} of shape {xd.shape}")
                 x, y = xd[()], yd[()].reshape(-1)
         except OSError:
-            raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
+            if not os.path.isfile(p) or not h5py.is_hdf5(p):
+                raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
+            raise DataError(f"{p}: {xname}/{yname} cannot be read (damaged data in an HDF5 file)") from None
         _check_finite(p, xname, x)
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max(initial=0) > _F32_MAX:
+            raise DataError(f"{p}: {xname} holds values beyond float32's range (|x| > 3.4e38); rescale the data")
+        if y.dtype.kind == "u" and y.size and int(y.max()) > np.iinfo(np.int64).max:
+            raise DataError(f"{p}: {yname} label {int(y.max())} is out of range (a class index)")
         shapes[p] = x.shape[1:]
         return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
 
@@ -442,6 +451,17 @@ def _h5_dataset(f, p, name, kinds):
     if dt.kind not in kinds or dt.fields is not None or dt.subdtype is not None:
         want = "integer class labels" if kinds == "iu" else "numbers"
         raise DataError(f"{p}: {name} must hold {want}, got {dt if dt.kind != 'O' else 'strings or variable-length data'}")
+    if ds.is_virtual:
+        raise DataError(f"{p}: {name} is a virtual dataset (its data lives in other files); store the data in the file")
+    if ds.external:
+        raise DataError(f"{p}: {name} keeps its data in external raw files; store the data in the file")
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, fname = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            fname = fname.decode(errors="replace") if isinstance(fname, bytes) else fname
+            raise DataError(f"{p}: {name} is compressed with HDF5 filter {code} ({fname or 'unnamed'}), which is "
+                            "not available here; rewrite it with gzip or no compression")
     if ds.ndim == 0:
         raise DataError(f"{p}: {name} is a scalar; it needs one row per sample")
     if ds.shape[0] == 0 or math.prod(ds.shape) == 0:
