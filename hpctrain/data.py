@@ -89,6 +89,7 @@ def _check_finite(path, name, x):
 
 
 def _open(path):
+    check_input(path)  # a FIFO or device would block or never end
     with open(path, "rb") as f:
         head = f.read(2)
     return gzip.open(path, "rb") if head == b"\x1f\x8b" else open(path, "rb")
@@ -107,8 +108,7 @@ def read_idx(path, rows=None):
     Raises:
         DataError: missing file, wrong magic number, unknown type code or truncated data.
     """
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
+    check_input(path)
     try:
         with _open(path) as f:
             header = f.read(4)
@@ -389,8 +389,7 @@ def _hdf5_source(path, test_path, seed):
     import h5py
 
     def read(p, xname, yname, required=True):
-        if not os.path.exists(p):
-            raise DataError(f"data file not found: {p}")
+        check_input(p)
         try:
             with h5py.File(p, "r") as f:
                 if (xname in f) != (yname in f) and not required:
