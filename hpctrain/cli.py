@@ -58,6 +58,14 @@ def _write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=1))
 
 
+def _bench_fits(nbytes, what):
+    """The memory pre-flight of a benchmark: ``nbytes`` per rank must fit (one line if not)."""
+    from .memory import check_fits
+    from .threads import local_ranks
+
+    check_fits({what: int(nbytes)}, ranks_on_node=local_ranks(), hint="choose smaller sizes")
+
+
 def _names(text, flag):
     """The comma-separated names of ``flag``; an empty list is refused."""
     names = [a.strip() for a in text.split(",") if a.strip()]
@@ -278,6 +286,8 @@ def bench():
 def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json_path):
     """Time compress+pack and unpack+decompress of each operator (min/median over repeats)."""
     from .bench.common import parse_size
+    import numpy as np
+
     from .bench.compress import format_compress_table, run_compress_bench
     from .compress import COMPRESSORS
 
@@ -289,6 +299,7 @@ def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json
         names = [f"{n}:density={density}" if "density" in getattr(COMPRESSORS.get(n), "config_params", ()) else n
                  for n in names]
     counts = [parse_size(text) for text in sizes.split(",")]
+    _bench_fits(max(counts) * (np.dtype(dtype).itemsize * 4 + 8), f"--sizes {max(counts)} elements and their copies")
     rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
     click.echo(format_compress_table(rows))
     if json_path:
@@ -315,6 +326,7 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
     for name in names:
         get_allreduce(name)
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     comm = _comm()
     rows = bench_allreduce(comm, names, sizes, dtype, iters, warmup)
     if comm.rank == 0:
@@ -385,6 +397,7 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
     if plot_path:
         _need_matplotlib("--plot")  # before the sweep, not after it
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     comm = world(transport)
     rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit, servers=servers)
     if comm.rank == 0:
@@ -422,6 +435,7 @@ def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, 
     from .bench.fit import format_fit, run_fit
 
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     compare = [s for s in sizes if s >= parse_size(compare_min)]
     if not compare:
         raise ConfigError(f"--compare-min {compare_min} is above --max-bytes {max_bytes}: nothing to compare")
@@ -545,6 +559,12 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    except MemoryError as exc:  # a size from the user that no pre-flight foresaw: still one line
+        line = f"{prog}: error: out of memory ({_one_line(exc)}); a size in the command or its files is too large"
+        if _env_rank() == 0:
+            click.echo(line, err=True)
+        _exit_with_others(EXIT_USAGE, None if _env_rank() == 0 else line)
+        sys.exit(EXIT_USAGE)
     except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
         _internal_error(exc)
 

@@ -21,6 +21,7 @@ from .algorithms import ALGORITHMS
 from .collectives import ALLREDUCE
 from .compress import COMPRESSORS
 from .errors import ConfigError
+from .memory import parse_memory
 
 __all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "option_specs", "ALGO_NAMES"]
 
@@ -90,6 +91,8 @@ class TrainConfig:
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
     threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node; at most 1024)",
                       check=(lambda v: 0 <= v <= 1024, "must be in [0, 1024]"))
+    max_memory: str = _f("", "memory one rank may use, e.g. '8G' (default: the node's available memory / ranks on "
+                         "the node); the pre-flight refuses a run that needs more, before allocating")
     checkpoint_every: str = _f("", "checkpoint period: N steps or N epochs, e.g. '200steps', '1epochs' ('' = off)")
     keep: int = _f(3, "checkpoints to keep (0 = all)", check=_nonneg)
     resume: str = _f("", "checkpoint to resume from: a path or 'latest' (newest in the run directory)")
@@ -170,6 +173,7 @@ def validate(cfg):
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
+    parse_memory(cfg.max_memory)
     _check_data_options(cfg)
     cls = ALGORITHMS[cfg.algo]
     allowed = cls.compressors

@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import DataError
 from .files import check_input
+from .memory import available_memory  # noqa: F401 (re-exported)
 
 __all__ = [
     "Dataset",
@@ -53,21 +54,6 @@ class Dataset:
 
     def __post_init__(self):
         self.input_shape = tuple(self.input_shape) or (self.n_features,)
-
-
-def available_memory():
-    """Bytes of memory this process may still use (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _gb(n):

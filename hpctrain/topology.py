@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from .errors import TopologyError
+from .errors import ConfigError, TopologyError
 
 __all__ = [
     "Topology", "BUILDERS", "build", "load_matrix", "validate", "spectral_info",
@@ -236,6 +236,13 @@ def build(name=None, n=None, path=None):
         raise TopologyError(f"topology {name} needs the number of ranks: add -n N (e.g. -n 8)")
     if n < 1:
         raise TopologyError(f"topology {name} needs a number of ranks >= 1, got {n}")
+    from .memory import check_fits
+
+    try:  # the dense n x n matrix and the copies its spectrum needs
+        check_fits({f"mixing matrix ({n}x{n}) and its spectrum": 4 * n * n * 8},
+                   hint="a dense mixing matrix of this many ranks does not fit")
+    except ConfigError as exc:
+        raise TopologyError(str(exc)) from None
     return Topology(name, BUILDERS[name](n))
 
 

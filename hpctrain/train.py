@@ -34,10 +34,11 @@ from .files import check_output, run_inputs
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
+from .memory import preflight_training
 from .metrics import Progress, RunWriter, traffic_ratios
 from .models import build_model, model_state, probe_output
 from .schedules import make_schedule
-from .threads import limit_threads, local_rank
+from .threads import limit_threads, local_rank, local_ranks
 from .topology import build as build_topology
 from .xp import get_array_module, resolve_device, to_numpy
 
@@ -141,6 +142,7 @@ def _setup(cfg, comm, xp):
                         cfg.dirichlet_alpha, cfg.test_dataset)
     model = build_model(cfg.model, data.input_shape, data.n_classes, hidden=cfg.hidden, seed=cfg.seed, rank=comm.rank,
                         dtype=cfg.dtype, threads=cfg.threads, device=cfg.device)
+    preflight_training(cfg, comm.rank, comm.size, model, data, local_ranks())  # before allocating
     dtype = np.dtype(cfg.dtype)
     data.x_train = xp.asarray(data.x_train.astype(dtype, copy=False))
     data.x_test = xp.asarray(data.x_test.astype(dtype, copy=False))
