@@ -91,6 +91,10 @@ class TrainConfig:
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
     threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node; at most 1024)",
                       check=(lambda v: 0 <= v <= 1024, "must be in [0, 1024]"))
+    stall_warning: float = _f(60.0, "seconds a rank may wait in a collective before rank 0 names the ranks that "
+                              "have not arrived and where they are (0 = off)", check=_nonneg)
+    stall_timeout: float = _f(0.0, "seconds of such a wait after which the job is aborted with that message, exit "
+                              "status 4 (0 = never)", check=_nonneg)
     max_memory: str = _f("", "memory one rank may use, e.g. '8G' (default: the node's available memory / ranks on "
                          "the node); the pre-flight refuses a run that needs more, before allocating")
     checkpoint_every: str = _f("", "checkpoint period: N steps or N epochs, e.g. '200steps', '1epochs' ('' = off)")
@@ -174,6 +178,7 @@ def validate(cfg):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
     parse_memory(cfg.max_memory)
+    _check_model_spec(cfg.model)
     _check_data_options(cfg)
     cls = ALGORITHMS[cfg.algo]
     allowed = cls.compressors
@@ -183,6 +188,17 @@ def validate(cfg):
     if cfg.aggregation not in aggs:
         raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")
     return cfg
+
+
+def _check_model_spec(spec):
+    """``python:``/``torch:`` references: a file path must name a Python source (``.py``)."""
+    kind, sep, ref = spec.partition(":")
+    if not sep or kind not in ("python", "torch"):
+        return
+    where = ref.rpartition(":")[0]
+    if where and "/" in where and not where.endswith(".py"):
+        raise ConfigError(f"model {spec!r}: {where} is not a Python source file (give PATH.py:FACTORY "
+                          "or MODULE:FACTORY)")
 
 
 def _check_data_options(cfg):

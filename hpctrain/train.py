@@ -28,6 +28,7 @@ from .checkpoint import (
 from .collectives import get_allreduce
 from .collectives.hierarchical import layout as node_layout
 from .comm import world
+from .comm.stall import start as start_stall_inspector
 from .config import config_to_toml, parse_period
 from .data import load_dataset
 from .files import check_output, run_inputs
@@ -552,6 +553,9 @@ def run_training(cfg, comm=None):
     writer.say(run.banner(cursor, resumed_from))
     history, t_start = [], time.perf_counter()
     guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)
+    inspector = start_stall_inspector(comm, cfg.stall_warning, cfg.stall_timeout)  # names a rank that stalls
+    if inspector is not None:
+        run.model.loss_grad = inspector.watch_compute(run.model.loss_grad)
     try:
         while cursor.epoch <= cfg.epochs:
             trace.mark(f"epoch {cursor.epoch}")
@@ -571,6 +575,8 @@ def run_training(cfg, comm=None):
             _finish_trace(cfg, comm, writer)
         raise
     finally:
+        if inspector is not None:
+            inspector.stop()
         guard.close()
         writer.close()
     if cfg.trace:
