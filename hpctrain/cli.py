@@ -521,6 +521,41 @@ def _exit_with_others(code, line=None):
 
 def main(argv=None):
     """Entry point: run the CLI; map errors to one line and exit status 2."""
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        _leave_despite_threads(exc.code)
+        raise
+    _leave_despite_threads(0)
+
+
+def _leave_despite_threads(code):
+    """Exit even when user code (a model factory) left non-daemon threads running: Python
+    would wait for them forever after the work is done (and SIGTERM is no longer acted on)."""
+    import threading
+
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not others:
+        return
+    if _env_rank() == 0:
+        names = ", ".join(t.name for t in others[:3])
+        click.echo(f"hpctrain: warning: not waiting for {len(others)} thread(s) left running by user code ({names})",
+                   err=True)
+    import atexit
+
+    atexit._run_exitfuncs()
+    if "hpctrain.comm.communicator" in sys.modules:
+        from .comm.communicator import finalize
+
+        finalize()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = code if isinstance(code, int) else (0 if code is None else 1)
+    os._exit(code)
+
+
+def _main(argv=None):
     prog = "hpctrain"
     args = sys.argv[1:] if argv is None else list(argv)
     if "train" not in args[:1]:

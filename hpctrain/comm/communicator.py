@@ -13,7 +13,7 @@ from mpi4py import MPI
 from .buffers import Buffers
 from .transport import get_transport
 
-__all__ = ["Communicator", "Request", "world", "exit_together", "abort_world"]
+__all__ = ["Communicator", "Request", "world", "exit_together", "abort_world", "finalize"]
 
 _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
 _SEND_STATUS = MPI.Status()  # sends' statuses are never read: one object serves them all
@@ -362,6 +362,12 @@ def mpi_library_info():
     vendor, vver = MPI.get_vendor()
     return {"mpi_standard": version, "mpi_library": lib, "mpi_vendor": f"{vendor} {'.'.join(map(str, vver))}",
             "mpi4py": mpi4py.__version__}
+
+
+def finalize():
+    """MPI_Finalize now, when MPI runs (for an exit that skips the interpreter's shutdown)."""
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
 
 
 def abort_world(code=1):

@@ -29,3 +29,15 @@ def test_agreed_errors_do_not_wait(kind, line):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2, r.stderr
     assert lines == [line], r.stderr
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_user_thread_does_not_keep_the_job_alive(tmp_path, ranks):
+    from mpiutil import HPCTRAIN
+
+    model = "python:" + os.path.join(WORKERS, "thread_model.py") + ":make"
+    r = run_mpi(ranks, [HPCTRAIN, "train", "--dataset", "synthetic", "--epochs", "1", "-q", "--model", model,
+                        "--out", tmp_path / "run"], timeout=120, cwd=tmp_path, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "not waiting for 1 thread(s) left running by user code (user-loop)" in r.stderr
+    assert (tmp_path / "run" / "summary.json").exists()
