@@ -8,16 +8,11 @@ import os
 import h5py
 import numpy as np
 
+from case import Case
 from ckpt_tools import resign, set_attr
+from red_team_cases import RED_TEAM
 
 __all__ = ["CASES", "Case"]
-
-
-class Case:
-    """One bad input: ``setup(tmp)`` prepares files and returns the hpctrain arguments."""
-
-    def __init__(self, name, what, setup, expect, ranks=1):
-        self.name, self.what, self.setup, self.expect, self.ranks = name, what, setup, expect, ranks
 
 
 def _train(*args):
@@ -398,3 +393,6 @@ CASES = [
     Case("resume-into-other-run", "--resume of one run with --out of another run", _other_run,
          "already holds another run"),
 ]
+
+CASES += RED_TEAM
+
