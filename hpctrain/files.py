@@ -18,7 +18,7 @@ import stat
 
 from .errors import ConfigError, DataError, OutputError
 
-__all__ = ["check_text_path", "check_input", "check_output", "check_run_files", "run_inputs", "write_atomic", "io_errors", "MANAGED"]
+__all__ = ["check_text_path", "check_input", "check_output", "check_run_files", "run_inputs", "probe_writable", "write_atomic", "io_errors", "MANAGED"]
 
 #: the files a run directory's own run writes (an output path must not name them)
 MANAGED = ("metrics.jsonl", "summary.json", "config.toml")
@@ -110,14 +110,20 @@ def check_output(path, what, inputs=(), run_dir=None):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ConfigError(f"{what} {path}: directory {parent} does not exist")
-    probe = os.path.join(parent, f".hpctrain-probe-{os.getpid()}")
     try:
-        with open(probe, "x"):
-            pass
-        os.remove(probe)
+        probe_writable(parent)
     except OSError as exc:
         raise ConfigError(f"{what} {path}: directory {parent} is not writable ({exc.strerror})") from None
     return path
+
+
+def probe_writable(directory):
+    """Create and remove a file in ``directory`` (as root, permission bits alone do not
+    tell); raises the OSError that a real write would meet."""
+    probe = os.path.join(directory, f".hpctrain-probe-{os.getpid()}")
+    with open(probe, "x"):
+        pass
+    os.remove(probe)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from .comm import world
 from .comm.stall import start as start_stall_inspector
 from .config import config_to_toml, parse_period
 from .data import load_dataset
-from .files import check_output, run_inputs
+from .files import check_output, probe_writable, run_inputs
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
@@ -111,10 +111,7 @@ def _prepare_run_dir(cfg, comm):
                 os.makedirs(out)
                 rundir.remove_if_empty_at_exit(out)
             rundir.clean_run_dir(out)
-            probe = os.path.join(out, ".hpctrain-write-test")
-            with open(probe, "w"):
-                pass
-            os.remove(probe)
+            probe_writable(out)
         except OSError as exc:
             raise ConfigError(f"output directory {out} is not writable: {exc.strerror}") from None
         return out
