@@ -169,9 +169,12 @@ def check_run_files(run_dir):
     for name in MANAGED:
         p = os.path.join(run_dir, name)
         try:
-            st = os.stat(p)
+            st = os.lstat(p)
         except OSError:
             continue
+        if stat.S_ISLNK(st.st_mode):  # writing through it would replace whatever it points to
+            raise ConfigError(f"run directory {run_dir}: {name} is a symbolic link; remove it or choose "
+                              "another --out")
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"run directory {run_dir}: {name} is {_kind(st.st_mode)}; remove it or choose "
                               "another --out")

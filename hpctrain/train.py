@@ -576,10 +576,10 @@ def run_training(cfg, comm=None):
             inspector.stop()
         guard.close()
         writer.close()
+    summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
+    agree(comm, lambda: writer.summary(summary))  # before the trace: a failing trace write never costs it
     if cfg.trace:
         _finish_trace(cfg, comm, writer)
-    summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
-    agree(comm, lambda: writer.summary(summary))
     if history:
         writer.say(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
     summary["params"] = run.params

@@ -276,7 +276,7 @@ CASES = [
          "'ten' is not a valid integer"),
     Case("lr-nonpositive", "lr <= 0", _train("--lr", "0"), "lr must be > 0"),
     Case("momentum-range", "momentum outside [0, 1)", _train("--momentum", "1.0"), "momentum must be in [0, 1)"),
-    Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be >= 0"),
+    Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be in [0, 1024]"),
     Case("checkpoint-period", "a malformed checkpoint period", _train("--checkpoint-every", "5minutes"),
          "checkpoint_every must look like"),
     Case("bad-toml", "a TOML syntax error", _toml("lr = = 1\n"), "invalid TOML"),
