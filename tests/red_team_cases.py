@@ -4,6 +4,7 @@ exit status 2, no traceback, nothing in the case's directory changed. They run w
 other bad-input cases (tests/test_bad_input.py) and are listed in docs/errors.md."""
 
 import os
+import stat
 
 import h5py
 import numpy as np
@@ -23,6 +24,16 @@ def _write(name, data):
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+        return p
+    return put
+
+
+def _null_device(name):
+    """A character device like /dev/null (1, 3) made in the case's directory: a regression
+    replaces this copy, never the machine's /dev/null."""
+    def put(tmp):
+        p = os.path.join(tmp, name)
+        os.mknod(p, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
         return p
     return put
 
@@ -313,8 +324,8 @@ RED_TEAM = [
         "would overwrite the input"),
     _case("rt-trace-over-metrics", "--trace naming the run's metrics.jsonl",
           lambda t: _flags("--trace", f"{t}/run/metrics.jsonl")(t), "is a file the run writes itself"),
-    _case("rt-trace-dev-null", "--trace /dev/null (a device is never replaced)", _flags("--trace", "/dev/null"),
-          "is a character device"),
+    _case("rt-trace-dev-null", "--trace naming a null device (a device is never replaced)",
+          lambda t: _flags("--trace", _null_device("null")(t))(t), "is a character device"),
     _case("rt-trace-fifo", "--trace naming a FIFO", lambda t: (_fifo("t.json")(t), _flags("--trace", f"{t}/t.json")(t))[1],
           "is a FIFO"),
     _case("rt-trace-no-dir", "--trace in a directory that does not exist (before training)",
@@ -328,8 +339,8 @@ RED_TEAM = [
           lambda t: (_write("a.svm", SVM)(t), os.makedirs(f"{t}/run"), os.symlink(f"{t}/a.svm", f"{t}/run/metrics.jsonl"),
                      ["train", "--dataset", f"libsvm:{t}/a.svm", "--batch-size", "1", "--out", f"{t}/run"])[-1],
           "metrics.jsonl is a symbolic link"),
-    _case("rt-bench-json-dev-null", "bench --json /dev/null",
-          lambda t: ["bench", "compress", "--sizes", "1K", "--json", "/dev/null"], "is a character device"),
+    _case("rt-bench-json-dev-null", "bench --json naming a null device",
+          lambda t: ["bench", "compress", "--sizes", "1K", "--json", _null_device("null")(t)], "is a character device"),
     _case("rt-bench-json-no-dir", "bench --json in a missing directory (before the run)",
           lambda t: ["bench", "allreduce", "--max-bytes", "1K", "--json", f"{t}/nowhere/b.json"], "does not exist"),
     _case("rt-bench-csv-fifo", "bench collective --csv naming a FIFO (2 ranks)",
