@@ -54,6 +54,7 @@ def _run_case(base, case):
     err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
     err = err.replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
     err = re.sub(r"[\d.]+ [GM]B of memory available", "<M> GB of memory available", err)  # varies by machine
+    err = re.sub(r"more than [\d.]+ [KMGT]B \([\d.]+ [KMGT]B available", "more than <M> (<M> available", err)
     return r.returncode, err, changed, shown
 
 
