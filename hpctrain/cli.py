@@ -41,6 +41,39 @@ def cli():
     """
 
 
+def _check_outputs(**paths):
+    """Check every output file named on the command line before any work (never an
+    existing device, FIFO or directory; the directory writable)."""
+    from .files import check_output
+
+    for flag, path in paths.items():
+        if path is not None:
+            check_output(path, "--" + flag.replace("_", "-"))
+
+
+def _write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (one line on failure)."""
+    from .files import write_atomic
+
+    write_atomic(path, json.dumps(obj, indent=1))
+
+
+def _bench_fits(nbytes, what):
+    """The memory pre-flight of a benchmark: ``nbytes`` per rank must fit (one line if not)."""
+    from .memory import check_fits
+    from .threads import local_ranks
+
+    check_fits({what: int(nbytes)}, ranks_on_node=local_ranks(), hint="choose smaller sizes")
+
+
+def _names(text, flag):
+    """The comma-separated names of ``flag``; an empty list is refused."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise ConfigError(f"{flag} names nothing; give at least one name")
+    return names
+
+
 @cli.command()
 def info():
     """Versions, MPI library, world size, CuPy/GPU availability."""
@@ -147,6 +180,7 @@ def train(config, **overrides):
     catch_stop_signals_early()  # Ctrl-C during setup stops at the first step boundary, on every rank
 
     cfg = load_config(config, overrides)
+    cfg.config_path = config or ""  # an input: outputs may not overwrite it
     np.seterr(all="ignore")  # non-finite values are detected and reported by the loop, once
     run_training(cfg)
 
@@ -167,22 +201,30 @@ def plot(run_dirs, out, x):
 @click.argument("trace_file", type=click.Path(dir_okay=False))
 def trace_cmd(trace_file):
     """Print the compute/comm/compress split per epoch of a --trace file (mean over ranks)."""
+    from .data import check_fits
     from .errors import DataError
+    from .files import check_input
     from .trace import format_summary, summarize
 
+    check_input(trace_file, "trace file")
+    check_fits(trace_file, 12 * os.path.getsize(trace_file), "reading this trace")  # JSON objects: ~10x the text
     try:
-        with open(trace_file, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"trace file not found: {trace_file}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        with open(trace_file, "rb") as f:
+            doc = json.loads(f.read().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{trace_file}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read trace file {trace_file}: {exc.strerror}") from None
+    except RecursionError:
+        raise DataError(f"{trace_file}: not a trace-event JSON file (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
         raise DataError(f"{trace_file}: not a trace-event JSON file ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
         raise DataError(f"{trace_file}: not an hpctrain trace (no traceEvents list)")
     try:
         rows = summarize(doc)
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise DataError(f"{trace_file}: malformed trace events") from None
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DataError(f"{trace_file}: malformed trace events ({exc})"[:300]) from None
     click.echo(format_summary(rows))
 
 
@@ -252,19 +294,24 @@ def bench():
 def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json_path):
     """Time compress+pack and unpack+decompress of each operator (min/median over repeats)."""
     from .bench.common import parse_size
+    import numpy as np
+
     from .bench.compress import format_compress_table, run_compress_bench
     from .compress import COMPRESSORS
 
+    _check_outputs(json=json_path)
     names = [o.strip() for o in ops.split(";" if ";" in ops else ",") if o.strip()]
+    if not names:
+        raise ConfigError("--ops names nothing; give at least one operator")
     if density is not None:
         names = [f"{n}:density={density}" if "density" in getattr(COMPRESSORS.get(n), "config_params", ()) else n
                  for n in names]
     counts = [parse_size(text) for text in sizes.split(",")]
+    _bench_fits(max(counts) * (np.dtype(dtype).itemsize * 4 + 8), f"--sizes {max(counts)} elements and their copies")
     rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
     click.echo(format_compress_table(rows))
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+        _write_json(json_path, rows)
 
 
 @bench.command("allreduce")
@@ -282,17 +329,18 @@ def bench_allreduce_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup,
     from .bench.common import parse_size, size_sweep
     from .collectives import get_allreduce
 
-    names = [a.strip() for a in algos.split(",") if a.strip()]
+    _check_outputs(json=json_path)
+    names = _names(algos, "--algo")
     for name in names:
         get_allreduce(name)
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     comm = _comm()
     rows = bench_allreduce(comm, names, sizes, dtype, iters, warmup)
     if comm.rank == 0:
         click.echo(format_table(rows))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(rows, f, indent=1)
+            _write_json(json_path, rows)
 
 
 @bench.command("links")
@@ -304,6 +352,7 @@ def bench_links_cmd(nbytes, iters, json_path):
     from .bench.common import parse_size
     from .bench.links import bench_links, format_links, node_report
 
+    _check_outputs(json=json_path)
     size = parse_size(nbytes)
     comm = _comm()
     result = bench_links(comm, size, iters)
@@ -311,8 +360,7 @@ def bench_links_cmd(nbytes, iters, json_path):
         report = node_report(result)
         click.echo(format_links(result, report))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump({**result, "nodes": report}, f, indent=1)
+            _write_json(json_path, {**result, "nodes": report})
 
 
 def _sweep_options(f):
@@ -352,9 +400,12 @@ def bench_collective_cmd(algos, min_bytes, max_bytes, step_factor, iters, warmup
     from .bench.common import parse_size, size_sweep
     from .comm import world
 
+    _check_outputs(json=json_path, csv=csv_path, plot=plot_path)
+    _names(algos, "--algo")
     if plot_path:
         _need_matplotlib("--plot")  # before the sweep, not after it
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     comm = world(transport)
     rows, fit = run_cli(comm, algos, sizes, dtype, iters, warmup, check, topology, density, refit, servers=servers)
     if comm.rank == 0:
@@ -392,17 +443,18 @@ def bench_fit_cmd(min_bytes, max_bytes, step_factor, algos, compare_min, iters, 
     from .bench.fit import format_fit, run_fit
 
     sizes = size_sweep(parse_size(min_bytes), parse_size(max_bytes), step_factor)
+    _bench_fits(8 * max(sizes), f"--max-bytes {max_bytes} (buffers, scratch and checks)")
     compare = [s for s in sizes if s >= parse_size(compare_min)]
     if not compare:
         raise ConfigError(f"--compare-min {compare_min} is above --max-bytes {max_bytes}: nothing to compare")
-    names = [a.strip() for a in algos.split(",") if a.strip()]
+    _check_outputs(json=json_path)
+    names = _names(algos, "--algo")
     comm = _comm()
     res = run_fit(comm, sizes, compare, names, dtype, iters, rounds, save=not no_cache)
     if comm.rank == 0:
         click.echo(format_fit(res))
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(res, f, indent=1)
+            _write_json(json_path, res)
 
 
 @cli.command("topology")
@@ -451,8 +503,67 @@ def _plain_ctrl_c(prog):
         os.kill(os.getpid(), pending())
 
 
+def _exit_with_others(code, line=None):
+    """Leave together with the other ranks; an error that this rank alone met (the others
+    are still waiting in a collective) ends the whole job within HPCTRAIN_EXIT_WAIT
+    seconds (default 10): this rank prints its ``line`` and aborts the job with its exit
+    status (MPI_Abort; the MPI library's own abort banner is silenced, the line says it)."""
+    if "hpctrain.comm.communicator" not in sys.modules:
+        return
+    from .comm.communicator import abort_world, exit_together
+
+    try:
+        wait = float(os.environ.get("HPCTRAIN_EXIT_WAIT", "10"))
+    except ValueError:
+        wait = 10.0
+    if exit_together(wait):
+        return
+    if line:
+        click.echo(line, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    abort_world(code)
+    os._exit(code)
+
+
 def main(argv=None):
     """Entry point: run the CLI; map errors to one line and exit status 2."""
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        _leave_despite_threads(exc.code)
+        raise
+    _leave_despite_threads(0)
+
+
+def _leave_despite_threads(code):
+    """Exit even when user code (a model factory) left non-daemon threads running: Python
+    would wait for them forever after the work is done (and SIGTERM is no longer acted on)."""
+    import threading
+
+    others = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not others:
+        return
+    if _env_rank() == 0:
+        names = ", ".join(t.name for t in others[:3])
+        click.echo(f"hpctrain: warning: not waiting for {len(others)} thread(s) left running by user code ({names})",
+                   err=True)
+    import atexit
+
+    atexit._run_exitfuncs()
+    if "hpctrain.comm.communicator" in sys.modules:
+        from .comm.communicator import finalize
+
+        finalize()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = code if isinstance(code, int) else (0 if code is None else 1)
+    os._exit(code)
+
+
+def _main(argv=None):
     prog = "hpctrain"
     args = sys.argv[1:] if argv is None else list(argv)
     if "train" not in args[:1]:
@@ -460,19 +571,23 @@ def main(argv=None):
     try:
         cli.main(args=args, prog_name=prog, standalone_mode=False)
     except SilentExit as exc:
+        _exit_with_others(exc.exit_code)
         sys.exit(exc.exit_code)
     except HpctrainError as exc:
         # Errors are raised on every rank alike (config, files) and printed by rank 0
         # only, unless the training loop's agreement named this rank as the reporter.
+        line = f"{prog}: {exc.label}: {_one_line(exc)}"
         alone = getattr(exc, "abort_job", False)  # raised on this rank only (user code mid-training)
-        if alone or getattr(exc, "reporter", False) or _env_rank() == 0:
-            click.echo(f"{prog}: {exc.label}: {_one_line(exc)}", err=True)
+        printed = alone or getattr(exc, "reporter", False) or _env_rank() == 0
+        if printed:
+            click.echo(line, err=True)
         if alone and "hpctrain.comm.communicator" in sys.modules:  # the other ranks would wait forever
             sys.stdout.flush()
             sys.stderr.flush()
             from .comm.communicator import abort_world
 
             abort_world(exc.exit_code)
+        _exit_with_others(exc.exit_code, None if printed else line)
         sys.exit(exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
@@ -484,7 +599,9 @@ def main(argv=None):
         sys.exit(EXIT_USAGE if exc.exit_code in (1, 2) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, EOFError):
+            _internal_error(exc.__cause__)  # click turns an EOFError into Abort: not a Ctrl-C
         # Ctrl-C outside the training loop (start-up, another command): one line from rank 0,
         # and no MPI_Finalize, which would wait for ranks that are elsewhere
         if _env_rank() == 0:
@@ -492,12 +609,23 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
+    except MemoryError as exc:  # a size from the user that no pre-flight foresaw: still one line
+        line = f"{prog}: error: out of memory ({_one_line(exc)}); a size in the command or its files is too large"
+        if _env_rank() == 0:
+            click.echo(line, err=True)
+        _exit_with_others(EXIT_USAGE, None if _env_rank() == 0 else line)
+        sys.exit(EXIT_USAGE)
     except Exception as exc:  # a bug or a system failure: one line, the traceback, abort all ranks
-        rank = _env_rank()
-        click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
-        traceback.print_exc(file=sys.stderr)
-        if "hpctrain.comm.communicator" in sys.modules:  # MPI was started: end every rank
-            from .comm.communicator import abort_world
+        _internal_error(exc)
 
-            abort_world(1)
-        sys.exit(1)
+
+def _internal_error(exc):
+    """A bug or a system failure: ``rank R: <error>``, the traceback, every rank aborted."""
+    rank = _env_rank()
+    click.echo(f"rank {rank}: {type(exc).__name__}: {_one_line(exc)}", err=True)
+    traceback.print_exception(exc, file=sys.stderr)
+    if "hpctrain.comm.communicator" in sys.modules:  # MPI was started: end every rank
+        from .comm.communicator import abort_world
+
+        abort_world(1)
+    sys.exit(1)

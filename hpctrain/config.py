@@ -21,6 +21,7 @@ from .algorithms import ALGORITHMS
 from .collectives import ALLREDUCE
 from .compress import COMPRESSORS, RENAMED
 from .errors import ConfigError
+from .memory import parse_memory
 
 __all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "option_specs", "ALGO_NAMES"]
 
@@ -98,7 +99,14 @@ class TrainConfig:
                         check=_nonneg)
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
-    threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node)", check=_nonneg)
+    threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node; at most 1024)",
+                      check=(lambda v: 0 <= v <= 1024, "must be in [0, 1024]"))
+    stall_warning: float = _f(60.0, "seconds a rank may wait in a collective before rank 0 names the ranks that "
+                              "have not arrived and where they are (0 = off)", check=_nonneg)
+    stall_timeout: float = _f(0.0, "seconds of such a wait after which the job is aborted with that message, exit "
+                              "status 4 (0 = never)", check=_nonneg)
+    max_memory: str = _f("", "memory one rank may use, e.g. '8G' (default: the node's available memory / ranks on "
+                         "the node); the pre-flight refuses a run that needs more, before allocating")
     checkpoint_every: str = _f("", "checkpoint period: N steps or N epochs, e.g. '200steps', '1epochs' ('' = off)")
     keep: int = _f(3, "checkpoints to keep (0 = all)", check=_nonneg)
     resume: str = _f("", "checkpoint to resume from: a path or 'latest' (newest in the run directory)")
@@ -126,13 +134,28 @@ def option_specs():
              "short": f.metadata["short"]} for f in fields(TrainConfig)]
 
 
+#: every integer is stored as a signed 64-bit value (checkpoint attributes, NumPy seeds)
+INT_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _check_type(name, value):
+    """``value`` as field ``name``'s declared type: no bool for int or int for bool, no
+    list or table for a string, integers within 64 bits, strings without NUL bytes."""
     want = _FIELDS[name].type
     want = _TYPES.get(want, want)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**1023:
+            raise ConfigError(f"{name} must be a finite number, got an integer of {value.bit_length()} bits")
         return float(value)
-    if want is int and isinstance(value, bool) or not isinstance(value, want):
-        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {value!r}")
+    if (want is int and isinstance(value, bool)) or (want is bool and not isinstance(value, bool)) or \
+            not isinstance(value, want):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {shown}")
+    if want is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ConfigError(f"{name} must fit in 64 bits (|{name}| < 2^63), got an integer of {value.bit_length()} bits")
+    if want is str and "\0" in value:
+        raise ConfigError(f"{name} {value!r} holds a NUL byte")
     return value
 
 
@@ -164,6 +187,8 @@ def validate(cfg):
         if check and not check[0](value):
             raise ConfigError(f"{name} {check[1]}, got {value!r}")
     parse_period(cfg.checkpoint_every)
+    parse_memory(cfg.max_memory)
+    _check_model_spec(cfg.model)
     _check_data_options(cfg)
     cls = ALGORITHMS[cfg.algo]
     allowed = cls.compressors
@@ -174,6 +199,17 @@ def validate(cfg):
     if cfg.aggregation not in aggs:
         raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")
     return cfg
+
+
+def _check_model_spec(spec):
+    """``python:``/``torch:`` references: a file path must name a Python source (``.py``)."""
+    kind, sep, ref = spec.partition(":")
+    if not sep or kind not in ("python", "torch"):
+        return
+    where = ref.rpartition(":")[0]
+    if where and "/" in where and not where.endswith(".py"):
+        raise ConfigError(f"model {spec!r}: {where} is not a Python source file (give PATH.py:FACTORY "
+                          "or MODULE:FACTORY)")
 
 
 def _check_data_options(cfg):
@@ -215,17 +251,14 @@ def load_config(path=None, overrides=None):
     """
     values = {}
     if path:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        data = _read_toml(path)
         if isinstance(data.get("train"), dict):
-            data = {**{k: v for k, v in data.items() if k != "train"}, **data["train"]}
+            top = {k: v for k, v in data.items() if k != "train"}
+            for key, value in data["train"].items():
+                if key in top and top[key] != value:
+                    raise ConfigError(f"{path}: {key} is {top[key]!r} at the top level but {value!r} in [train]; "
+                                      "give it once")
+            data = {**top, **data["train"]}
         for key, value in data.items():
             if key not in _FIELDS:
                 raise _unknown_key(key)
@@ -237,6 +270,28 @@ def load_config(path=None, overrides=None):
             raise _unknown_key(key)
         values[key] = value
     return validate(TrainConfig(**values))
+
+
+def _read_toml(path):
+    """The TOML document at ``path``; every failure is one ConfigError line."""
+    from .files import check_input
+
+    check_input(path, "config file", ConfigError)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a TOML file is UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
 
 
 def config_to_toml(cfg):

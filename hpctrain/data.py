@@ -7,11 +7,14 @@ from the seed, identical on every rank) and its contiguous slice of the test set
 import gzip
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import DataError
+from .files import check_input
+from .memory import available_memory  # noqa: F401 (re-exported)
 
 __all__ = [
     "Dataset",
@@ -63,21 +66,6 @@ class Dataset:
         self.input_shape = tuple(self.input_shape) or (self.n_features,)
 
 
-def available_memory():
-    """Bytes of memory this process may still use (MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def _gb(n):
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
@@ -97,6 +85,7 @@ def _check_finite(path, name, x):
 
 
 def _open(path):
+    check_input(path)  # a FIFO or device would block or never end
     with open(path, "rb") as f:
         head = f.read(2)
     return gzip.open(path, "rb") if head == b"\x1f\x8b" else open(path, "rb")
@@ -115,8 +104,7 @@ def read_idx(path, rows=None):
     Raises:
         DataError: missing file, wrong magic number, unknown type code or truncated data.
     """
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
+    check_input(path)
     try:
         with _open(path) as f:
             header = f.read(4)
@@ -317,6 +305,12 @@ def _idx_source(directory, name):
     return _Source(y_all, read_x, scale(x_test), y_test, d, n_classes, name, _image_shape(x_test.shape[1:]), int_max)
 
 
+#: LIBSVM tokens, strictly: ASCII digits only (no '_' separators, no other scripts' digits)
+_LIBSVM_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+_LIBSVM_PAIR = re.compile(r"\d+:(" + _LIBSVM_NUMBER.pattern + ")", re.IGNORECASE | re.ASCII)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def read_libsvm(path):
     """Parse a LIBSVM text file: ``label idx:val idx:val ...`` with 1-based indices.
 
@@ -324,8 +318,7 @@ def read_libsvm(path):
         (labels as float64 array, list of (indices 0-based int64, values float32) per row,
         largest feature index + 1).
     """
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
+    check_input(path)
     labels, rows, dim = [], [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
@@ -333,21 +326,26 @@ def read_libsvm(path):
             if not line:
                 continue
             parts = line.split()
-            try:
-                labels.append(float(parts[0]))
-                pairs = [p.split(":", 1) for p in parts[1:]]
-                idx = np.array([int(i) for i, _ in pairs], dtype=np.int64)
-                val = np.array([float(v) for _, v in pairs], dtype=np.float32)
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')") from None
+            if not _LIBSVM_NUMBER.fullmatch(parts[0]) or not all(map(_LIBSVM_PAIR.fullmatch, parts[1:])):
+                raise DataError(f"{path}:{lineno}: malformed LIBSVM line (expected 'label index:value ...')")
+            labels.append(float(parts[0]))
+            pairs = [p.split(":", 1) for p in parts[1:]]
+            idx = np.array([int(i) for i, _ in pairs], dtype=np.int64)
+            val = np.array([float(v) for _, v in pairs], dtype=np.float64)
             if idx.size and idx.min() < 1:
                 raise DataError(f"{path}:{lineno}: feature index {int(idx.min())} is not >= 1")
+            if idx.size and np.unique(idx).size != idx.size:
+                raise DataError(f"{path}:{lineno}: a feature index appears twice")
             if not math.isfinite(labels[-1]) or not np.isfinite(val).all():
                 raise DataError(f"{path}:{lineno}: NaN or Inf in a label or value; clean the data")
-            rows.append((idx - 1, val))
+            if np.abs(val).max(initial=0) > _F32_MAX:
+                raise DataError(f"{path}:{lineno}: a value beyond float32's range (|x| > 3.4e38); rescale the data")
+            rows.append((idx - 1, val.astype(np.float32)))
             dim = max(dim, int(idx.max()) if idx.size else 0)
     if not labels:
         raise DataError(f"{path}: no samples")
+    if dim == 0:
+        raise DataError(f"{path}: no features (every line is a label only)")
     return np.array(labels), rows, dim
 
 
@@ -389,10 +387,12 @@ def _hdf5_source(path, test_path, seed):
     import h5py
 
     def read(p, xname, yname, required=True):
-        if not os.path.exists(p):
-            raise DataError(f"data file not found: {p}")
+        check_input(p)
         try:
             with h5py.File(p, "r") as f:
+                if (xname in f) != (yname in f) and not required:
+                    have, lack = (xname, yname) if xname in f else (yname, xname)
+                    raise DataError(f"{p}: has {have} but no {lack}; give both or neither")
                 if xname not in f or yname not in f:
                     if required:
                         raise DataError(f"{p}: needs datasets '{xname}' and '{yname}'")
@@ -406,8 +406,14 @@ def _hdf5_source(path, test_path, seed):
                 check_fits(p, n_x * (xd.dtype.itemsize + 4) + yd.shape[0] * 16, f"{xname} of shape {xd.shape}")
                 x, y = xd[()], yd[()].reshape(-1)
         except OSError:
-            raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
+            if not os.path.isfile(p) or not h5py.is_hdf5(p):
+                raise DataError(f"{p}: not a readable HDF5 file (truncated or wrong format)") from None
+            raise DataError(f"{p}: {xname}/{yname} cannot be read (damaged data in an HDF5 file)") from None
         _check_finite(p, xname, x)
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max(initial=0) > _F32_MAX:
+            raise DataError(f"{p}: {xname} holds values beyond float32's range (|x| > 3.4e38); rescale the data")
+        if y.dtype.kind == "u" and y.size and int(y.max()) > np.iinfo(np.int64).max:
+            raise DataError(f"{p}: {yname} label {int(y.max())} is out of range (a class index)")
         shapes[p] = x.shape[1:]
         kinds[p] = x.dtype
         return x.reshape(x.shape[0], -1).astype(np.float32), y.astype(np.int64)
@@ -446,6 +452,17 @@ def _h5_dataset(f, p, name, kinds):
     if dt.kind not in kinds or dt.fields is not None or dt.subdtype is not None:
         want = "integer class labels" if kinds == "iu" else "numbers"
         raise DataError(f"{p}: {name} must hold {want}, got {dt if dt.kind != 'O' else 'strings or variable-length data'}")
+    if ds.is_virtual:
+        raise DataError(f"{p}: {name} is a virtual dataset (its data lives in other files); store the data in the file")
+    if ds.external:
+        raise DataError(f"{p}: {name} keeps its data in external raw files; store the data in the file")
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, fname = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            fname = fname.decode(errors="replace") if isinstance(fname, bytes) else fname
+            raise DataError(f"{p}: {name} is compressed with HDF5 filter {code} ({fname or 'unnamed'}), which is "
+                            "not available here; rewrite it with gzip or no compression")
     if ds.ndim == 0:
         raise DataError(f"{p}: {name} is a scalar; it needs one row per sample")
     if ds.shape[0] == 0 or math.prod(ds.shape) == 0:

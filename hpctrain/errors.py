@@ -14,6 +14,7 @@ __all__ = [
     "Interrupted",
     "EXIT_USAGE",
     "EXIT_DIVERGED",
+    "EXIT_STALLED",
     "EXIT_PREEMPTED",
     "EXIT_INTERRUPTED",
 ]
@@ -21,6 +22,8 @@ __all__ = [
 EXIT_USAGE = 2
 #: NaN/Inf in loss or gradients.
 EXIT_DIVERGED = 3
+#: The stall inspector's --stall-timeout ended a job whose ranks waited too long in a collective.
+EXIT_STALLED = 4
 #: Stopped by SIGTERM/SIGUSR1 after writing a checkpoint (EX_TEMPFAIL: "try again").
 EXIT_PREEMPTED = 75
 #: Stopped by SIGINT (Ctrl-C), after writing a checkpoint when checkpointing is on (128 + 2).

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from .errors import OutputError
+from .files import io_errors, write_atomic
 
 __all__ = ["RunWriter", "StepClock", "Progress", "progress_mode", "format_rate", "traffic_ratios", "read_records"]
 
@@ -379,25 +379,6 @@ def read_records(path):
     return records
 
 
-@contextlib.contextmanager
-def _io(path):
-    """Turn an OSError (disk full, read-only, quota) into one line naming ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file: never a 0-byte or partial file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with _io(path):
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+#: one-line errors for output files, and atomic writes (never into a device or FIFO)
+_io = io_errors
+_write_atomic = write_atomic

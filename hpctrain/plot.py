@@ -5,31 +5,75 @@ imported only here, from the ``plot`` extra.
 """
 
 import json
+import math
 import os
+import warnings
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, HpctrainError
+from .files import check_input, check_output, check_text_path, io_errors
 
 __all__ = ["load_run", "plot_runs", "series", "XAXES"]
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _records(path):
+    """The epoch records of ``path``: each line a JSON object with finite numbers."""
+    check_input(path, "metrics file")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"{path}:{lineno}: malformed line ({getattr(exc, 'msg', 'nested too deeply')})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{lineno}: not an epoch record (a JSON object)")
+        for key in ("epoch", "train_loss", "test_accuracy"):
+            if not _number(rec.get(key)) or not math.isfinite(rec[key]):
+                raise DataError(f"{path}:{lineno}: {key} must be a finite number, got {rec.get(key)!r}"[:200])
+        for key in ("wall_time",):
+            if key in rec and not (_number(rec[key]) and math.isfinite(rec[key])):
+                raise DataError(f"{path}:{lineno}: {key} must be a finite number"[:200])
+        sent = rec.get("bytes_sent_per_rank", [0])
+        if not isinstance(sent, list) or not all(_number(b) and math.isfinite(b) for b in sent):
+            raise DataError(f"{path}:{lineno}: bytes_sent_per_rank must be a list of numbers")
+        records.append(rec)
+    if not records:
+        raise DataError(f"{path}: no epoch records (the run ended before its first epoch)")
+    return records
+
+
 def load_run(run_dir):
     """(label, list of epoch records) of a run directory."""
+    check_text_path(run_dir, "run directory", DataError)
+    if not os.path.isdir(run_dir):
+        raise DataError(f"{run_dir}: not a directory (give hpctrain run directories)")
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: no metrics.jsonl (not an hpctrain run directory)")
-    with open(path, encoding="utf-8") as f:
-        try:
-            records = [json.loads(line) for line in f if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: malformed line ({exc.msg})") from None
+    records = _records(path)
     label = os.path.basename(os.path.normpath(run_dir))
     summary = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary):
+    try:
+        check_input(summary, "summary")
         with open(summary, encoding="utf-8") as f:
             doc = json.load(f)
         cfg = doc.get("config", {})
         used = doc.get("collective_used", cfg.get("collective", "?"))  # what auto chose; "" = no allreduce
         label = f"{label} ({cfg.get('algo', '?')}{', ' + used if used else ''})"
+    except (HpctrainError, OSError, ValueError, RecursionError, AttributeError, TypeError):
+        pass  # the label is a nicety: a missing or damaged summary leaves the directory name
     return label, records
 
 
@@ -68,7 +112,20 @@ def plot_runs(run_dirs, out, x=None):
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("hpctrain plot needs matplotlib: pip install 'hpctrain[plot]'") from None
+    fmt = os.path.splitext(out)[1].lstrip(".").lower()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in formats:
+        raise ConfigError(f"--output {out}: unknown image format {fmt or '(no extension)'!r}; "
+                          f"use one of {', '.join(sorted(formats))}")
+    check_output(out, "--output", [os.path.join(d, "metrics.jsonl") for d in run_dirs])
     runs = [load_run(d) for d in run_dirs]
+    with warnings.catch_warnings():  # e.g. a log axis of one rank's zero bytes: the figure says it
+        warnings.simplefilter("ignore")
+        return _draw(plt, runs, x, out, fmt)
+
+
+def _draw(plt, runs, x, out, fmt):
     xs = [x] if x else ["epoch", "bytes"]
     fig, axes = plt.subplots(len(xs), 2, figsize=(11, 4 * len(xs)), squeeze=False)
     for label, recs in runs:
@@ -89,6 +146,13 @@ def plot_runs(run_dirs, out, x=None):
         axes[row, 0].set_yscale("log")
     axes[0, 1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp-{os.getpid()}")
+    try:
+        with io_errors(out):
+            fig.savefig(tmp, dpi=100, format=fmt)
+            os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        if os.path.lexists(tmp):
+            os.remove(tmp)
     return out

@@ -15,6 +15,7 @@ import os
 
 from .checkpoint import _latest, checkpoint_dir, checkpoint_lineage, clean_stale_temps, list_checkpoints, new_lineage
 from .errors import ConfigError
+from .files import check_run_files, check_text_path
 
 __all__ = ["holds_run", "check_out", "lineage_after_resume", "remove_if_empty_at_exit", "clean_run_dir"]
 
@@ -45,6 +46,9 @@ def _inside(path, directory):
 def check_out(cfg, out):
     """Refuse to reuse ``out`` when it holds a run, unless --overwrite, or --resume names a
     checkpoint of that same run (``latest`` or a file in its checkpoints/)."""
+    check_text_path(out, "--out")
+    if os.path.isdir(out):
+        check_run_files(out)
     if cfg.overwrite or not holds_run(out):
         return
     if cfg.resume == "latest" or (cfg.resume and _inside(cfg.resume, checkpoint_dir(out))):

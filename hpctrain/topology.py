@@ -14,10 +14,11 @@ Builders: ``ring`` (1/3 self and each neighbour, as in survey 003 §5.1), ``toru
 
 import math
 import os
+import warnings
 
 import numpy as np
 
-from .errors import TopologyError
+from .errors import ConfigError, TopologyError
 
 __all__ = [
     "Topology", "BUILDERS", "build", "load_matrix", "validate", "spectral_info",
@@ -130,15 +131,23 @@ BUILDERS = {"ring": ring, "torus": torus, "exponential": exponential, "complete"
 
 def load_matrix(path):
     """Read a mixing matrix from ``.npy`` or ``.csv`` (comma-separated numbers)."""
-    if not os.path.exists(path):
-        raise TopologyError(f"mixing matrix file not found: {path}")
+    from .files import check_input
+
+    check_input(path, "mixing matrix file", TopologyError)
+    if os.path.getsize(path) == 0:
+        raise TopologyError(f"mixing matrix file {path} is empty")
     try:
-        if path.endswith(".npy"):
-            W = np.load(path, allow_pickle=False)
-        else:
-            W = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (ValueError, OSError) as exc:
-        raise TopologyError(f"cannot read mixing matrix {path}: {str(exc).splitlines()[0]}") from None
+        with warnings.catch_warnings():  # NumPy's warnings would precede the one line
+            warnings.simplefilter("error")
+            if path.endswith(".npy"):
+                W = np.load(path, allow_pickle=False)
+            else:
+                W = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (ValueError, OSError, EOFError, UserWarning) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise TopologyError(f"cannot read mixing matrix {path}: {first}") from None
+    if W.dtype.kind not in "fiu" or W.dtype.fields is not None:
+        raise TopologyError(f"mixing matrix {path} must hold numbers, got {W.dtype}")
     return W
 
 
@@ -227,6 +236,13 @@ def build(name=None, n=None, path=None):
         raise TopologyError(f"topology {name} needs the number of ranks: add -n N (e.g. -n 8)")
     if n < 1:
         raise TopologyError(f"topology {name} needs a number of ranks >= 1, got {n}")
+    from .memory import check_fits
+
+    try:  # the dense n x n matrix and the copies its spectrum needs
+        check_fits({f"mixing matrix ({n}x{n}) and its spectrum": 4 * n * n * 8},
+                   hint="a dense mixing matrix of this many ranks does not fit")
+    except ConfigError as exc:
+        raise TopologyError(str(exc)) from None
     return Topology(name, BUILDERS[name](n))
 
 

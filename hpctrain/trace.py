@@ -14,9 +14,11 @@ and writes one file. :func:`summarize` gives the compute/compress/comm/other spl
 ``metrics.jsonl``, see :class:`hpctrain.metrics.StepClock`); ``hpctrain trace FILE`` prints it.
 """
 
+import bisect
 import contextlib
 import functools
 import json
+import math
 import time
 
 import numpy as np
@@ -193,9 +195,9 @@ def finish(comm, path):
         trace.extend(json.loads(gathered[r, : lengths[r]].tobytes().decode()))
     doc = {"traceEvents": trace, "displayTimeUnit": "ms",
            "otherData": {"tool": "hpctrain", "ranks": comm.size}}
-    from .metrics import _write_atomic
+    from .files import write_atomic
 
-    _write_atomic(path, json.dumps(doc))
+    write_atomic(path, json.dumps(doc))
     return summarize(doc)
 
 
@@ -211,37 +213,63 @@ def _category(name, cat):
     return "other"
 
 
+def _event_fields(ev):
+    """(pid, phase, name, category, ts, dur) of one event; ValueError when malformed."""
+    if not isinstance(ev, dict):
+        raise ValueError("an event is not an object")
+    ph, name, cat, pid = ev.get("ph"), ev.get("name", ""), ev.get("cat", ""), ev.get("pid")
+    ts, dur = ev.get("ts"), ev.get("dur", 0)
+    for v in (ts, dur):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"event {name!r} has a non-numeric or non-finite time")
+    if not isinstance(name, str) or not isinstance(cat, str) or not isinstance(pid, (int, str)):
+        raise ValueError("an event has a malformed name, category or pid")
+    return pid, ph, name, cat, float(ts), float(dur)
+
+
+def _epoch_of(name):
+    parts = name.split()
+    return int(parts[1]) if len(parts) == 2 and parts[0] == "epoch" and parts[1].isdigit() else None
+
+
 def summarize(doc):
     """Per epoch: mean over ranks of the exclusive seconds in each of :data:`CATEGORIES`.
+
+    O(n log n) in the number of events: spans are sorted once, and each span's epoch is
+    found by bisection among the epoch marks.
 
     Args:
         doc: a trace written by :func:`finish` (a dict with ``traceEvents``).
 
     Returns:
         A list of ``{"epoch": e, "compute": s, "compress": s, "comm": s, "io": s, "other": s}``.
+
+    Raises:
+        ValueError: an event is malformed (not an object, times not finite numbers).
     """
     by_rank = {}
     for ev in doc.get("traceEvents", []):
-        if ev.get("ph") in ("X", "i"):
-            by_rank.setdefault(ev["pid"], []).append(ev)
+        if isinstance(ev, dict) and ev.get("ph") in ("X", "i"):
+            pid, ph, name, cat, ts, dur = _event_fields(ev)
+            by_rank.setdefault(pid, []).append((ph, name, cat, ts, dur))
     totals = {}
     for events in by_rank.values():
-        marks = sorted((ev["ts"], ev["name"]) for ev in events if ev["ph"] == "i" and ev["name"].startswith("epoch "))
-        spans = sorted((ev for ev in events if ev["ph"] == "X"), key=lambda e: (e["ts"], -e["dur"]))
+        marks = sorted((ts, _epoch_of(name)) for ph, name, _c, ts, _d in events
+                       if ph == "i" and _epoch_of(name) is not None)
+        mark_ts = [m[0] for m in marks]
+        spans = sorted(((ts, -dur, name, cat) for ph, name, cat, ts, dur in events if ph == "X"))
         stack, excl = [], []
-        for ev in spans:
-            end = ev["ts"] + ev["dur"]
-            while stack and stack[-1][0] <= ev["ts"]:
+        for ts, neg_dur, name, cat in spans:
+            dur = -neg_dur
+            while stack and stack[-1][0] <= ts:
                 stack.pop()
             if stack:
-                excl[stack[-1][1]][2] -= ev["dur"]  # the parent's own time excludes this child
-            excl.append([ev["ts"], _category(ev["name"], ev.get("cat", "")), ev["dur"]])
-            stack.append((end, len(excl) - 1))
+                excl[stack[-1][1]][2] -= dur  # the parent's own time excludes this child
+            excl.append([ts, _category(name, cat), dur])
+            stack.append((ts + dur, len(excl) - 1))
         for ts, cat, dur in excl:
-            epoch = 0
-            for mts, mname in marks:
-                if mts <= ts:
-                    epoch = int(mname.split()[1])
+            k = bisect.bisect_right(mark_ts, ts)  # the last epoch mark at or before ts
+            epoch = marks[k - 1][1] if k else 0
             row = totals.setdefault(epoch, {c: 0.0 for c in CATEGORIES})
             row[cat] += max(dur, 0.0) / 1e6
     n = max(len(by_rank), 1)

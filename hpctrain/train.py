@@ -31,15 +31,18 @@ from .collectives import get_allreduce
 from .collectives.auto import chosen, describe
 from .collectives.hierarchical import layout as node_layout
 from .comm import world
+from .comm.stall import start as start_stall_inspector
 from .config import config_to_toml, parse_period
 from .data import load_dataset
+from .files import check_output, probe_writable, run_inputs
 from .errors import CheckpointError, ConfigError, HpctrainError, Interrupted, Preempted, SilentExit, TrainingDiverged
 from . import rundir, trace
 from .checkpoint import mark_latest, new_lineage
+from .memory import preflight_training
 from .metrics import Progress, RunWriter, StepClock, traffic_ratios
 from .models import build_model, model_state, param_layout, probe_output
 from .schedules import make_schedule
-from .threads import limit_threads, local_rank
+from .threads import limit_threads, local_rank, local_ranks
 from .topology import build as build_topology
 from .xp import get_array_module, resolve_device, synchronize, to_numpy
 
@@ -112,10 +115,7 @@ def _prepare_run_dir(cfg, comm):
                 os.makedirs(out)
                 rundir.remove_if_empty_at_exit(out)
             rundir.clean_run_dir(out)
-            probe = os.path.join(out, ".hpctrain-write-test")
-            with open(probe, "w"):
-                pass
-            os.remove(probe)
+            probe_writable(out)
         except OSError as exc:
             raise ConfigError(f"output directory {out} is not writable: {exc.strerror}") from None
         return out
@@ -144,6 +144,7 @@ def _setup(cfg, comm, xp):
                         cfg.dirichlet_alpha, cfg.test_dataset, cfg.normalize, cfg.max_samples)
     model = build_model(cfg.model, data.input_shape, data.n_classes, hidden=cfg.hidden, seed=cfg.seed, rank=comm.rank,
                         dtype=cfg.dtype, threads=cfg.threads, device=cfg.device)
+    preflight_training(cfg, comm.rank, comm.size, model, data, local_ranks())  # before allocating
     dtype = np.dtype(cfg.dtype)
     data.x_train = xp.asarray(data.x_train.astype(dtype, copy=False))
     data.x_test = xp.asarray(data.x_test.astype(dtype, copy=False))
@@ -365,16 +366,10 @@ def _resume(comm, cfg, run_dir, params, algo, steps_per_epoch, dim, model=None):
 _COLLECTIVE_SPAN = {"ps": "server round", "multi-ps": "server round"}
 
 
-def _start_trace(cfg, comm):
-    """Check the trace file's directory (rank 0), then start recording on every rank."""
-    def check():
-        parent = os.path.dirname(os.path.abspath(cfg.trace))
-        if not os.path.isdir(parent):
-            raise ConfigError(f"--trace {cfg.trace}: directory {parent} does not exist")
-        if os.path.isdir(cfg.trace):
-            raise ConfigError(f"--trace {cfg.trace} is a directory; give a file name")
-
-    on_root(comm, check)
+def _start_trace(cfg, comm, run_dir):
+    """Check the trace file before training (rank 0: never an input, a file of the run, a
+    device or a FIFO; its directory writable), then start recording on every rank."""
+    on_root(comm, lambda: check_output(cfg.trace, "--trace", run_inputs(cfg), run_dir))
     trace.start(comm)
 
 
@@ -400,7 +395,7 @@ class _Run:
         self._threads = limit_threads(cfg.threads) if cfg.threads else None  # kept alive with the run
         self.run_dir = _prepare_run_dir(cfg, comm)
         if cfg.trace:
-            _start_trace(cfg, comm)
+            _start_trace(cfg, comm, self.run_dir)
         self.data, self.model, self.steps_per_epoch, mixing = agree(comm, lambda: _setup(cfg, comm, self.xp))
         cfg.normalize = self.data.normalization  # what auto chose goes into config.toml and summary.json
         self.params = self.model.init_params(self.xp, np.dtype(cfg.dtype), cfg.seed)
@@ -642,6 +637,9 @@ def run_training(cfg, comm=None):
     writer.say(run.banner(cursor, resumed_from))
     history, t_start = [], time.perf_counter()
     guard, ckpt = StepGuard(comm), _Checkpoints(run, cursor)
+    inspector = start_stall_inspector(comm, cfg.stall_warning, cfg.stall_timeout)  # names a rank that stalls
+    if inspector is not None:
+        run.model.loss_grad = inspector.watch_compute(run.model.loss_grad)
     try:
         while cursor.epoch <= cfg.epochs and not (cfg.max_steps and cursor.t >= cfg.max_steps):
             trace.mark(f"epoch {cursor.epoch}")
@@ -663,12 +661,14 @@ def run_training(cfg, comm=None):
             _finish_trace(cfg, comm, writer)
         raise
     finally:
+        if inspector is not None:
+            inspector.stop()
         guard.close()
         writer.close()
+    summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
+    agree(comm, lambda: writer.summary(summary))  # before the trace: a failing trace write never costs it
     if cfg.trace:
         _finish_trace(cfg, comm, writer)
-    summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)
-    agree(comm, lambda: writer.summary(summary))
     if history:
         writer.result(f"final test accuracy: {history[-1]['test_accuracy']:.4f} (run dir {run.run_dir})")
     summary["params"] = run.params

@@ -8,16 +8,11 @@ import os
 import h5py
 import numpy as np
 
+from case import Case
 from ckpt_tools import resign, set_attr
+from red_team_cases import RED_TEAM
 
 __all__ = ["CASES", "Case"]
-
-
-class Case:
-    """One bad input: ``setup(tmp)`` prepares files and returns the hpctrain arguments."""
-
-    def __init__(self, name, what, setup, expect, ranks=1):
-        self.name, self.what, self.setup, self.expect, self.ranks = name, what, setup, expect, ranks
 
 
 def _train(*args):
@@ -281,7 +276,7 @@ CASES = [
          "'ten' is not a valid integer"),
     Case("lr-nonpositive", "lr <= 0", _train("--lr", "0"), "lr must be > 0"),
     Case("momentum-range", "momentum outside [0, 1)", _train("--momentum", "1.0"), "momentum must be in [0, 1)"),
-    Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be >= 0"),
+    Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be in [0, 1024]"),
     Case("checkpoint-period", "a malformed checkpoint period", _train("--checkpoint-every", "5minutes"),
          "checkpoint_every must look like"),
     Case("bad-toml", "a TOML syntax error", _toml("lr = = 1\n"), "invalid TOML"),
@@ -398,3 +393,6 @@ CASES = [
     Case("resume-into-other-run", "--resume of one run with --out of another run", _other_run,
          "already holds another run"),
 ]
+
+CASES += RED_TEAM
+

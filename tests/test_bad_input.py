@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from bad_input_cases import CASES
+from red_team_cases import RED_TEAM
 from mpiutil import HPCTRAIN, run_mpi
 
 #: the session fixture runs ~80 commands: on a loaded 2-core machine that exceeds the default 300 s
@@ -53,6 +54,7 @@ def _run_case(base, case):
     err = r.stderr.replace(str(tmp), "<tmp>").replace(os.environ["HPCTRAIN_TEST_CKPT_DPSGD"], "<dpsgd-ckpt>")
     err = err.replace(os.environ["HPCTRAIN_TEST_CKPT"], "<ckpt>")
     err = re.sub(r"[\d.]+ [GM]B of memory available", "<M> GB of memory available", err)  # varies by machine
+    err = re.sub(r"more than [\d.]+ [KMGT]B \([\d.]+ [KMGT]B available", "more than <M> (<M> available", err)
     return r.returncode, err, changed, shown
 
 
@@ -69,6 +71,7 @@ def test_bad_input(results, case):
 
 def test_enough_cases():
     assert len(CASES) >= 25
+    assert len(RED_TEAM) >= 60
 
 
 def render(results):
@@ -79,10 +82,21 @@ def render(results):
         "job, whatever the number of ranks), never a traceback, and leaves existing files",
         "(run directories, checkpoints) untouched. Other exit statuses: 1 for a bug or a",
         "system failure (the rank prints `rank R: <error>` and a traceback, then the job is",
-        "aborted through MPI), 3 when the loss or parameters become NaN/Inf, 75 when",
+        "aborted through MPI), 3 when the loss or parameters become NaN/Inf, 4 when",
+        "`--stall-timeout` ended a job whose ranks waited too long in a collective (rank 0",
+        "names the ranks that had not arrived and where they were), 75 when",
         "SIGTERM/SIGUSR1 stopped the run after writing a checkpoint, 130 when Ctrl-C (SIGINT)",
         "stopped it (with a checkpoint when checkpointing is on). A file that cannot be",
         "written (full disk, read-only, quota) is also one line naming the file and status 2.",
+        "An error that only one rank meets ends the whole job within `HPCTRAIN_EXIT_WAIT`",
+        "seconds (default 10) with that rank's line and status.",
+        "",
+        "Outputs (`--trace`, `bench --json/--csv`, `plot -o`) are checked before any work: they",
+        "never name an input of the run (data, mixing matrix, model file, configuration, the",
+        "checkpoint resumed), a file the run writes itself, a device, a FIFO or a directory, and",
+        "are written atomically. Inputs must be regular files (a FIFO or device is refused, never",
+        "opened). A memory pre-flight refuses a run whose arrays cannot fit per rank (the node's",
+        "available memory shared by its ranks, or `--max-memory`) before allocating them.",
         "",
         "This page is generated from `tests/bad_input_cases.py` by running each case;",
         "`tests/test_bad_input.py` fails when it drifts (`HPCTRAIN_UPDATE_DOCS=1 pytest",

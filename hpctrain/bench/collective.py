@@ -10,6 +10,7 @@ docs/benchmarks.md.
 """
 
 import csv
+import io
 import json
 
 import numpy as np
@@ -253,15 +254,17 @@ def ratio_table(rows, baseline="mpi"):
 
 def write_rows(rows, json_path=None, csv_path=None):
     """Write the rows as JSON (list of objects) and/or CSV (one row per line)."""
+    from ..files import write_atomic
+
     if json_path:
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+        write_atomic(json_path, json.dumps(rows, indent=1))
     if csv_path:
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+        write_atomic(csv_path, text.getvalue())
 
 
 def plot_rows(rows, path, fit=None):

@@ -13,7 +13,7 @@ from mpi4py import MPI
 from .buffers import Buffers
 from .transport import get_transport
 
-__all__ = ["Communicator", "Request", "world"]
+__all__ = ["Communicator", "Request", "world", "exit_together", "abort_world", "finalize"]
 
 _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
 _SEND_STATUS = MPI.Status()  # sends' statuses are never read: one object serves them all
@@ -310,9 +310,39 @@ class Communicator:
         MPI.COMM_WORLD.Abort(code)
 
 
+#: a duplicate of COMM_WORLD for the exit agreement only (made by the first world() call,
+#: collectively), so that it can never match a collective that other ranks are in
+_CONTROL = []
+
+
 def world(transport="host"):
     """A :class:`Communicator` over ``MPI.COMM_WORLD``."""
+    if not _CONTROL and MPI.COMM_WORLD.Get_size() > 1:
+        _CONTROL.append(MPI.COMM_WORLD.Dup())
     return Communicator(MPI.COMM_WORLD, transport=transport)
+
+
+def exit_together(timeout):
+    """Wait up to ``timeout`` seconds for every rank to reach this call (a non-blocking
+    barrier on a private communicator).
+
+    An error that every rank raised (or agreed on) reaches it on every rank at once; an
+    error on one rank only, while the others wait in a collective, does not: the caller
+    then ends its process without MPI_Finalize, which makes the launcher end the job.
+
+    Returns:
+        True when every rank arrived (or MPI runs one rank, or never started), False on
+        timeout.
+    """
+    if not _CONTROL or MPI.Is_finalized():
+        return True
+    req = _CONTROL[0].Ibarrier()
+    deadline = time.monotonic() + timeout
+    while not req.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def mpi_library_info():
@@ -325,6 +355,12 @@ def mpi_library_info():
     vendor, vver = MPI.get_vendor()
     return {"mpi_standard": version, "mpi_library": lib, "mpi_vendor": f"{vendor} {'.'.join(map(str, vver))}",
             "mpi4py": mpi4py.__version__}
+
+
+def finalize():
+    """MPI_Finalize now, when MPI runs (for an exit that skips the interpreter's shutdown)."""
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
 
 
 def abort_world(code=1):
