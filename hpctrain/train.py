@@ -386,7 +386,9 @@ class _Run:
     flat parameter and gradient buffers, algorithm and lr schedule."""
 
     def __init__(self, cfg, comm=None):
+        given = cfg
         self.cfg = cfg = dataclasses.replace(cfg)  # resolved choices (normalize) are recorded in this copy
+        cfg.config_path = getattr(given, "config_path", "")  # not a field: an input outputs may not overwrite
         self.xp = resolve_device(cfg.device, local_rank())
         if comm is None:
             transport = cfg.transport if cfg.device == "gpu" else ("host" if cfg.transport == "auto" else cfg.transport)
