@@ -360,6 +360,13 @@ def mpi_library_info():
             "mpi4py": mpi4py.__version__}
 
 
+def finalize():
+    """``MPI_Finalize`` now (every rank must call it), e.g. before ``os._exit`` on an error
+    that every rank agreed on."""
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
+
+
 def abort_world(code=1):
     """End every rank of the job (``MPI_Abort`` on COMM_WORLD) when MPI is running with
     more than one rank; a no-op otherwise (one rank just exits)."""

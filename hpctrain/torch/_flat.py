@@ -76,7 +76,7 @@ class FlatModel:
         self.layers = [tuple(x) for x in self.layers]
         self.size = off
         self._per_layer = np.bincount(self.layer_of, minlength=len(self.layers))
-        self._check_same_everywhere()
+        agree_error(comm, self._check_same_everywhere)
         self.grad = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         self.grad_array = as_array(self.grad)
         self.params = None

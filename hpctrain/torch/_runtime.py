@@ -27,16 +27,32 @@ def torch_module():
 
 
 def _excepthook(kind, value, tb):
-    """One line for hpctrain's errors; the default report for others; then end the job."""
-    from ..comm.communicator import abort_world
+    """End the job on an uncaught exception, never leaving a rank waiting.
 
+    An hpctrain error that every rank raised together (:func:`agree_error`): rank 0 prints
+    one line, every rank finalizes MPI and exits with the error's status (2). Any other
+    hpctrain error: this rank prints one line and aborts the job. Anything else: the usual
+    traceback, then abort.
+    """
+    from ..comm.communicator import abort_world, finalize
+
+    c = _STATE["comm"]
+    r = c.rank if c is not None else 0
     if isinstance(value, HpctrainError):
-        if str(value):
-            print(f"hpctrain: {value.label}: {value}", file=sys.stderr, flush=True)
         code = value.exit_code
+        if getattr(value, "agreed", False):
+            if r == 0 and str(value):
+                print(f"hpctrain: {value.label}: {value}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            finalize()
+            os._exit(code)
+        if str(value):
+            where = f" (rank {r})" if c is not None and c.size > 1 else ""
+            print(f"hpctrain: {value.label}{where}: {value}", file=sys.stderr, flush=True)
     else:
         _STATE["hook"](kind, value, tb)
         code = 1
+    sys.stdout.flush()
     sys.stderr.flush()
     abort_world(code)
     os._exit(code)
@@ -102,7 +118,7 @@ def agree_error(c, fn, exc_type=HpctrainError):
         exc_type = type(exc)
     if c.size == 1:
         if msg:
-            raise exc_type(msg)
+            _raise(exc_type, msg)
         return out
     import numpy as np
 
@@ -110,5 +126,11 @@ def agree_error(c, fn, exc_type=HpctrainError):
     if flags.any():
         first = int(np.flatnonzero(flags)[0])
         text = c.bcast_bytes(msg.encode(), root=first).decode("utf-8", "replace")
-        raise exc_type(text if first == c.rank or c.size == 1 else f"(rank {first}) {text}")
+        _raise(exc_type, text if first == 0 else f"rank {first}: {text}")
     return out
+
+
+def _raise(exc_type, msg):
+    exc = exc_type(msg)
+    exc.agreed = True  # every rank raises it: exit together (see _excepthook)
+    raise exc

@@ -24,6 +24,15 @@ ALGORITHM_MODE = ("dsgd", "dmsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "
                   "prsgd-momentum", "local-sgd", "adagrad", "local-adaalter")
 
 
+def _check_backward(comm, flat):
+    """Every rank ran backward since the last step (else ConfigError on every rank)."""
+    def check():
+        if not flat.backward_seen:
+            raise ConfigError("step() called before any backward(): compute a loss and call loss.backward() first")
+
+    agree_error(comm, check)
+
+
 class _ErrorFeedbackReducer:
     """Per-bucket compression with error feedback, then the mean over ranks.
 
@@ -124,8 +133,11 @@ class DistributedOptimizer:
 
     def synchronize(self):
         """Wait until every bucket is averaged (``step`` calls it)."""
-        if not self.flat.backward_seen:
-            raise ConfigError("step() called before any backward(): compute a loss and call loss.backward() first")
+        try:
+            _check_backward(self.comm, self.flat)
+        except ConfigError as exc:
+            exc.agreed = exc.agreed and not self.engine.active  # my buckets are in flight: abort
+            raise
         if not self.engine.active:
             self.engine.begin()
         if self.reducer is not None:
@@ -211,8 +223,7 @@ class DistributedAlgorithm:
     def step(self, lr=None):
         """One update by the algorithm from this rank's gradient."""
         fl = self.flat
-        if not fl.backward_seen:
-            raise ConfigError("step() called before any backward(): compute a loss and call loss.backward() first")
+        _check_backward(self.comm, fl)
         fl.rebind_grads()
         self.algo.step(fl.params_array, fl.grad_array, self.lr if lr is None else float(lr), self.steps)
         fl.reset_step()
