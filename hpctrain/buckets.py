@@ -48,16 +48,17 @@ class Bucket:
         return flat[self.start:self.stop]
 
 
-def make_buckets(layers, itemsize, bucket_size=DEFAULT_BUCKET_MIB, first_size=FIRST_BUCKET_MIB):
+def make_buckets(layers, itemsize, bucket_size=None, first_size=FIRST_BUCKET_MIB):
     """Cut the flat buffer into layer-aligned buckets in reverse layer order.
 
     Args:
         layers: ``(offset, length)`` of every layer's parameters in the flat buffer, in
             forward (layer) order; they must tile the buffer contiguously from 0.
         itemsize: bytes per element (4 for float32, 8 for float64).
-        bucket_size: MiB per bucket after the first; must be > 0 and, when there are
-            several layers, no larger than the model (a bucket bigger than the model is
-            one unbucketed message: ask for that with ``math.inf``).
+        bucket_size: MiB per bucket after the first; None: :data:`DEFAULT_BUCKET_MIB`
+            (whatever the model's size). A value given must be > 0 and no larger than the
+            model (a bucket bigger than the model is one unbucketed message: ask for that
+            with ``math.inf``).
         first_size: MiB of the first bucket (capped at ``bucket_size``).
 
     Returns:
@@ -76,6 +77,8 @@ def make_buckets(layers, itemsize, bucket_size=DEFAULT_BUCKET_MIB, first_size=FI
     total = off
     if not layers or total == 0:
         raise ConfigError("the model has no parameters to bucket")
+    if bucket_size is None:
+        bucket_size = float("inf") if total * itemsize <= DEFAULT_BUCKET_MIB * _MIB else DEFAULT_BUCKET_MIB
     try:
         bucket_size = float(bucket_size)
     except (TypeError, ValueError):

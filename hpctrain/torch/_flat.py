@@ -77,6 +77,10 @@ class FlatModel:
         self.size = off
         self._per_layer = np.bincount(self.layer_of, minlength=len(self.layers))
         agree_error(comm, self._check_same_everywhere)
+        if self.device.type == "cuda":
+            import cupy
+
+            cupy.cuda.Device(self.device.index or 0).use()  # CuPy's kernels and buffers on the tensors' GPU
         self.grad = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         self.grad_array = as_array(self.grad)
         self.params = None

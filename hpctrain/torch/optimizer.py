@@ -10,7 +10,7 @@ parameter buffer, exactly as ``hpctrain train`` does.
 
 import numpy as np
 
-from ..buckets import DEFAULT_BUCKET_MIB, make_buckets
+from ..buckets import make_buckets
 from ..errors import ConfigError
 from ..overlap import OverlapEngine
 from ._flat import FlatModel
@@ -22,6 +22,16 @@ __all__ = ["DistributedOptimizer", "DistributedAlgorithm", "ALGORITHM_MODE"]
 #: the asynchronous one a server loop: use ``hpctrain train`` for those)
 ALGORITHM_MODE = ("dsgd", "dmsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "ecsgd", "doublesqueeze",
                   "prsgd-momentum", "local-sgd", "adagrad", "local-adaalter")
+
+
+def _device_comm(c, flat):
+    """The world communicator, with CuPy-aware transport (CUDA-aware MPI or staged through
+    pinned host memory, ``auto``) when the tensors are on a GPU."""
+    if flat.device.type != "cuda":
+        return c
+    from ..comm import Communicator
+
+    return Communicator(c.mpi_comm, transport="auto")
 
 
 def _check_backward(comm, flat):
@@ -84,7 +94,8 @@ class DistributedOptimizer:
         compression: an hpctrain compressor name (``none``: dense; ``topk``, ``randk``,
             ``fp16``, ``qsgd``, ``sign``, ...), applied per bucket with error feedback.
         density: s/d of the sparse compressors.
-        bucket_size: MiB per bucket after the small first one (default 25, as DDP).
+        bucket_size: MiB per bucket after the small first one (default None: 25, as
+            DDP; an explicit size larger than the model is refused).
         overlap: True, False or ``"auto"`` (on when there are several ranks, several
             buckets and ``MPI_THREAD_MULTIPLE``).
         collective: the dense allreduce (``auto``, ``ring``, ``recursive``, ``ps``, ...).
@@ -94,7 +105,7 @@ class DistributedOptimizer:
     """
 
     def __init__(self, optimizer, model=None, named_parameters=None, compression="none", density=0.01,
-                 bucket_size=DEFAULT_BUCKET_MIB, overlap="auto", collective="auto"):
+                 bucket_size=None, overlap="auto", collective="auto"):
         from ..collectives import get_allreduce
         from ..xp import get_array_module
 
@@ -102,6 +113,7 @@ class DistributedOptimizer:
         self.comm, self.optimizer = c, optimizer
         self.flat = FlatModel(c, model, named_parameters)
         fl = self.flat
+        c = _device_comm(c, fl)
         xp = get_array_module(fl.grad_array)
         self.buckets = agree_error(c, lambda: make_buckets(fl.layers, fl.grad.element_size(), bucket_size))
         allreduce = agree_error(c, lambda: get_allreduce(collective))
@@ -209,6 +221,7 @@ class DistributedAlgorithm:
         self.cfg = agree_error(c, build_cfg)
         self.flat = FlatModel(c, model, flat_params=True)
         fl = self.flat
+        c = self.comm = _device_comm(c, fl)
         if str(fl.dtype).removeprefix("torch.") != self.cfg.dtype:
             self.cfg.dtype = str(fl.dtype).removeprefix("torch.")
         allreduce = get_allreduce(self.cfg.collective)

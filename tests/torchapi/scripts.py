@@ -36,13 +36,15 @@ def net():
         torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
         torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
 
-model = net()
+device = cfg.get("device", "cpu")
+model = net().to(device)
 g = torch.Generator().manual_seed(7)
 steps, per = cfg["steps"], cfg["batch"]
 cycle = cfg.get("cycle", steps)  # batches before the data repeats (a small data set trains fast)
 X = torch.randn(cycle * per * size, 1, 8, 8, generator=g, dtype=dtype)
 W = torch.randn(64, 4, generator=g, dtype=dtype)
 Y = (X.reshape(len(X), -1) @ W).argmax(1)
+X, Y = X.to(device), Y.to(device)
 
 if cfg["mode"] == "grad":
     ht.broadcast_parameters(model, root_rank=0)
@@ -74,7 +76,7 @@ for t in range(start, steps):
     losses.append(float(loss.detach()))
     if cfg.get("save_at") == t + 1:
         ht.save_checkpoint(cfg["ckpt"], model, opt)
-flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
+flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy()
 np.save(os.path.join(out, f"params-{rank}.npy"), flat)
 with open(os.path.join(out, f"result-{rank}.json"), "w") as f:
     json.dump({"losses": losses, "overlap": bool(getattr(opt, "overlap", False))}, f)

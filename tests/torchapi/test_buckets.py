@@ -52,6 +52,8 @@ def test_default_is_one_small_bucket_then_25_mib():
     buckets = make_buckets(_layers(sizes), 4)
     assert buckets[0].layers == (39,)  # one layer (larger than 0.25 MiB) alone
     assert [len(b.layers) for b in buckets[1:]] == [6] * 6 + [3]  # 24 MiB per bucket
+    small = make_buckets(_layers([1000, 70_000, 10]), 4)  # a small model: the default still works
+    assert [b.layers for b in small] == [(2,), (1, 0)]
 
 
 @pytest.mark.parametrize("size", [0, -1, float("nan")])

@@ -71,3 +71,16 @@ def test_algorithm_mode_resume_is_bit_identical(user_script, tmp_path):
     resumed, _, _ = user_script(2, mode="algo", algo="gmc", options=opts, dtype="float32", resume=ckpt)
     for a, b in zip(full, resumed):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["gradient", "algorithm"])
+def test_documented_example_runs_and_resumes(mpirun, tmp_path, mode):
+    import os
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples", "torch_train.py")
+    ckpt = str(tmp_path / "ex.h5")
+    args = [example, "--mode", mode, "--steps", "20", "--batch", "8", "--ckpt", ckpt, "--ckpt-every", "10"]
+    res = mpirun(2, args, timeout=120)
+    assert "done: 20 steps on 2 rank(s)" in res.stdout and os.path.exists(ckpt)
+    res = mpirun(2, args[:4] + ["30"] + args[5:] + ["--resume"], timeout=120)
+    assert "done: 30 steps on 2 rank(s)" in res.stdout
