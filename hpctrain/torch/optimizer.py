@@ -52,13 +52,11 @@ class _ErrorFeedbackReducer:
     """
 
     def __init__(self, name, density, grad, buckets, xp):
-        from ..compress import get_compressor
+        from ..compress import COMPRESSORS, get_compressor
 
-        params = {"density": density} if name not in ("none", "fp16", "sign") else {}
-        try:
-            self.comps = [get_compressor(name, **params) for _ in buckets]
-        except ConfigError:
-            self.comps = [get_compressor(name) for _ in buckets]
+        takes = getattr(COMPRESSORS.get(name), "config_params", ())  # (unknown name: get_compressor says so)
+        params = {"density": density} if "density" in takes else {}
+        self.comps = [get_compressor(name, **params) for _ in buckets]  # one per bucket: own scratch
         self.grad = grad
         self.memory = xp.zeros_like(grad)  # e, per rank (checkpointed)
         self.u = xp.empty_like(grad)
