@@ -23,4 +23,17 @@ x, y = torch.randn(5, width), torch.tensor([0, 1, 2, 0, 1])
 if case != "step-before-backward":
     torch.nn.functional.cross_entropy(model(x), y).backward()
 opt.step()
+if case.startswith("ckpt-"):
+    path = sys.argv[2]
+    if case == "ckpt-corrupt":
+        if ht.rank() == 0:
+            with open(path, "wb") as f:
+                f.write(b"not an hdf5 file at all")
+        ht.comm().barrier()
+        ht.load_checkpoint(path, model, opt)
+    else:  # written in gradient mode, loaded by an algorithm
+        ht.save_checkpoint(path, model, opt)
+        opt.close()
+        alg = ht.DistributedAlgorithm(model, algo="dmsgd", lr=0.1)
+        ht.load_checkpoint(path, model, alg)
 print("trained one step on", ht.size(), "rank(s)")

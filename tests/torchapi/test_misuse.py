@@ -18,12 +18,14 @@ CASES = {
     "step-before-backward": "step() called before any backward()",
     "bucket0": "bucket size must be > 0",
     "bucket-big": "larger than the model",
+    "ckpt-corrupt": "not a readable checkpoint",
+    "ckpt-other-wrapper": "was written by torch-gradient, this run uses dmsgd",
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_misuse_ends_every_rank_with_one_line(mpirun, case):
-    res = mpirun(2, [SCRIPT, case], timeout=60, check=False)
+def test_misuse_ends_every_rank_with_one_line(mpirun, tmp_path, case):
+    res = mpirun(2, [SCRIPT, case, str(tmp_path / "ck.h5")], timeout=60, check=False)
     assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr

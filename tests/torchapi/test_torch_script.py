@@ -31,10 +31,12 @@ def test_overlap_on_equals_off_bit_for_bit(user_script):
         np.testing.assert_array_equal(a, b)
 
 
-def test_resume_with_overlap_is_bit_identical(user_script, tmp_path):
+@pytest.mark.parametrize("compression", ["none", "topk"])
+def test_resume_with_overlap_is_bit_identical(user_script, tmp_path, compression):
     ckpt = str(tmp_path / "ck.h5")
-    full, _, _ = user_script(2, mode="grad", overlap=True, dtype="float32", save_at=3, ckpt=ckpt)
-    resumed, res, _ = user_script(2, mode="grad", overlap=True, dtype="float32", resume=ckpt)
+    opts = {"mode": "grad", "overlap": True, "dtype": "float32", "compression": compression, "density": 0.1}
+    full, _, _ = user_script(2, save_at=3, ckpt=ckpt, **opts)
+    resumed, res, _ = user_script(2, resume=ckpt, **opts)
     assert len(res[0]["losses"]) == 3  # it did resume at step 3 of 6
     for a, b in zip(full, resumed):
         np.testing.assert_array_equal(a, b)
