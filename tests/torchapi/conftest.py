@@ -7,9 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
-
 from mpiutil import run_mpi  # noqa: E402
 from scripts import USER_SCRIPT  # noqa: E402
 

@@ -17,7 +17,8 @@ if case == "device":
     model = model.to("meta")
 if case == "shapes-broadcast":
     ht.broadcast_parameters(model)
-opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000}}.get(case, {"bucket_size": 0.0001})
+opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000},
+        "overlap-refused": {"bucket_size": 0.0001, "overlap": True}}.get(case, {"bucket_size": 0.0001})
 opt = ht.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model=model, **opts)
 x, y = torch.randn(5, width), torch.tensor([0, 1, 2, 0, 1])
 if case != "step-before-backward":
@@ -36,4 +37,4 @@ if case.startswith("ckpt-"):
         opt.close()
         alg = ht.DistributedAlgorithm(model, algo="dmsgd", lr=0.1)
         ht.load_checkpoint(path, model, alg)
-print("trained one step on", ht.size(), "rank(s)")
+print("trained one step on", ht.size(), "rank(s), overlap", opt.overlap)

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("torch")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "misuse.py")
 
@@ -40,3 +42,10 @@ def test_outside_mpi_runs_as_one_rank_and_says_so(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "running as one rank" in res.stderr
     assert "trained one step on 1 rank(s)" in res.stdout
+
+
+def test_mpi_without_thread_multiple_falls_back_to_no_overlap_with_one_line(mpirun):
+    res = mpirun(2, [SCRIPT, "overlap-refused"], timeout=60, env={"MPI4PY_RC_THREAD_LEVEL": "serialized"})
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "overlap off: MPI granted thread level 'serialized'" in lines[0], res.stderr
+    assert res.stdout.count("trained one step on 2 rank(s), overlap False") == 2

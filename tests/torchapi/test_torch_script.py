@@ -5,6 +5,8 @@ bit-identical; algorithm mode with gmc trains."""
 import numpy as np
 import pytest
 
+pytest.importorskip("torch")
+
 
 @pytest.mark.parametrize("ranks", [2, 4])
 def test_gradient_mode_equals_single_process_on_the_concatenated_batch(user_script, ranks):
