@@ -8,11 +8,14 @@ of its own), and buckets are views of the one flat buffer, never copies.
 Sizes follow PyTorch DDP: the **first** bucket is small (``FIRST_BUCKET_MIB`` = 0.25 MiB),
 so the first communication starts after the first few layers' backward instead of waiting
 for a whole bucket, and the others hold ``bucket_size`` MiB (default ``DEFAULT_BUCKET_MIB``
-= 25 MiB, DDP's ``bucket_cap_mb``). Larger buckets pay the per-message latency alpha fewer
-times; smaller ones start communicating earlier and leave less of it exposed after the last
-layer's backward. 25 MiB keeps the per-bucket latency well below the transfer time on
-1-100 Gbit/s links while still giving several buckets for models of 100 MiB and more; small
-models (a few MiB) get the small first bucket plus one or two others.
+= 25 MiB, DDP's ``bucket_cap_mb``), or a quarter of the model when that is smaller.
+Larger buckets pay the per-message latency alpha fewer times; smaller ones start
+communicating earlier and leave less of it exposed after the last layer's backward. 25 MiB
+keeps the per-bucket latency well below the transfer time on 1-100 Gbit/s links and gives
+several buckets for models of 100 MiB and more; with a fixed 25 MiB a smaller model would be
+one bucket after the first, which completes only when backward ends, so nothing would
+overlap: the quarter-of-the-model cap keeps about four buckets there (measured on the torch
+CNN of jobs/torch_cnn.py, 0.9 MiB: one big bucket left communication after backward).
 """
 
 from dataclasses import dataclass
@@ -55,8 +58,8 @@ def make_buckets(layers, itemsize, bucket_size=None, first_size=FIRST_BUCKET_MIB
         layers: ``(offset, length)`` of every layer's parameters in the flat buffer, in
             forward (layer) order; they must tile the buffer contiguously from 0.
         itemsize: bytes per element (4 for float32, 8 for float64).
-        bucket_size: MiB per bucket after the first; None: :data:`DEFAULT_BUCKET_MIB`
-            (whatever the model's size). A value given must be > 0 and no larger than the
+        bucket_size: MiB per bucket after the first; None: :data:`DEFAULT_BUCKET_MIB`, or a
+            quarter of the model when that is smaller (never below ``first_size``). A value given must be > 0 and no larger than the
             model (a bucket bigger than the model is one unbucketed message: ask for that
             with ``math.inf``).
         first_size: MiB of the first bucket (capped at ``bucket_size``).
@@ -77,8 +80,8 @@ def make_buckets(layers, itemsize, bucket_size=None, first_size=FIRST_BUCKET_MIB
     total = off
     if not layers or total == 0:
         raise ConfigError("the model has no parameters to bucket")
-    if bucket_size is None:
-        bucket_size = float("inf") if total * itemsize <= DEFAULT_BUCKET_MIB * _MIB else DEFAULT_BUCKET_MIB
+    if bucket_size is None:  # 25 MiB; a quarter of the model when that is smaller (>= the first bucket)
+        bucket_size = max(min(DEFAULT_BUCKET_MIB, total * itemsize / 4 / _MIB), first_size)
     try:
         bucket_size = float(bucket_size)
     except (TypeError, ValueError):

@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--compression", default="none", help="gradient mode: none, topk, randk, fp16, qsgd, sign")
     ap.add_argument("--density", type=float, default=0.01)
     ap.add_argument("--bucket-size", type=float, default=None, help="MiB per bucket after the 0.25 MiB first one "
-                    "(default 25)")
+                    "(default 25, or a quarter of a smaller model)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=32, help="per rank")
     ap.add_argument("--lr", type=float, default=None)

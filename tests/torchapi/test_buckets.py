@@ -46,14 +46,16 @@ def test_first_bucket_small_then_bucket_size_and_big_layers_alone():
     assert any(b.layers == (20,) for b in buckets)  # the 1.5 MiB layer is a bucket of its own
 
 
-def test_default_is_one_small_bucket_then_25_mib():
+def test_default_is_one_small_bucket_then_25_mib_or_a_quarter_of_a_small_model():
     assert DEFAULT_BUCKET_MIB == 25.0
     sizes = [1 << 20] * 40  # 40 layers of 4 MiB (float32): 160 MiB
     buckets = make_buckets(_layers(sizes), 4)
     assert buckets[0].layers == (39,)  # one layer (larger than 0.25 MiB) alone
     assert [len(b.layers) for b in buckets[1:]] == [6] * 6 + [3]  # 24 MiB per bucket
-    small = make_buckets(_layers([1000, 70_000, 10]), 4)  # a small model: the default still works
-    assert [b.layers for b in small] == [(2,), (1, 0)]
+    small = make_buckets(_layers([10] + [100_000] * 8 + [10]), 4)  # 3 MiB: buckets of a quarter of it
+    assert [b.layers for b in small] == [(9,), (8, 7), (6, 5), (4, 3), (2, 1), (0,)]  # 0.38 MiB layers
+    tiny = make_buckets(_layers([1000, 70_000, 10]), 4)  # below the first bucket's size: still works
+    assert [b.layers for b in tiny] == [(2,), (1,), (0,)]
 
 
 @pytest.mark.parametrize("size", [0, -1, float("nan")])
