@@ -8,8 +8,6 @@ hpctrain algorithm (dmsgd, gmc, local-sgd, ...) performs the whole update on the
 parameter buffer, exactly as ``hpctrain train`` does.
 """
 
-import numpy as np
-
 from ..buckets import make_buckets
 from ..errors import ConfigError
 from ..overlap import OverlapEngine
@@ -93,7 +91,8 @@ class DistributedOptimizer:
             ``fp16``, ``qsgd``, ``sign``, ...), applied per bucket with error feedback.
         density: s/d of the sparse compressors.
         bucket_size: MiB per bucket after the small first one (default None: 25, as
-            DDP, or a quarter of a smaller model; an explicit size larger than the model is refused).
+            DDP, or a quarter of a smaller model; an explicit size larger than the model
+            is refused).
         overlap: True, False or ``"auto"`` (on when there are several ranks, several
             buckets and ``MPI_THREAD_MULTIPLE``).
         collective: the dense allreduce (``auto``, ``ring``, ``recursive``, ``ps``, ...).

@@ -80,12 +80,14 @@ def _opt_layout(optimizer):
         entry = {}
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                entry[k] = {"tensor": len(tensors), "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+                entry[k] = {"tensor": len(tensors), "shape": list(v.shape),
+                            "dtype": str(v.dtype).removeprefix("torch.")}
                 tensors.append(v)
             elif isinstance(v, (int, float, bool)) or v is None:
                 entry[k] = {"value": v}
             else:
-                raise ConfigError(f"optimizer state {k!r} is {type(v).__name__}; only tensors and numbers are supported")
+                raise ConfigError(f"optimizer state {k!r} is {type(v).__name__}; only tensors and numbers "
+                                  "are supported")
         state[str(pid)] = entry
     groups = []
     for g in sd["param_groups"]:
