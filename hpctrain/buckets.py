@@ -60,8 +60,8 @@ def make_buckets(layers, itemsize, bucket_size=None, first_size=FIRST_BUCKET_MIB
         itemsize: bytes per element (4 for float32, 8 for float64).
         bucket_size: MiB per bucket after the first; None: :data:`DEFAULT_BUCKET_MIB`, or a
             quarter of the model when that is smaller (never below ``first_size``). A value
-            given must be > 0 and no larger than the model (a bucket bigger than the model is one unbucketed message: ask for that
-            with ``math.inf``).
+            given must be > 0 and no larger than the model (a bucket bigger than the model
+            is one unbucketed message: ask for that with ``math.inf``).
         first_size: MiB of the first bucket (capped at ``bucket_size``).
 
     Returns:
