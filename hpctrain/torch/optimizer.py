@@ -179,7 +179,10 @@ class DistributedOptimizer:
         self.flat.remove_hooks()
 
     def __getattr__(self, name):
-        return getattr(self.__dict__["optimizer"], name)
+        opt = self.__dict__.get("optimizer")
+        if opt is None:
+            raise AttributeError(name)
+        return getattr(opt, name)
 
 
 class DistributedAlgorithm:

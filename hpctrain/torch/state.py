@@ -11,6 +11,7 @@ import json
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
+from ..xp import get_array_module, to_numpy
 from ._runtime import agree_error, comm as _world, torch_module
 
 __all__ = ["broadcast_parameters", "broadcast_optimizer_state", "save_checkpoint", "load_checkpoint"]
@@ -170,12 +171,12 @@ def _wrapper_parts(model, optimizer):
     from .optimizer import DistributedAlgorithm, DistributedOptimizer
 
     if isinstance(optimizer, DistributedAlgorithm):
-        state = {k: np.asarray(v) for k, v in optimizer.state_arrays().items()}
+        state = {k: to_numpy(v) for k, v in optimizer.state_arrays().items()}
         return optimizer.cfg.algo, optimizer.flat, state, None, optimizer
     if isinstance(optimizer, DistributedOptimizer):
         layout, tensors = _opt_layout(optimizer.optimizer)
         state = {f"optim.{i}": t.detach().to("cpu").reshape(-1).numpy() for i, t in enumerate(tensors)}
-        state.update({k: np.asarray(v) for k, v in optimizer.state_arrays().items()})
+        state.update({k: to_numpy(v) for k, v in optimizer.state_arrays().items()})
         return "torch-gradient", optimizer.flat, state, layout, optimizer
     raise ConfigError("save_checkpoint/load_checkpoint take a DistributedOptimizer or a DistributedAlgorithm")
 
@@ -203,8 +204,7 @@ def save_checkpoint(path, model, optimizer, step=None, extra_meta=None):
 
     c = _world()
     algo, flat, state, layout, wrapper = _wrapper_parts(model, optimizer)
-    params = np.asarray(flat.param_array()) if flat.device.type == "cpu" else flat.param_array().get()
-    arrays = {"params": params}
+    arrays = {"params": to_numpy(flat.param_array())}
     arrays.update({f"state/{k}": v for k, v in state.items()})
     arrays.update({f"model/{k}": b.detach().to("cpu").reshape(-1).numpy() for k, b in _model_buffers(model).items()})
     arrays = {k: (v.astype(np.float64) if v.dtype == np.bool_ else v) for k, v in arrays.items()}
@@ -293,8 +293,8 @@ def load_checkpoint(path, model, optimizer):
             b.copy_(torch.from_numpy(rows[f"model/{k}"]).view(b.shape).to(b.device, b.dtype))
     for k, v in state.items():
         if not k.startswith("optim."):
-            wrapper_state = wrapper.state_arrays()[k]
-            wrapper_state[...] = rows[f"state/{k}"]
+            target = wrapper.state_arrays()[k]
+            target[...] = get_array_module(target).asarray(rows[f"state/{k}"])
     if layout is not None and head["opt"]:
         stored = json.loads(head["opt"])
         specs = sorted(((v["tensor"], v) for e in stored["state"].values() for v in e.values() if "tensor" in v),
