@@ -3,6 +3,7 @@ clear line and exit status 2."""
 
 import sys
 
+import numpy as np
 import torch
 
 import hpctrain.torch as ht
@@ -37,4 +38,6 @@ if case.startswith("ckpt-"):
         opt.close()
         alg = ht.DistributedAlgorithm(model, algo="dmsgd", lr=0.1)
         ht.load_checkpoint(path, model, alg)
-print("trained one step on", ht.size(), "rank(s), overlap", opt.overlap)
+flags = ht.comm().allgather_array(np.array([int(opt.overlap)]))[:, 0].tolist()  # every rank's choice
+if ht.rank() == 0:  # one writer: ranks' stdout would interleave
+    print("trained one step on", ht.size(), "rank(s), overlap", flags)
