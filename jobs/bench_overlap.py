@@ -15,7 +15,7 @@ configurations interleaved within each round so that drift hits them all alike):
   gmc s/d            DistributedAlgorithm(algo="gmc", density=--density)
   DDP (gloo)         torch.nn.parallel.DistributedDataParallel, same model and batch (--ddp)
 
-and the ratios the acceptance asks for: overlap / max(compute, comm) (target <= 1.15),
+and the target ratios: overlap / max(compute, comm) (target <= 1.15),
 no overlap / overlap (target >= 1.3 where comm ~ compute), and samples/s against DDP.
 The link rate where communication ~ computation without overlap is found by running at a
 few --rate values (the "comm alone" and "compute alone" rows say which).
