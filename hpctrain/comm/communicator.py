@@ -299,6 +299,12 @@ class Communicator:
             return None
         return Communicator(sub, transport=self.transport.name)
 
+    def dup(self):
+        """A new :class:`Communicator` over the same ranks with its own message space
+        (``MPI_Comm_dup``; collective): traffic on it never matches this one's, so a
+        communication thread can own it while the main thread keeps using this one."""
+        return Communicator(self._comm.Dup(), transport=self.transport)
+
     def split_shared(self):
         """A new :class:`Communicator` over the ranks that share memory with this one (its
         node: ``MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)``), ordered by rank."""
@@ -343,6 +349,26 @@ def exit_together(timeout):
             return False
         time.sleep(0.005)
     return True
+
+
+def thread_multiple():
+    """(ok, level name): whether MPI was initialised with ``MPI_THREAD_MULTIPLE``
+    (mpi4py requests it at import unless ``mpi4py.rc.thread_level`` says otherwise), so
+    that a second thread may call MPI while the main thread does too."""
+    level = MPI.Query_thread()
+    names = {MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
+             MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple"}
+    return level == MPI.THREAD_MULTIPLE, names.get(level, str(level))
+
+
+def launched_by_mpi():
+    """True when a process manager (mpiexec/hydra, Open MPI's, Slurm's srun) started this
+    process; False for a plain ``python script.py`` (a singleton MPI world of one rank)."""
+    import os
+
+    keys = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALRANKID", "SLURM_STEP_ID",
+            "HYDI_CONTROL_FD", "PMI_FD")
+    return MPI.COMM_WORLD.Get_size() > 1 or any(k in os.environ for k in keys)
 
 
 def mpi_library_info():

@@ -1,0 +1,180 @@
+"""Step time of a torch CNN with hpctrain.torch: overlap on vs off, against compute alone,
+communication alone and PyTorch DDP (gloo), all in one run, medians.
+
+    mpiexec -n 4 python jobs/bench_overlap.py                      # on one machine
+    hpctrain cluster run -N 4 -R 1 --rate 100mbit -- python jobs/bench_overlap.py --ddp
+    hpctrain cluster run -N 2 -R 1 --rate 1gbit -- python jobs/bench_overlap.py --ddp
+
+Rows (per rank batch --batch, --steps steps per measurement, --repeats rounds, the
+configurations interleaved within each round so that drift hits them all alike):
+
+  compute alone      forward + backward, no communication
+  comm alone         the bucketed allreduce of the gradient, no compute
+  no overlap         DistributedOptimizer(overlap=False): backward, then the buckets
+  overlap            DistributedOptimizer(overlap=True): buckets during backward
+  gmc s/d            DistributedAlgorithm(algo="gmc", density=--density)
+  DDP (gloo)         torch.nn.parallel.DistributedDataParallel, same model and batch (--ddp)
+
+and the target ratios: overlap / max(compute, comm) (target <= 1.15),
+no overlap / overlap (target >= 1.3 where comm ~ compute), and samples/s against DDP.
+The link rate where communication ~ computation without overlap is found by running at a
+few --rate values (the "comm alone" and "compute alone" rows say which).
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+import hpctrain.torch as ht  # noqa: E402
+from torch_cnn import make_cnn  # noqa: E402
+
+
+def my_address():
+    """(interface, IPv4 address) of this node for gloo: the first global-scope address of
+    ``ip -4 addr`` (the emulated nodes' names do not resolve), else the host name's."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
+                             text=True, timeout=10).stdout
+        for line in out.splitlines():
+            return line.split()[1], line.split()[3].split("/")[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        pass
+    try:
+        return None, socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None, "127.0.0.1"
+
+
+def timed_steps(step, n):
+    """Median seconds of ``n`` calls of ``step`` (after one warm-up), synchronised by a barrier."""
+    c = ht.comm()
+    step()
+    out = []
+    for _ in range(n):
+        c.barrier()
+        t0 = time.perf_counter()
+        step()
+        out.append(time.perf_counter() - t0)
+    # the job's step time is its slowest rank's
+    import numpy as np
+
+    med = np.array([statistics.median(out)])
+    c.native_allreduce(med, op="max")
+    return float(med[0])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bucket-size", type=float, default=None)
+    ap.add_argument("--density", type=float, default=0.01)
+    ap.add_argument("--ddp", action="store_true", help="also PyTorch DDP (gloo) in the same processes")
+    ap.add_argument("--ddp-port", type=int, default=29533)
+    args = ap.parse_args()
+
+    c = ht.init()
+    torch.manual_seed(0)
+    model = make_cnn((1, 28, 28), 10)
+    ht.broadcast_parameters(model)
+    x = torch.randn(args.batch, 1, 28, 28)
+    y = torch.randint(0, 10, (args.batch,))
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def compute():
+        model.zero_grad()
+        loss_fn(model(x), y).backward()
+
+    base = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the model stays the same
+    rows = {}
+
+    def grad_mode(overlap):
+        opt = ht.DistributedOptimizer(base, model=model, bucket_size=args.bucket_size, overlap=overlap)
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        return opt, step
+
+    ddp = None
+    if args.ddp:
+        import numpy as np
+        import torch.distributed as dist
+
+        ifname, mine = my_address()
+        if ifname:
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", ifname)
+        addr = c.bcast_bytes(mine.encode() if c.rank == 0 else b"")
+        os.environ.setdefault("MASTER_ADDR", addr.decode())
+        os.environ.setdefault("MASTER_PORT", str(args.ddp_port))
+        dist.init_process_group("gloo", rank=c.rank, world_size=c.size)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(make_cnn((1, 28, 28), 10))
+        ddp_opt = torch.optim.SGD(ddp_model.parameters(), lr=0.0)
+
+        def ddp():
+            ddp_opt.zero_grad()
+            loss_fn(ddp_model(x), y).backward()
+            ddp_opt.step()
+        del np
+
+    for _ in range(args.repeats):
+        model.zero_grad()
+        rows.setdefault("compute alone", []).append(timed_steps(compute, args.steps))
+        opt, step = grad_mode(False)
+        compute()  # a gradient in the buffer (the hooks start a step: finish it)
+        opt.synchronize()
+        eng = opt.engine
+
+        def comm_only():
+            eng.begin()
+            eng.finish()
+        rows.setdefault("comm alone", []).append(timed_steps(comm_only, args.steps))
+        rows.setdefault("no overlap", []).append(timed_steps(step, args.steps))
+        opt.close()
+        opt, step = grad_mode(True)
+        rows.setdefault("overlap" + ("" if opt.overlap else " (refused: off)"), []).append(
+            timed_steps(step, args.steps))
+        opt.close()
+        if ddp is not None:
+            rows.setdefault("DDP (gloo)", []).append(timed_steps(ddp, args.steps))
+    # gmc last: algorithm mode makes the parameters views of its own flat buffer
+    alg = ht.DistributedAlgorithm(model, algo="gmc", lr=1e-9, momentum=0.9, density=args.density,
+                                  compressor="topk")
+
+    def gmc_step():
+        alg.zero_grad()
+        loss_fn(model(x), y).backward()
+        alg.step()
+    rows[f"gmc s/d {args.density:g}"] = [timed_steps(gmc_step, args.steps) for _ in range(args.repeats)]
+    if c.rank == 0:
+        n = c.size
+        print(f"# {n} ranks, batch {args.batch}/rank, {args.steps} steps x {args.repeats} repeats; "
+              f"{' '.join(sys.argv)}")
+        print(f"{'configuration':<24} {'median step ms':>15} {'samples/s':>12}")
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        for k, v in med.items():
+            print(f"{k:<24} {v * 1e3:>15.2f} {n * args.batch / v:>12.0f}")
+        ov = med.get("overlap")
+        if ov:
+            print(f"overlap / max(compute, comm) = {ov / max(med['compute alone'], med['comm alone']):.2f} "
+                  f"(target <= 1.15); no overlap / overlap = {med['no overlap'] / ov:.2f} (target >= 1.3)")
+        if "DDP (gloo)" in med:
+            d = med["DDP (gloo)"]
+            print(f"samples/s vs DDP: dense overlap {d / (ov or med['no overlap']):.2f}x, "
+                  f"gmc {d / med[f'gmc s/d {args.density:g}']:.2f}x")
+    alg.close()
+
+
+if __name__ == "__main__":
+    main()
