@@ -75,6 +75,9 @@ def test_powersgd_equals_the_paper_in_float64(mpirun, tmp_path, n, rank, start):
     assert mats, "the layout must compress something"
     expect_wire = sum((nn + m) * r for _, nn, m, r in mats) + sum(s for _, s in dense)
     assert int(runs[0]["wire"]) == expect_wire
+    # on the wire: exactly the ring allreduces of P, Q and the dense remainder
+    for run in runs:
+        assert int(run["step_bytes"]) == int(run["ring_bytes"]) > 0
 
 
 def test_matrix_plan_clamps_rank_and_keeps_vectors_dense():

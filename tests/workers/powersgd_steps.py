@@ -45,8 +45,16 @@ def main():
     for t in range(steps):
         grad[...] = grads[t]
         algo.step(params, grad, 0.1, t)
-    np.savez(f"{out_dir}/rank{comm.rank}.npz", q0=q0, grads=grads, params=params, memory=algo.memory,
-             qs=algo.qs, wire=algo.wire_values())
+    params, memory = params.copy(), algo.memory.copy()
+    # the bytes of one compressed step against the ring allreduce of P, Q and the dense part alone
+    comm.reset_counters()
+    algo.step(params, grad, 0.0, max(start, steps))
+    step_bytes = comm.bytes_sent
+    comm.reset_counters()
+    for size in (algo.p_size, algo.q_size, algo.flat_dense.size):
+        get_allreduce("ring")(comm, np.zeros(size, dtype), "mean")
+    np.savez(f"{out_dir}/rank{comm.rank}.npz", q0=q0, grads=grads, params=params, memory=memory,
+             qs=algo.qs, wire=algo.wire_values(), step_bytes=step_bytes, ring_bytes=comm.bytes_sent)
 
 
 if __name__ == "__main__":
