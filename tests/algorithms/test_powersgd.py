@@ -101,3 +101,30 @@ def test_orthogonalise_gives_orthonormal_columns_and_keeps_zero_columns():
     np.testing.assert_allclose(q @ q.T, span @ span.T, atol=1e-12)  # same column space
     z = np.zeros((5, 2))
     assert not np.isnan(orthogonalise(z)).any()
+
+
+def test_resume_with_another_rank_is_refused_in_one_line(tmp_path):
+    from mpiutil import HPCTRAIN, run_mpi
+    from hpctrain.checkpoint import list_checkpoints
+
+    common = ["train", "--algo", "powersgd", "--dataset", "synthetic", "--epochs", "1", "-q",
+              "--checkpoint-every", "1epochs"]
+    run_mpi(2, [HPCTRAIN, *common, "--rank", "2", "--out", tmp_path / "a"], timeout=120)
+    (ck,) = list_checkpoints(tmp_path / "a")
+    before = ck.read_bytes() if hasattr(ck, "read_bytes") else open(ck, "rb").read()
+    res = run_mpi(2, [HPCTRAIN, *common, "--epochs", "2", "--rank", "3", "--out", tmp_path / "b", "--resume", ck],
+                  timeout=120, check=False)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(set(lines)) == 1 and "qs" in lines[0] and "Traceback" not in res.stderr, res.stderr
+    assert open(ck, "rb").read() == before  # the checkpoint is untouched
+
+
+@pytest.mark.parametrize("flags,needle", [(["--rank", "0"], "rank"), (["--aggregation", "ps"], "aggregation")])
+def test_bad_powersgd_options_get_one_line(tmp_path, flags, needle):
+    from mpiutil import HPCTRAIN, run_mpi
+
+    res = run_mpi(1, [HPCTRAIN, "train", "--algo", "powersgd", "--dataset", "synthetic", "--epochs", "1", "-q",
+                      "--out", tmp_path / "r", *flags], timeout=60, check=False)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1, res.stderr
