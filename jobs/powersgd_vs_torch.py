@@ -2,7 +2,7 @@
 torch CNN (jobs/torch_cnn.py), the same rank, start iteration, epochs, batch, learning rate,
 momentum and weight decay; with each side's dense run beside it as the noise floor.
 
-    python jobs/powersgd_vs_torch.py [--ranks 2] [--epochs 3] [--rank 2] [--start 10] [--out DIR]
+    python jobs/powersgd_vs_torch.py [--ranks 2] [--epochs 3] [--rank 2] [--psgd-start 10] [--out DIR]
 
 Prints a table: final test accuracy and the compressed side's bytes per step. The DDP
 side is launched with ``torch.distributed.run``, the hpctrain side with ``mpiexec`` and
@@ -80,7 +80,7 @@ def dist_all_min(n):
 
 def run_ddp(args, rank):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.ranks), __file__,
-           "--ddp-worker", "--rank", str(rank), "--start", str(args.start), "--epochs", str(args.epochs),
+           "--ddp-worker", "--rank", str(rank), "--psgd-start", str(args.start), "--epochs", str(args.epochs),
            "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--dataset", args.dataset]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
@@ -106,7 +106,7 @@ def main():
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rank", type=int, default=2, help="PowerSGD rank r (0 in the DDP worker: plain allreduce)")
-    ap.add_argument("--start", type=int, default=10, help="PowerSGD start iteration (both sides)")
+    ap.add_argument("--psgd-start", dest="start", type=int, default=10, help="PowerSGD start iteration (both sides)")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--dataset", default="fashion-mnist")
