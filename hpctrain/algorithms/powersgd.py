@@ -103,6 +103,10 @@ class PowerSGD(Algorithm):
         if covered != params.size:
             raise ConfigError(f"powersgd: the model's parameter shapes cover {covered} values, "
                               f"the parameter vector has {params.size}")
+        if not self.matrices:
+            raise ConfigError(f"powersgd: no parameter of model {cfg.model!r} is a matrix that rank "
+                              f"{getattr(cfg, 'rank', 1)} would shrink (a python: model states its shapes with "
+                              "param_shapes); use dmsgd for dense averaging")
         self.dense = dense
         self.velocity = params * 0
         self.memory = params * 0

@@ -35,7 +35,7 @@ def main():
     out_dir, rank, steps, start, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     comm = world()
     lay, d = layout()
-    cfg = SimpleNamespace(momentum=0.9, seed=7, rank=rank, powersgd_start=start)
+    cfg = SimpleNamespace(momentum=0.9, seed=7, rank=rank, powersgd_start=start, model="crafted")
     ctx = AlgoContext(cfg, comm, get_allreduce("ring"), d, 10, np, extras={"layout": lay})
     params = np.random.default_rng(99).normal(size=d).astype(dtype)
     algo = PowerSGD(ctx, params)
