@@ -78,6 +78,10 @@ class TrainConfig:
     sparsity_warmup_epochs: float = _f(0.0, "DGC sparsity warm-up: density falls from 0.25 to --density over these epochs", check=_nonneg)
     clip: float = _f(0.0, "DGC local gradient clipping: max gradient norm over all ranks (0 = off)", check=_nonneg)
     sync_period: int = _f(8, "local steps between synchronizations (I of PR-SGD, H of local SGD / AdaAlter)", check=_positive)
+    rank: int = _f(2, "PowerSGD approximation rank r of every compressed matrix (clamped to min(rows, cols) "
+                   "per matrix)", check=_positive)
+    powersgd_start: int = _f(0, "PowerSGD: steps of uncompressed averaging before compression starts (the "
+                             "start iteration of PyTorch's powerSGD_hook)", check=_nonneg)
     nesterov: bool = _f(False, "Nesterov momentum (Option II of PR-SGD-Momentum / decentralized momentum)")
     adagrad_eps: float = _f(1e-2, "AdaGrad / AdaAlter epsilon (denominator B^2 + t' eps^2)", check=_positive)
     adagrad_b0: float = _f(1.0, "AdaGrad / AdaAlter initial denominator b0 (B^2 starts at b0^2)", check=_nonneg)

@@ -31,6 +31,10 @@ name                paper       algorithm (module) -- pick it when
                                 lr warm-up (adaalter.py) -- adaptive lr with 2/H communication
 ``asgd``            003 Sec 4   parameter server, bounded staleness tau, deterministic
                                 round-robin pull schedule (asgd.py)
+``powersgd``        PowerSGD    rank-r power iteration per weight matrix, error feedback, warm
+                                start (powersgd.py) -- the practical low-rank compressor
+``signsgd``         signSGD-MV  1-bit signs up, majority vote down; Signum with --momentum
+                                (signsgd.py) -- 32x both ways, server or allgather vote
 ==================  ==========  =================================================================
 """
 
@@ -48,13 +52,15 @@ from .ecsgd import DoubleSqueeze, ECSGD
 from .gmc import GMC
 from .local import LocalSGD, PRSGDMomentum
 from .mdsgd import MDSGD
+from .powersgd import PowerSGD
+from .signsgd import SignSGD
 
 __all__ = ["ALGORITHMS", "get_algorithm", "Algorithm", "AlgoContext"]
 
 ALGORITHMS = {
     cls.name: cls
     for cls in (DMSGD, DSGD, ModelAverage, MDSGD, DGC, GMC, CSGD, ECSGD, DoubleSqueeze, PRSGDMomentum,
-                DMomentum, DPSGD, LocalSGD, AdaGrad, LocalAdaAlter, ASGD)
+                DMomentum, DPSGD, LocalSGD, AdaGrad, LocalAdaAlter, ASGD, PowerSGD, SignSGD)
 }
 
 # the operators each algorithm takes, from their capabilities (see Algorithm.refusal)

@@ -21,7 +21,8 @@ if not _OK:
 ARGS = ["dataset=synthetic", "dtype=float64", "epochs=1", "batch_size=200", "lr=0.1"]
 
 
-@pytest.mark.parametrize("n,algo", [(1, "dmsgd"), (2, "dmsgd"), (2, "gmc"), (2, "dpsgd")])
+@pytest.mark.parametrize("n,algo", [(1, "dmsgd"), (2, "dmsgd"), (2, "gmc"), (2, "dpsgd"), (2, "powersgd"),
+                                    (2, "signsgd")])
 def test_gpu_training_matches_cpu(tmp_path, n, algo):
     cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
     cpu.mkdir()

@@ -26,6 +26,7 @@ SETTINGS = {  # a setting that makes each algorithm do its characteristic work
     "ecsgd": {"compressor": "sign"}, "doublesqueeze": {"compressor": "sign"},
     "prsgd-momentum": {"sync_period": 7}, "local-sgd": {"sync_period": 7}, "local-adaalter": {"sync_period": 7},
     "asgd": {"staleness": 2}, "dpsgd": {"topology": "ring"}, "dmomentum": {"topology": "ring"},
+    "powersgd": {"rank": 2, "powersgd_start": 10}, "signsgd": {"lr": 0.005, "aggregation": "ps"},
 }
 # reductions: (name, overrides, reference name, overrides, rtol); all float64
 REDUCTIONS = [
@@ -50,7 +51,7 @@ REDUCTIONS = [
      "dsgd", None, 1e-9),
 ]
 RESUME = ["gmc", "csgd", "local-sgd", "dpsgd", "local-adaalter", "dgc", "mdsgd", "prsgd-momentum", "dmomentum",
-          "ecsgd", "doublesqueeze", "asgd", "adagrad", "dsgd", "model-avg", "dmsgd"]
+          "ecsgd", "doublesqueeze", "asgd", "adagrad", "dsgd", "model-avg", "dmsgd", "powersgd", "signsgd"]
 THREE = [  # 3 ranks: the ring/PS paths with more than one hop or worker
     ("csgd-ring", {"algo": "csgd", "compressor": "qsgd", "bits": 8, "aggregation": "ring"}),
     ("csgd-ps", {"algo": "csgd", "compressor": "qsgd", "bits": 8, "aggregation": "ps"}),
@@ -63,6 +64,8 @@ THREE = [  # 3 ranks: the ring/PS paths with more than one hop or worker
     ("asgd-tau2", {"algo": "asgd", "staleness": 2}),
     ("mdsgd-approx", {"algo": "mdsgd", "compressor": "approx-topk", "density": 0.05}),
     ("adaalter-H1", {"algo": "local-adaalter", "sync_period": 1, "adaalter_warmup": 5}),
+    ("powersgd-r1", {"algo": "powersgd", "rank": 1}),
+    ("signsgd-allgather", {"algo": "signsgd", "lr": 0.01, "momentum": 0.0}),
 ]
 REPLICATED = {name for name, cls in ALGORITHMS.items() if cls.replicated}
 

@@ -17,11 +17,12 @@ COMMON = ["train", "--dataset", "synthetic", "--dtype", "float64", "--compressor
 
 def read(path):
     with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in ("params", "state/memory")}, dict(f.attrs)
+        return {k: f[k][()] for k in ("params", "state/memory", "state/qs") if k in f}, dict(f.attrs)
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("algo,old,new", [("gmc", 2, 3), ("mdsgd", 3, 2), ("mdsgd", 2, 4)])
+@pytest.mark.parametrize("algo,old,new", [("gmc", 2, 3), ("mdsgd", 3, 2), ("mdsgd", 2, 4),
+                                                  ("powersgd", 2, 3)])
 def test_resume_on_other_world_size_conserves_memory(tmp_path, algo, old, new):
     a = tmp_path / "a"
     run_mpi(old, [HPCTRAIN, *COMMON, "--algo", algo, "--epochs", "1", "--out", a], timeout=120)
@@ -40,6 +41,8 @@ def test_resume_on_other_world_size_conserves_memory(tmp_path, algo, old, new):
     np.testing.assert_allclose(after["state/memory"].sum(0), before["state/memory"].sum(0), rtol=1e-12, atol=1e-15)
     for r in range(new):
         assert np.array_equal(after["params"][r], before["params"][0])
+        if "state/qs" in before:  # PowerSGD's warm-start Q is replicated: copied to every new rank
+            assert np.array_equal(after["state/qs"][r], before["state/qs"][0])
 
     # and it trains on
     c = tmp_path / "c"
