@@ -381,24 +381,6 @@ def _finish_trace(cfg, comm, writer):
                    + trace.format_summary(rows))
 
 
-def _address(arr):
-    return arr.data.ptr if hasattr(arr, "__cuda_array_interface__") else arr.__array_interface__["data"][0]
-
-
-def param_layout(model, params):
-    """``[(name, offset, shape), ...]`` of the model's parameters in the flat buffer
-    ``params`` (what layer-shaped algorithms such as PowerSGD read), or None for a model
-    that does not expose its parameter shapes."""
-    if hasattr(model, "param_views"):
-        named = model.param_views(params)
-    elif hasattr(model, "views"):
-        named = [(f"param{i}", v) for i, v in enumerate(model.views(params))]
-    else:
-        return None
-    base = _address(params)
-    return [(name, (_address(v) - base) // params.itemsize, tuple(v.shape)) for name, v in named]
-
-
 class _Run:
     """Everything a run is built from: communicator, device, run directory, data, model,
     flat parameter and gradient buffers, algorithm and lr schedule."""
@@ -426,7 +408,6 @@ class _Run:
                           layers=model_layers(self.model))
         if mixing is not None:
             ctx.extras["mixing"] = mixing
-        ctx.extras["layout"] = param_layout(self.model, self.params)
         self.algo = get_algorithm(cfg.algo)(ctx, self.params)
         # compute / compress / comm / other of the steps (on the GPU, each part waits for its kernels)
         self.clock = StepClock(comm, (lambda: synchronize(self.params)) if cfg.device == "gpu" else None)

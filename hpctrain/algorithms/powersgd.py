@@ -60,7 +60,8 @@ def matrix_plan(layout, rank):
     """Split a parameter layout into compressed matrices and a dense remainder.
 
     Args:
-        layout: ``[(name, offset, shape), ...]`` of every parameter in the flat buffer.
+        layout: ``[(name, shape, offset), ...]`` of every parameter in the flat buffer
+            (:attr:`AlgoContext.layers`).
         rank: the requested rank r (> 0).
 
     Returns:
@@ -71,7 +72,7 @@ def matrix_plan(layout, rank):
     if rank <= 0:
         raise ConfigError(f"powersgd rank must be positive, got {rank}")
     matrices, dense = [], []
-    for name, off, shape in layout:
+    for name, shape, off in layout:
         size = int(np.prod(shape)) if len(shape) else 1
         if len(shape) >= 2:
             n, m = int(shape[0]), size // int(shape[0])
@@ -93,7 +94,7 @@ class PowerSGD(Algorithm):
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
         xp, cfg = ctx.xp, ctx.cfg
-        layout = ctx.extras.get("layout")
+        layout = ctx.layers
         if not layout:
             raise ConfigError("powersgd needs the model's parameter shapes; this model does not expose them")
         self.momentum = cfg.momentum
@@ -119,6 +120,13 @@ class PowerSGD(Algorithm):
         self.flat_dense = xp.zeros(sum(s for _, s in dense), dtype=params.dtype)
         self.views = []  # (M view of grad, M view of memory, P view, Q view), bound per buffer
         self._bound = None
+
+    def allreduce_sizes(self):
+        """P, Q and the dense remainder (bytes), plus the whole gradient while the dense
+        warm-up of ``powersgd_start`` steps lasts."""
+        item = self.ps.dtype.itemsize
+        sizes = [s * item for s in (self.p_size, self.q_size, self.flat_dense.size) if s]
+        return tuple(sizes + ([self.ctx.dim * item] if self.start > 0 else []))
 
     def wire_values(self):
         """Values one worker sends per compressed step: sum (n + m) r + the dense part."""

@@ -97,6 +97,10 @@ class SignSGD(Algorithm):
         ring_allgatherv(comm, (bits,), (gathered,), np.full(n, self.nbytes, dtype=np.int64))
         return majority_vote(gathered.reshape(n, self.nbytes), d, self.vote)
 
+    def allreduce_sizes(self):
+        """None: the votes travel by allgather (or to the servers), never by allreduce."""
+        return ()
+
     def step(self, params, grad, lr, t):
         m = self.velocity
         if self.momentum:

@@ -115,7 +115,9 @@ class DistributedOptimizer:
         self.buckets = agree_error(c, lambda: make_buckets(fl.layers, fl.grad.element_size(), bucket_size))
         allreduce = agree_error(c, lambda: get_allreduce(collective))
         self.compression = compression
-        if compression in (None, "none"):
+        from ..compress import COMPRESSORS
+
+        if compression is None or getattr(COMPRESSORS.get(compression), "lossless", False):
             self.reducer = None
             grad = fl.grad_array
 

@@ -19,7 +19,7 @@ def _make(algo, steps_per_epoch=10, **ov):
     cfg = load_config(None, {"algo": algo, "dtype": "float64", **ov})
     params = np.zeros(D)
     # one 20 x 25 weight matrix: the parameter shapes PowerSGD needs (the others ignore them)
-    ctx = AlgoContext(cfg, world(), get_allreduce("ring"), D, steps_per_epoch, np, extras={"layout": [("w", 0, (20, 25))]})
+    ctx = AlgoContext(cfg, world(), get_allreduce("ring"), D, steps_per_epoch, np, layers=[("w", (20, 25), 0)])
     return get_algorithm(algo)(ctx, params), params
 
 

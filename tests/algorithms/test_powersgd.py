@@ -26,7 +26,7 @@ def oracle(params, grads_per_rank, q0, lay, rank, start, lr=0.1, momentum=0.9):
     w, v = params.astype(np.float64).copy(), np.zeros(d)
     err = np.zeros((n_workers, d))
     mats, dense = [], []
-    for name, off, shape in lay:
+    for name, shape, off in lay:
         size = int(np.prod(shape))
         if len(shape) >= 2:
             n, m = shape[0], size // shape[0]

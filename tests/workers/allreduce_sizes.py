@@ -45,7 +45,8 @@ def main():
             return ring(c, buf, op)
 
         params = np.random.default_rng(0).normal(size=D).astype(np.float32)
-        alg = ALGORITHMS[name](AlgoContext(cfg, comm, recording, D, 10, np), params)
+        layers = [("w", (30, 30), 0), ("b", (100,), 900)]  # a matrix (PowerSGD) and a dense rest
+        alg = ALGORITHMS[name](AlgoContext(cfg, comm, recording, D, 10, np, layers=layers), params)
         rng = np.random.default_rng(comm.rank + 1)
         for t in range(2):
             alg.step(params, rng.normal(size=D).astype(np.float32), 0.01, t)

@@ -26,7 +26,7 @@ LAYOUT = [("fc.w", (20, 12)), ("fc.b", (12,)), ("conv.w", (16, 2, 3, 3)), ("thin
 def layout():
     out, off = [], 0
     for name, shape in LAYOUT:
-        out.append((name, off, shape))
+        out.append((name, shape, off))
         off += int(np.prod(shape))
     return out, off
 
@@ -36,7 +36,7 @@ def main():
     comm = world()
     lay, d = layout()
     cfg = SimpleNamespace(momentum=0.9, seed=7, rank=rank, powersgd_start=start, model="crafted")
-    ctx = AlgoContext(cfg, comm, get_allreduce("ring"), d, 10, np, extras={"layout": lay})
+    ctx = AlgoContext(cfg, comm, get_allreduce("ring"), d, 10, np, layers=lay)
     params = np.random.default_rng(99).normal(size=d).astype(dtype)
     algo = PowerSGD(ctx, params)
     q0 = algo.qs.copy()
