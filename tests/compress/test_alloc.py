@@ -1,0 +1,70 @@
+"""No temporary of the dense size per call: every registered operator, on NumPy, after a
+warm-up call, runs compress + decompress (and decompress_add, and compress with error
+feedback) without allocating d float32 elements' worth of bytes beyond the payload it
+returns (tracemalloc sees NumPy's buffers). The registry is iterated, so a new operator
+is covered without editing this test."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from hpctrain.compress import COMPRESSORS, get_compressor
+
+D = 200_003  # not a multiple of 8 or of a bucket: the tails run too
+LIMIT = D  # bytes: even a uint8 temporary of d elements fails (a float32 one is 4 d)
+
+
+def _payload_bytes(p):
+    return sum(a.nbytes for a in p.arrays.values())
+
+
+def _peak(fn):
+    """(extra peak bytes while ``fn`` runs, its result)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        res = fn()
+        return tracemalloc.get_traced_memory()[1] - base, res
+    finally:
+        tracemalloc.stop()
+
+
+def _calls(name, memory):
+    comp = get_compressor(name, **COMPRESSORS[name].bench_params)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(D).astype(np.float32)
+    u = (rng.standard_normal(D) * 0.1).astype(np.float32) if memory else None
+    out = np.zeros(D, np.float32)
+    state = {}
+
+    def one(step):
+        p = comp.compress(x, step=step, rank=1, memory=u)
+        comp.decompress(p, out)
+        comp.decompress_add(p, out)
+        state["p"] = p
+        return p
+
+    return one, state
+
+
+@pytest.mark.parametrize("memory", [False, True], ids=["plain", "error-feedback"])
+@pytest.mark.parametrize("name", sorted(COMPRESSORS))
+def test_no_dense_temporaries(name, memory):
+    if COMPRESSORS[name].communicates or COMPRESSORS[name].layerwise:
+        pytest.skip("driven by its own algorithm")
+    one, state = _calls(name, memory)
+    one(0)  # warm-up: scratch is allocated here
+    one(1)
+    state.clear()
+    extra, p = _peak(lambda: one(2))
+    over = extra - _payload_bytes(p)
+    assert over < LIMIT, f"{name}: {over} bytes beyond the payload's {_payload_bytes(p)} (limit {LIMIT})"
+
+
+def test_the_check_can_fail():
+    """A dense temporary is seen."""
+    x = np.ones(D, np.float32)
+    extra, _ = _peak(lambda: float((x * 2).sum()))
+    assert extra >= 4 * D
