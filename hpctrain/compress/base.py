@@ -340,15 +340,19 @@ class Compressor:
         check_input(x)
         if memory is None:
             return self._compress(x, step, rank)
-        dense = self.path(x) is self.Host
-        p = x + memory if dense else gpu.ef_add(x, memory)
+        if self.path(x) is self.Host:
+            # p = x + u accumulates in the memory itself; q in scratch; u <- p - q
+            np.add(x, memory, out=memory)
+            payload = self._compress(memory, step, rank)
+            q = self.scratch("ef-q", x.size, x.dtype)
+            self._decompress(payload, q)
+            memory -= q
+            return payload
+        p = gpu.ef_add(x, memory)
         payload = self._compress(p, step, rank)
         q = get_array_module(p).empty_like(p)
         self._decompress(payload, q)
-        if dense:
-            np.subtract(p, q, out=memory)
-        else:
-            gpu.ef_residual(p, q, memory)
+        gpu.ef_residual(p, q, memory)
         return payload
 
     def scratch(self, name, n, dtype):
@@ -402,7 +406,7 @@ class Compressor:
             ``out``.
         """
         xp = get_array_module(out)
-        tmp = xp.empty_like(out)
+        tmp = self.scratch("add", out.size, out.dtype) if xp is np else xp.empty_like(out)
         self.decompress(payload, tmp)
         out += tmp
         return out

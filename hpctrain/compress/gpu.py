@@ -45,6 +45,7 @@ __all__ = [
     "compact",
     "abs_score",
     "uniform",
+    "uniform32",
     "scatter",
     "pack_bits",
     "unpack_bits",
@@ -154,6 +155,15 @@ def uniform(key, n):
     out = cp.empty(n, cp.float64)
     if n:
         get_function("memory", "uniform_f64")(grid(n), (BLOCK,), (np.uint64(key), np.uint64(n), out))
+    return out
+
+
+def uniform32(key, n):
+    """The quantizers' 32-bit-stream uniforms on the GPU (twin of rng.uniform32(key, n))."""
+    cp = cupy()
+    out = cp.empty(n, cp.float64)
+    if n:
+        get_function("memory", "uniform32_f64")(grid(n), (BLOCK,), (np.uint64(key), np.uint64(n), out))
     return out
 
 
