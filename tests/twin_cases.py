@@ -24,7 +24,7 @@ DISTS = ["normal", "ties", "equal", "extremes"]
 OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("topk", {"density": 0.5}),
     ("approx-topk", {"density": 0.01}), ("approx-topk", {"density": 0.001, "min_sample": 64}),
-    ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.01, "seed": 3}),
+    ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.01, "seed": 3}), ("randk", {"density": 0.5}),
     ("minmax", {"bits": 1}), ("minmax", {"bits": 2, "scaling": "norm"}), ("minmax", {"bits": 4, "bucket_size": 100}),
     ("minmax", {"bits": 8}), ("qsgd", {"bits": 2}), ("qsgd", {"bits": 4, "bucket_size": 100}), ("qsgd", {"bits": 8}),
     ("sign", {}), ("sign", {"bucket_size": 1000}),
