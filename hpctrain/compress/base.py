@@ -382,12 +382,14 @@ class Compressor:
         """
         return self
 
-    def decompress(self, payload, out):
+    def decompress(self, payload, out, add=False):
         """Write the dense vector described by ``payload`` into ``out`` (overwritten).
 
         Args:
             payload: from :meth:`compress` or :meth:`Payload.from_bytes`.
             out: 1-D array of length ``payload.size`` and dtype ``payload.dtype``.
+            add: internal (``decompress_add`` of operators whose ``Host`` has
+                ``decode_add``): add into ``out`` instead.
 
         Returns:
             ``out``.
@@ -396,7 +398,10 @@ class Compressor:
             raise ValueError(
                 f"decompress into {out.dtype}[{out.size}], payload is {payload.dtype}[{payload.size}]"
             )
-        self._decompress(payload, out)
+        if add:
+            self.Host.decode_add(self, payload, out)
+        else:
+            self._decompress(payload, out)
         return out
 
     def decompress_add(self, payload, out):
@@ -406,6 +411,9 @@ class Compressor:
             ``out``.
         """
         xp = get_array_module(out)
+        if xp is np and hasattr(self.Host, "decode_add"):  # straight into the output
+            self.decompress(payload, out, add=True)
+            return out
         tmp = self.scratch("add", out.size, out.dtype) if xp is np else xp.empty_like(out)
         self.decompress(payload, tmp)
         out += tmp

@@ -35,6 +35,11 @@ class FP16(Compressor):
         def decode(op, payload, out):
             np.copyto(out, payload["values"])
 
+        @staticmethod
+        def decode_add(op, payload, out):
+            """out += widened values (exact widening, then the one rounding of the add)."""
+            np.add(out, payload["values"], out=out, dtype=out.dtype)
+
     class Device:
         @staticmethod
         def encode(op, x, step, rank):
