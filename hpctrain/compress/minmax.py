@@ -65,14 +65,19 @@ def bucket_stats(x, bucket, kind, scratch=new_buffer):
     size = chunk_len(bucket, n)
     v_all, c_all = scratch("stats-v", size, np.float64), scratch("stats-c", size, np.float64)
     for a, b, b0, r, w in pieces(n, bucket):
-        xs = x[a:b].reshape(r, w)
-        v, c = v_all[: b - a].reshape(r, w), c_all[: b - a].reshape(r, w)
+        if r == 1:  # one bucket: a running sum (a contiguous reduce would sum pairwise)
+            xs, v, c = x[a:b], v_all[: b - a], c_all[: b - a]
+        else:  # buckets as columns: reducing over rows adds each column in index order
+            xs, v = x[a:b].reshape(r, w).T, v_all[: b - a].reshape(w, r)
         if kind == "norm":
             np.multiply(xs, xs, out=v, dtype=np.float64)
         else:
             np.abs(xs, out=v, dtype=np.float64)
-        np.cumsum(v, axis=1, out=c)  # strictly in index order within each bucket
-        sums[b0:b0 + r] = c[:, -1]
+        if r == 1:
+            np.cumsum(v, out=c)
+            sums[b0] = c[-1]
+        else:
+            np.add.reduce(v, axis=0, out=sums[b0:b0 + r])
     if kind == "norm":
         return np.sqrt(sums).astype(dt), None
     counts = np.full(nb, float(bucket))
