@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, check_coded, coded_layout
-from .pack import check_bits, pack_codes, unpack_codes
+from .pack import check_bits, decode_bytes, pack_codes, unpack_codes
 from .chunks import chunk_len, new_buffer, pieces
 from .rng import STREAM_QUANTIZE, counter_key, golden32_steps, hash32_into, uniform32
 
@@ -244,11 +244,13 @@ class MinMax(Compressor):
             return s0, s1, codes, (s0 if s1 is None else np.concatenate([s0, s1]))
 
         @staticmethod
-        def decode(op, codes, s0, s1, out):
+        def decode(op, packed, s0, s1, out):
+            """From the packed codes: code (as a float, through a byte table) * delta + lo."""
             lo, delta = knobs(op.scaling, s0, s1, op.levels)
+            decode_bytes(op, packed, op.bits, np.arange(op.levels + 1, dtype=out.dtype), out)
             for a, b, b0, r, w in pieces(out.size, op.bucket_size):
                 o = out[a:b].reshape(r, w)
-                np.multiply(codes[a:b].reshape(r, w), delta[b0:b0 + r, None], out=o)
+                o *= delta[b0:b0 + r, None]
                 o += lo[b0:b0 + r, None]
 
     class Device:
@@ -287,11 +289,13 @@ class MinMax(Compressor):
     def _decompress(self, payload, out):
         check_coded(payload, self.op, self.bits, self.bucket_size, self.op)
         n = payload.size
-        codes = unpack_codes(self, payload["codes"], self.bits, n, out)
         scales = payload["scales"]
         nb = math.ceil(n / self.bucket_size)
         s0, s1 = (scales[:nb], scales[nb:]) if self.scaling == "minmax" else (scales, None)
-        self.path(out).decode(self, codes, s0, s1, out)
+        if self.path(out) is self.Host:
+            self.Host.decode(self, np.asarray(payload["codes"]), s0, s1, out)
+        else:
+            self.Device.decode(self, unpack_codes(self, payload["codes"], self.bits, n, out), s0, s1, out)
 
 
 OPERATOR = MinMax  # what compress/__init__.py registers

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..xp import get_array_module
 from . import gpu
 
-__all__ = ["VALID_BITS", "check_bits", "packed_size", "pack_bits", "unpack_bits", "pack_into", "unpack_into", "pack_codes", "unpack_codes"]
+__all__ = ["VALID_BITS", "check_bits", "packed_size", "pack_bits", "unpack_bits", "pack_into", "unpack_into", "pack_codes", "unpack_codes", "decode_bytes"]
 
 VALID_BITS = (1, 2, 4, 8)
 
@@ -140,3 +140,41 @@ def unpack_codes(op, packed, bits, n, like):
     if get_array_module(like) is not np:
         return gpu.unpack_bits(packed, bits, n)
     return unpack_into(np.asarray(packed), bits, op.scratch("codes", n, np.uint8))
+
+
+def decode_bytes(op, packed, bits, table, out):
+    """``out[i] = table[code i]`` for the codes packed in NumPy ``packed``, without
+    unpacking: each byte indexes a (256, 8 / bits) table of its codes' values (cached on
+    ``op``), in cache-sized runs of bytes.
+
+    Args:
+        op: the operator (its scratch and table cache).
+        packed: the payload's code bytes.
+        bits: bits per code.
+        table: value of each code (2**bits entries, ``out``'s dtype).
+        out: the output (its size is the number of codes).
+
+    Returns:
+        ``out``.
+    """
+    n, per = out.size, 8 // bits
+    if packed.size < packed_size(n, bits):
+        raise ValueError(f"{packed.size} bytes cannot hold {n} codes of {bits} bits")
+    cache = op.__dict__.setdefault("_byte_tables", {})
+    tag = (bits, table.dtype.str, table.tobytes())
+    bt = cache.get(tag)
+    if bt is None:
+        codes = np.empty((256, per), np.uint8)
+        unpack_into(np.arange(256, dtype=np.uint8), bits, codes.reshape(-1))
+        bt = cache[tag] = table[codes]
+    full = n // per
+    size = max(1, min(full, 1 << 14))
+    idx_all = op.scratch("byte-idx", size, np.intp)
+    for a in range(0, full, size):
+        b = min(full, a + size)
+        idx = idx_all[: b - a]
+        np.copyto(idx, packed[a:b])
+        np.take(bt, idx, axis=0, out=out[per * a:per * b].reshape(b - a, per), mode="clip")
+    if n > per * full:
+        out[per * full:] = bt[packed[full], : n - per * full]
+    return out

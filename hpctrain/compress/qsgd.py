@@ -30,8 +30,8 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, check_coded
-from .chunks import chunk_len, pieces
-from .pack import check_bits, pack_codes, unpack_codes
+from .chunks import pieces
+from .pack import check_bits, decode_bytes, pack_codes, unpack_bits, unpack_codes
 from .minmax import bucket_stats, stochastic_codes
 from .rng import STREAM_QUANTIZE, counter_key, uniform32
 
@@ -143,22 +143,18 @@ class QSGD(Compressor):
             return norms, codes
 
         @staticmethod
-        def decode(op, codes, norms, out):
-            if not np.all(np.isfinite(norms)):  # inf * 0 = NaN: keep the reference's NaN signs
-                qsgd_decode(codes, op.bucket_size, norms, op.bits, out)
+        def decode(op, packed, norms, out):
+            """From the packed codes: norm * (+-level / s) through a byte table (exact for a
+            finite norm: norm * (+-q) == +-(norm * q)); the reference where a norm is not
+            finite (inf * 0 = NaN, whose sign the reference fixes by negating)."""
+            if not np.all(np.isfinite(norms)):
+                qsgd_decode(unpack_bits(packed, op.bits, out.size), op.bucket_size, norms, op.bits, out)
                 return
-            # norm * (+-q) == +-(norm * q) exactly for a finite norm: one signed table
-            lut = op.__dict__.get("_lut")
-            if lut is None or lut.dtype != out.dtype:
-                c = np.arange(1 << op.bits, dtype=np.uint32)
-                lut = (c & np.uint32(op.levels)).astype(out.dtype) / out.dtype.type(op.levels)
-                np.negative(lut, out=lut, where=(c >> np.uint32(op.bits - 1)).astype(bool))
-                op._lut = lut
-            idx_all = op.scratch("q-idx", chunk_len(op.bucket_size, out.size), np.intp)
+            c = np.arange(1 << op.bits, dtype=np.uint32)
+            table = (c & np.uint32(op.levels)).astype(out.dtype) / out.dtype.type(op.levels)
+            np.negative(table, out=table, where=(c >> np.uint32(op.bits - 1)).astype(bool))
+            decode_bytes(op, packed, op.bits, table, out)
             for a, b, b0, r, w in pieces(out.size, op.bucket_size):
-                idx = idx_all[: b - a]
-                np.copyto(idx, codes[a:b])
-                np.take(lut, idx, out=out[a:b], mode="clip")
                 out[a:b].reshape(r, w)[...] *= norms[b0:b0 + r, None]
 
     class Device:
@@ -194,11 +190,13 @@ class QSGD(Compressor):
     def _decompress(self, payload, out):
         check_coded(payload, self.op, self.bits, self.bucket_size, "qsgd")
         n = payload.size
-        codes = unpack_codes(self, payload["codes"], self.bits, n, out)
         norms = payload["norms"]
         if math.ceil(n / self.bucket_size) != norms.size:
             raise ValueError(f"payload has {norms.size} norms for {n} coordinates in buckets of {self.bucket_size}")
-        self.path(out).decode(self, codes, norms, out)
+        if self.path(out) is self.Host:
+            self.Host.decode(self, np.asarray(payload["codes"]), norms, out)
+        else:
+            self.Device.decode(self, unpack_codes(self, payload["codes"], self.bits, n, out), norms, out)
 
 
 OPERATOR = QSGD  # what compress/__init__.py registers

@@ -13,8 +13,8 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, coded_layout
-from .pack import pack_bits, unpack_bits
-from .chunks import chunk_len, pieces
+from .pack import decode_bytes, pack_bits, unpack_bits
+from .chunks import pieces
 from .minmax import bucket_stats
 
 __all__ = ["Sign"]
@@ -56,27 +56,12 @@ class Sign(Compressor):
 
         @staticmethod
         def decode(op, packed, scale, out):
-            """out = code ? -scale : scale, as (+-1 from a 256 x 8 table of the bytes) * scale:
-            exact, since (+-1) * s == +-s."""
+            """out = code ? -scale : scale, as (+-1 from a table of the bytes) * scale: exact,
+            since (+-1) * s == +-s."""
             n = out.size
             if scale.size != math.ceil(n / op.bucket_size):
                 raise ValueError(f"sign payload has {scale.size} scales for {n} coordinates")
-            if packed.size < math.ceil(n / 8):
-                raise ValueError(f"{packed.size} bytes cannot hold {n} signs")
-            table = op.__dict__.get("_table")
-            if table is None or table.dtype != out.dtype:
-                bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
-                table = op._table = np.where(bits.astype(bool), -1.0, 1.0).astype(out.dtype)
-            full = n // 8
-            size = chunk_len(8, full)
-            idx_all = op.scratch("idx", size, np.intp)
-            for a in range(0, full, size):
-                b = min(full, a + size)
-                idx = idx_all[: b - a]
-                np.copyto(idx, packed[a:b])
-                np.take(table, idx, axis=0, out=out[8 * a:8 * b].reshape(b - a, 8), mode="clip")
-            if n > 8 * full:
-                out[8 * full:] = table[packed[full], : n - 8 * full]
+            decode_bytes(op, packed, 1, np.array([1.0, -1.0], dtype=out.dtype), out)
             for a, b, b0, r, w in pieces(n, op.bucket_size):
                 out[a:b].reshape(r, w)[...] *= scale[b0:b0 + r, None]
 
