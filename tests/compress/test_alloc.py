@@ -68,3 +68,25 @@ def test_the_check_can_fail():
     x = np.ones(D, np.float32)
     extra, _ = _peak(lambda: float((x * 2).sum()))
     assert extra >= 4 * D
+
+
+@pytest.mark.parametrize("name", sorted(COMPRESSORS))
+def test_payloads_are_not_scratch(name):
+    """A payload stays valid while the operator compresses the next vector (its arrays
+    are never the operator's reused buffers), and decompress_add adds exactly what
+    decompress writes."""
+    if COMPRESSORS[name].communicates or COMPRESSORS[name].layerwise:
+        pytest.skip("driven by its own algorithm")
+    comp = get_compressor(name, **COMPRESSORS[name].bench_params)
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((2, 10_001)).astype(np.float32)
+    p = comp.compress(x, step=3, rank=1)
+    saved = {k: a.copy() for k, a in p.arrays.items()}
+    ref = comp.decompress(p, np.empty_like(x)).copy()
+    comp.compress(y, step=4, rank=1)
+    comp.decompress(comp.compress(y, step=4, rank=1), np.empty_like(y))
+    for k, a in p.arrays.items():
+        assert np.array_equal(a, saved[k]), f"{name}: payload array {k!r} changed"
+    acc = y.copy()
+    comp.decompress_add(p, acc)
+    assert np.array_equal(acc, y + ref)
