@@ -85,12 +85,18 @@ def counter_key(seed, step, rank=0, stream=0):
 
 def _mix64_array(z, tmp=None):
     """splitmix64 finalizer of a uint64 array, in place (``tmp``: optional scratch)."""
-    tmp = np.empty_like(z) if tmp is None else tmp
-    for shift, mult in ((30, _C1), (27, _C2), (31, None)):
-        np.right_shift(z, np.uint64(shift), out=tmp)
+    return _xorshift_multiply(z, np.empty_like(z) if tmp is None else tmp, ((30, _C1), (27, _C2), (31, None)))
+
+
+def _xorshift_multiply(z, tmp, rounds):
+    """z ^= z >> shift, then z *= mult (mod the word size), per (shift, mult) of
+    ``rounds``, in place (``tmp``: scratch like z)."""
+    word = z.dtype.type
+    for shift, mult in rounds:
+        np.right_shift(z, word(shift), out=tmp)
         z ^= tmp
         if mult is not None:
-            z *= np.uint64(mult)
+            z *= word(mult)
     return z
 
 
@@ -165,12 +171,7 @@ def hash32_into(key, start, out, tmp, steps):
         ``out``.
     """
     np.add(steps, np.uint32((key32(key) + (int(start) + 1) * GOLDEN32) & _M32), out=out)
-    for shift, mult in ((16, _L1), (15, _L2), (16, None)):
-        np.right_shift(out, np.uint32(shift), out=tmp)
-        out ^= tmp
-        if mult is not None:
-            out *= np.uint32(mult)
-    return out
+    return _xorshift_multiply(out, tmp, ((16, _L1), (15, _L2), (16, None)))
 
 
 def golden32_steps(n):
