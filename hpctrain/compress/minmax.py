@@ -134,7 +134,7 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
     return out
 
 
-def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None):
+def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None, finite=False):
     """Stochastic rounding of t = (x - lo) / div (or of (|x| / div) * ``scaled`` when
     ``scaled`` is given: QSGD), clamped to [0, top] (NaN -> 0), one bucket per row, piece
     by piece in ``op``'s scratch; rounds up where hash32(key, i) * 2**-32 < frac(t).
@@ -148,6 +148,8 @@ def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None):
         top: the largest code.
         scaled: QSGD's level count s (t = (|x| / div) * s), or None (minmax).
         sign_shift: QSGD's sign bit position (code |= (x < 0) << sign_shift), or None.
+        finite: the caller's promise that every scale is finite (then x is finite and t
+            cannot be NaN, so one clip does the kernel's NaN -> 0 and clamp).
 
     Returns:
         Unpacked uint8 codes (``op``'s scratch of x's size; read before the next call).
@@ -173,8 +175,11 @@ def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None):
             np.abs(xs, out=t)
             np.divide(t, div[b0:b0 + r, None], out=t)
             t *= T(scaled)
-        np.fmax(t, T(0), out=t)  # NaN -> 0
-        np.minimum(t, T(top), out=t)
+        if finite:  # t is not NaN: one clip
+            np.clip(t, T(0), T(top), out=t)
+        else:
+            np.fmax(t, T(0), out=t)  # NaN -> 0
+            np.minimum(t, T(top), out=t)
         np.floor(t, out=fl)
         t -= fl  # frac(t) in [0, 1)
         t *= T(4294967296.0)  # exact: u < frac  <=>  bits < frac * 2**32
@@ -240,7 +245,8 @@ class MinMax(Compressor):
             s0, s1 = bucket_stats(x, op.bucket_size, op.scaling, op.scratch)
             lo, delta = knobs(op.scaling, s0, s1, op.levels)
             with np.errstate(over="ignore", invalid="ignore"):
-                codes = stochastic_codes(op, x, key, lo, np.where(delta > 0, delta, np.inf), op.levels)
+                codes = stochastic_codes(op, x, key, lo, np.where(delta > 0, delta, np.inf), op.levels,
+                                         finite=bool(np.isfinite(lo).all() and np.isfinite(delta).all()))
             return s0, s1, codes, (s0 if s1 is None else np.concatenate([s0, s1]))
 
         @staticmethod

@@ -139,7 +139,8 @@ class QSGD(Compressor):
             norms, _ = bucket_stats(x, op.bucket_size, "norm", op.scratch)
             with np.errstate(over="ignore", invalid="ignore"):
                 codes = stochastic_codes(op, x, key, None, np.where(norms > 0, norms, np.inf), op.levels,
-                                         scaled=op.levels, sign_shift=op.bits - 1)
+                                         scaled=op.levels, sign_shift=op.bits - 1,
+                                         finite=bool(np.isfinite(norms).all()))
             return norms, codes
 
         @staticmethod
