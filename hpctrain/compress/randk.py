@@ -18,6 +18,8 @@ The CuPy twin runs the same steps with CuPy's sort (sparse) or the radix select 
 kernels/randk.cu (dense), and yields the very same indices.
 """
 
+import sys
+
 import numpy as np
 
 from ..xp import get_array_module
@@ -39,23 +41,33 @@ def first_batch(d, k):
     return k + k * k // d + 4 * int(k ** 0.5) + 32
 
 
+def _words(xp, a):
+    """(low, high) 32-bit words of the uint64 array ``a``: strided views on a little-endian
+    machine, new arrays elsewhere."""
+    if sys.byteorder == "little":
+        w = a.view(xp.uint32)
+        return w[0::2], w[1::2]
+    return (a & xp.uint64(0xFFFFFFFF)).astype(xp.uint32), (a >> xp.uint64(32)).astype(xp.uint32)
+
+
 def first_distinct(xp, draws, d, k):
-    """The first k distinct values of ``draws`` (uint64 hashes, in draw order) mod d, ascending,
-    as int64; None when the batch holds fewer than k distinct values. NumPy or CuPy (``xp``)."""
+    """The first k distinct values of ``draws`` (uint64 hashes, in draw order; overwritten)
+    mod d, ascending, as int64; None when the batch holds fewer than k distinct values.
+    NumPy or CuPy (``xp``); a few arrays of the batch's size, nothing of size d."""
     m = draws.size
-    comp = draws % xp.uint64(d)
-    comp <<= xp.uint64(32)
-    comp |= xp.arange(m, dtype=xp.uint64)  # m < 2**32: the draw number in the low word
-    comp = xp.sort(comp)
-    val = comp >> xp.uint64(32)
+    draws %= xp.uint64(d)
+    draws <<= xp.uint64(32)
+    draws |= xp.arange(m, dtype=xp.uint64)  # m < 2**32: the draw number in the low word
+    draws.sort()
+    _, val = _words(xp, draws)
     first = xp.empty(m, dtype=bool)
     first[0] = True
     xp.not_equal(val[1:], val[:-1], out=first[1:])
-    val = val[first]
-    if val.size < k:
+    distinct = draws[first]  # value << 32 | its first draw, ascending in value
+    if distinct.size < k:
         return None
-    when = comp[first] & xp.uint64(0xFFFFFFFF)  # each distinct value's first draw
-    last = xp.sort(when)[k - 1]
+    when, val = _words(xp, distinct)
+    last = xp.partition(when, k - 1)[k - 1]  # the k-th earliest first draw
     return val[when <= last].astype(xp.int64)
 
 
