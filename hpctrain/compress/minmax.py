@@ -70,7 +70,7 @@ def bucket_stats(x, bucket, kind, scratch=new_buffer):
         else:  # buckets as columns: reducing over rows adds each column in index order
             xs, v = x[a:b].reshape(r, w).T, v_all[: b - a].reshape(w, r)
         if kind == "norm":
-            np.multiply(xs, xs, out=v, dtype=np.float64)
+            np.square(xs, out=v, dtype=np.float64)  # (a strided x * x runs at half the speed)
         else:
             np.abs(xs, out=v, dtype=np.float64)
         if r == 1:
