@@ -6,6 +6,7 @@ is the CUDA twin.
 """
 
 import math
+import sys
 
 import numpy as np
 
@@ -83,14 +84,25 @@ def pack_into(codes, bits, out):
         return out
     per = 8 // bits
     full = n // per
-    grid = codes[: full * per].reshape(full, per)
     body = out[:full]
-    np.left_shift(grid[:, per - 1], np.uint8((per - 1) * bits), out=body)
-    for j in range(per - 2, -1, -1):
-        if j:
-            body |= grid[:, j] << np.uint8(j * bits)  # n / per bytes per slot
-        else:
-            body |= grid[:, 0]
+    if sys.byteorder == "little" and codes.flags.c_contiguous:
+        # the per codes of a byte as one little-endian word (code j at bit 8 j): fold the
+        # words' bytes together with shifts, in contiguous SIMD passes, keep the low byte
+        word = {2: np.uint16, 4: np.uint32}[per]
+        w = codes[: full * per].view(word)
+        acc = np.right_shift(w, word(8 - bits))  # n / per words: the payload's size or less
+        acc |= w  # code 1 now at bits [bits, 2 bits) (4 bits: and code 3 at [16 + 2, 16 + 4))
+        if per == 4:
+            acc |= acc >> word(16 - 2 * bits)  # codes 2, 3 down to bits [4, 8)
+        np.copyto(body, acc, casting="unsafe")  # the low byte
+    else:
+        grid = codes[: full * per].reshape(full, per)
+        np.left_shift(grid[:, per - 1], np.uint8((per - 1) * bits), out=body)
+        for j in range(per - 2, -1, -1):
+            if j:
+                body |= grid[:, j] << np.uint8(j * bits)  # n / per bytes per slot
+            else:
+                body |= grid[:, 0]
     if n > full * per:
         tail = np.zeros(per, np.uint8)
         tail[: n - full * per] = codes[full * per:]
