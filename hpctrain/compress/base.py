@@ -337,9 +337,11 @@ class Compressor:
         Returns:
             A :class:`Payload`.
         """
-        check_input(x)
+        dt = check_input(x)
         if memory is None:
             return self._compress(x, step, rank)
+        if memory.shape != x.shape or np.dtype(memory.dtype) != dt:
+            raise ValueError(f"memory {memory.dtype}{memory.shape} does not match x {dt}{x.shape}")
         if self.path(x) is self.Host:
             # p = x + u accumulates in the memory itself; q in scratch; u <- p - q
             np.add(x, memory, out=memory)
