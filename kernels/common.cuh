@@ -2,7 +2,8 @@
 //
 // Everything here is bit-for-bit identical to the NumPy reference in
 // hpctrain/compress/ (rng.py, minmax.py, fp16.py):
-//   * the counter-based generator (splitmix64 finalizer of key + (i+1)*golden),
+//   * the counter-based generators (splitmix64 finalizer of key + (i+1)*golden, and
+//     the quantizers' 32-bit lowbias32 stream),
 //   * correctly rounded float arithmetic (explicit _rn intrinsics: no FMA contraction),
 //   * float -> half conversion with round-to-nearest-even (a port of NumPy's rules).
 // The functions are __host__ __device__ so tests/compress/test_host_twin.py can compile
@@ -39,6 +40,23 @@ HT_HD ht_u64 ht_hash(ht_u64 key, ht_u64 i) { return ht_mix64(key + (i + 1ULL) * 
 // Uniform double in [0, 1) with 53 random bits (exact: an integer times 2^-53).
 HT_HD double ht_uniform(ht_u64 key, ht_u64 i) {
     return (double)(ht_hash(key, i) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// The quantizers' cheaper 32-bit stream (rng.hash32): lowbias32 of k32 + (i+1)*golden32
+// (mod 2^32), k32 = the halves of the key xored; uniform = bits * 2^-32 (exact).
+#define HT_GOLDEN32 0x9E3779B9u
+HT_HD ht_u32 ht_key32(ht_u64 key) { return (ht_u32)(key ^ (key >> 32)); }
+HT_HD ht_u32 ht_hash32(ht_u32 k32, ht_u64 i) {
+    ht_u32 x = k32 + ((ht_u32)i + 1u) * HT_GOLDEN32;
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+HT_HD double ht_uniform32(ht_u64 key, ht_u64 i) {
+    return (double)ht_hash32(ht_key32(key), i) * (1.0 / 4294967296.0);
 }
 
 // ---------------------------------------------------------------- bit views

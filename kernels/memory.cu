@@ -27,3 +27,8 @@ extern "C" __global__ void uniform_f64(ht_u64 key, ht_u64 n, double* out) {
     ht_u64 i = (ht_u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = ht_uniform(key, i);
 }
+
+extern "C" __global__ void uniform32_f64(ht_u64 key, ht_u64 n, double* out) {
+    ht_u64 i = (ht_u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = ht_uniform32(key, i);
+}

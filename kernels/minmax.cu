@@ -1,6 +1,6 @@
 // minmax.cu -- the survey's stochastic uniform b-bit quantizer (eq 3.1), min/max or norm knobs.
 //   minmax_encode_{f32,f64}  codes[i] = stochastic rounding of x[i] to the bucket's knobs;
-//                            the uniform is hash(key, i) (counter RNG, rng.py)
+//                            the uniform is hash32(key, i) * 2^-32 (counter RNG, rng.py)
 //   minmax_decode_{f32,f64}  lo + code * delta (two correctly rounded ops)
 // The bucket statistics are buckets.cu's. NumPy twin: hpctrain/compress/minmax.py.
 #include "common.cuh"
@@ -13,7 +13,7 @@ __device__ void ht_quantize(const T* x, ht_u64 n, ht_u64 bucket, int scaling, co
     ht_u64 b = i / bucket;
     T lo, delta;
     ht_knobs<T>(scaling, s0[b], scaling == 0 ? s1[b] : (T)0, levels, &lo, &delta);
-    codes[i] = (ht_u8)ht_quantize_one<T>(x[i], lo, delta, levels, ht_uniform(key, i));
+    codes[i] = (ht_u8)ht_quantize_one<T>(x[i], lo, delta, levels, ht_uniform32(key, i));
 }
 
 template <typename T>

@@ -1,7 +1,7 @@
 // qsgd.cu -- QSGD (Alistarh et al. 2017): sign + one of s levels of the bucket's l2 norm.
 //   qsgd_encode_{f32,f64}  codes[i] = level | sign << (bits-1), one thread per coordinate;
 //                          r = (|x| / norm) * s, level = floor(r) + (u < frac(r)), u the
-//                          counter-RNG uniform hash(key, i); norm 0 or NaN r -> level 0
+//                          counter-RNG uniform hash32(key, i) * 2^-32; norm 0 or NaN r -> level 0
 //   qsgd_decode_{f32,f64}  out[i] = +-(norm * (level / s))
 // The bucket norms come from buckets.cu (bucket_stats kind 1). s = 2^(bits-1) - 1.
 // NumPy twin: hpctrain/compress/qsgd.py.
@@ -19,7 +19,7 @@ __device__ void ht_qsgd_encode(const T* x, ht_u64 n, ht_u64 bucket, const T* nor
     r = r > S ? S : r;
     T fl = ht_floor(r);
     T frac = ht_sub(r, fl);
-    ht_u32 level = (ht_u32)fl + (ht_uniform(key, i) < (double)frac ? 1u : 0u);
+    ht_u32 level = (ht_u32)fl + (ht_uniform32(key, i) < (double)frac ? 1u : 0u);
     level = level > s ? s : level;
     codes[i] = (ht_u8)(level | ((v < (T)0 ? 1u : 0u) << (bits - 1)));
 }

@@ -10,7 +10,7 @@ import numpy as np
 from hpctrain.compress import get_compressor
 from hpctrain.compress.fp16 import to_half
 from hpctrain.compress.randk import randk_keys
-from hpctrain.compress.rng import counter_key, hash_u64, uniform
+from hpctrain.compress.rng import counter_key, hash_u64, uniform, uniform32
 
 BLOCK = 256
 # sizes: empty, one, warp edges, block edges, odd sizes, 10^5, 10^6 + 3
@@ -24,7 +24,7 @@ DISTS = ["normal", "ties", "equal", "extremes"]
 OPS = [
     ("none", {}), ("fp16", {}), ("topk", {"density": 0.01}), ("topk", {"density": 0.5}),
     ("approx-topk", {"density": 0.01}), ("approx-topk", {"density": 0.001, "min_sample": 64}),
-    ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.01, "seed": 3}),
+    ("threshold", {"threshold": 1.0}), ("randk", {"density": 0.01, "seed": 3}), ("randk", {"density": 0.5}),
     ("minmax", {"bits": 1}), ("minmax", {"bits": 2, "scaling": "norm"}), ("minmax", {"bits": 4, "bucket_size": 100}),
     ("minmax", {"bits": 8}), ("qsgd", {"bits": 2}), ("qsgd", {"bits": 4, "bucket_size": 100}), ("qsgd", {"bits": 8}),
     ("sign", {}), ("sign", {"bucket_size": 1000}),
@@ -93,6 +93,7 @@ def check_rng(cp, gpu, n):
     key = counter_key(1, 2, 3, 4)
     assert same(cp, hash_u64(key, 0, n), randk_keys(key, n))
     assert same(cp, uniform(key, n), gpu.uniform(key, n))
+    assert same(cp, uniform32(key, n), gpu.uniform32(key, n))
 
 
 def check_pack(cp, gpu, bits, n):

@@ -337,18 +337,24 @@ class Compressor:
         Returns:
             A :class:`Payload`.
         """
-        check_input(x)
+        dt = check_input(x)
         if memory is None:
             return self._compress(x, step, rank)
-        dense = self.path(x) is self.Host
-        p = x + memory if dense else gpu.ef_add(x, memory)
+        if memory.shape != x.shape or np.dtype(memory.dtype) != dt:
+            raise ValueError(f"memory {memory.dtype}{memory.shape} does not match x {dt}{x.shape}")
+        if self.path(x) is self.Host:
+            # p = x + u accumulates in the memory itself; q in scratch; u <- p - q
+            np.add(x, memory, out=memory)
+            payload = self._compress(memory, step, rank)
+            q = self.scratch("ef-q", x.size, x.dtype)
+            self._decompress(payload, q)
+            memory -= q
+            return payload
+        p = gpu.ef_add(x, memory)
         payload = self._compress(p, step, rank)
         q = get_array_module(p).empty_like(p)
         self._decompress(payload, q)
-        if dense:
-            np.subtract(p, q, out=memory)
-        else:
-            gpu.ef_residual(p, q, memory)
+        gpu.ef_residual(p, q, memory)
         return payload
 
     def scratch(self, name, n, dtype):
@@ -378,12 +384,14 @@ class Compressor:
         """
         return self
 
-    def decompress(self, payload, out):
+    def decompress(self, payload, out, add=False):
         """Write the dense vector described by ``payload`` into ``out`` (overwritten).
 
         Args:
             payload: from :meth:`compress` or :meth:`Payload.from_bytes`.
             out: 1-D array of length ``payload.size`` and dtype ``payload.dtype``.
+            add: internal (``decompress_add`` of operators whose ``Host`` has
+                ``decode_add``): add into ``out`` instead.
 
         Returns:
             ``out``.
@@ -392,7 +400,10 @@ class Compressor:
             raise ValueError(
                 f"decompress into {out.dtype}[{out.size}], payload is {payload.dtype}[{payload.size}]"
             )
-        self._decompress(payload, out)
+        if add:
+            self.Host.decode_add(self, payload, out)
+        else:
+            self._decompress(payload, out)
         return out
 
     def decompress_add(self, payload, out):
@@ -402,7 +413,10 @@ class Compressor:
             ``out``.
         """
         xp = get_array_module(out)
-        tmp = xp.empty_like(out)
+        if xp is np and hasattr(self.Host, "decode_add"):  # straight into the output
+            self.decompress(payload, out, add=True)
+            return out
+        tmp = self.scratch("add", out.size, out.dtype) if xp is np else xp.empty_like(out)
         self.decompress(payload, tmp)
         out += tmp
         return out

@@ -45,6 +45,7 @@ __all__ = [
     "compact",
     "abs_score",
     "uniform",
+    "uniform32",
     "scatter",
     "pack_bits",
     "unpack_bits",
@@ -148,13 +149,22 @@ def abs_score(value, dtype):
     return int(bits) & ((1 << (8 * dt.itemsize - 1)) - 1)
 
 
-def uniform(key, n):
-    """Counter-RNG uniforms on the GPU (twin of rng.uniform(key, n))."""
+def _uniforms(kernel, key, n):
     cp = cupy()
     out = cp.empty(n, cp.float64)
     if n:
-        get_function("memory", "uniform_f64")(grid(n), (BLOCK,), (np.uint64(key), np.uint64(n), out))
+        get_function("memory", kernel)(grid(n), (BLOCK,), (np.uint64(key), np.uint64(n), out))
     return out
+
+
+def uniform(key, n):
+    """Counter-RNG uniforms on the GPU (twin of rng.uniform(key, n))."""
+    return _uniforms("uniform_f64", key, n)
+
+
+def uniform32(key, n):
+    """The quantizers' 32-bit-stream uniforms on the GPU (twin of rng.uniform32(key, n))."""
+    return _uniforms("uniform32_f64", key, n)
 
 
 # ------------------------------------------------------------------ dense helpers

@@ -26,8 +26,9 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, check_coded, coded_layout
-from .pack import check_bits, pack_bits, unpack_bits
-from .rng import STREAM_QUANTIZE, counter_key, uniform
+from .pack import check_bits, decode_bytes, pack_codes, unpack_codes
+from .chunks import chunk_len, new_buffer, pieces
+from .rng import STREAM_QUANTIZE, counter_key, golden32_steps, hash32_into, uniform32
 
 __all__ = ["SCALINGS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "MinMax"]
 
@@ -35,19 +36,7 @@ SCALINGS = ("minmax", "norm")
 _KIND = {"minmax": 0, "norm": 1, "mean-abs": 2}
 
 
-def _sequential_rowsum(v, bucket):
-    """Float64 sum of each bucket of ``v`` (float64), strictly in index order."""
-    n = v.size
-    full = n // bucket
-    out = np.empty(math.ceil(n / bucket), dtype=np.float64)
-    if full:
-        out[:full] = np.cumsum(v[: full * bucket].reshape(full, bucket), axis=1)[:, -1]
-    if n > full * bucket:
-        out[full] = np.cumsum(v[full * bucket:])[-1]
-    return out
-
-
-def bucket_stats(x, bucket, kind):
+def bucket_stats(x, bucket, kind, scratch=new_buffer):
     """Per-bucket statistics, identical to kernels/buckets.cu ``bucket_stats`` (shared by the
     bucketed quantizers minmax, qsgd and sign).
 
@@ -56,6 +45,9 @@ def bucket_stats(x, bucket, kind):
         bucket: bucket size.
         kind: "minmax" -> (min, max); "norm" -> (l2 norm, None); "mean-abs" -> (mean |x|, None).
             Norm and mean are float64 sums in index order, then cast to x's dtype.
+        scratch: ``scratch(name, n, dtype)`` gives reusable buffers (an operator's
+            :meth:`~hpctrain.compress.base.Compressor.scratch`); nothing of x's size is
+            allocated, the sums run piece by piece (:mod:`hpctrain.compress.chunks`).
 
     Returns:
         (s0, s1) arrays of length ceil(n / bucket) in x's dtype (s1 None unless minmax).
@@ -68,14 +60,29 @@ def bucket_stats(x, bucket, kind):
         starts = np.arange(0, n, bucket)
         zero = dt.type(0)
         return np.minimum.reduceat(x, starts) + zero, np.maximum.reduceat(x, starts) + zero
-    v = x.astype(np.float64)
+    nb = math.ceil(n / bucket)
+    sums = np.empty(nb, np.float64)
+    size = chunk_len(bucket, n)
+    v_all, c_all = scratch("stats-v", size, np.float64), scratch("stats-c", size, np.float64)
+    for a, b, b0, r, w in pieces(n, bucket):
+        if r == 1:  # one bucket: a running sum (a contiguous reduce would sum pairwise)
+            xs, v, c = x[a:b], v_all[: b - a], c_all[: b - a]
+        else:  # buckets as columns: reducing over rows adds each column in index order
+            xs, v = x[a:b].reshape(r, w).T, v_all[: b - a].reshape(w, r)
+        if kind == "norm":
+            np.square(xs, out=v, dtype=np.float64)  # (a strided x * x runs at half the speed)
+        else:
+            np.abs(xs, out=v, dtype=np.float64)
+        if r == 1:
+            np.cumsum(v, out=c)
+            sums[b0] = c[-1]
+        else:
+            np.add.reduce(v, axis=0, out=sums[b0:b0 + r])
     if kind == "norm":
-        np.multiply(v, v, out=v)
-        return np.sqrt(_sequential_rowsum(v, bucket)).astype(dt), None
-    np.abs(v, out=v)
-    counts = np.full(math.ceil(n / bucket), float(bucket))
-    counts[-1] = n - (counts.size - 1) * bucket
-    return (_sequential_rowsum(v, bucket) / counts).astype(dt), None
+        return np.sqrt(sums).astype(dt), None
+    counts = np.full(nb, float(bucket))
+    counts[-1] = n - (nb - 1) * bucket
+    return (sums / counts).astype(dt), None
 
 
 def knobs(scaling, s0, s1, levels):
@@ -98,7 +105,7 @@ def quantize_codes(x, bucket, scaling, s0, s1, levels, key):
         bucket, scaling: bucketing and scaling mode.
         s0, s1: from :func:`bucket_stats`.
         levels: L = 2**bits - 1.
-        key: counter-RNG stream key; element i uses uniform(key, i).
+        key: counter-RNG stream key; element i uses uniform32(key, i).
 
     Returns:
         uint8 codes in [0, L].
@@ -113,7 +120,7 @@ def quantize_codes(x, bucket, scaling, s0, s1, levels, key):
     t[np.isnan(t)] = 0  # inf/inf when a bucket's range overflows: code 0, as the kernel does
     fl = np.floor(t)
     frac = t - fl
-    codes = fl.astype(np.uint32) + (uniform(key, n) < frac)
+    codes = fl.astype(np.uint32) + (uniform32(key, n) < frac)
     np.minimum(codes, levels, out=codes)
     return codes.astype(np.uint8)
 
@@ -125,6 +132,69 @@ def dequantize(codes, bucket, scaling, s0, s1, levels, out):
     np.multiply(codes[:n].astype(out.dtype), _per_element(delta, bucket, n), out=out)
     out += _per_element(lo, bucket, n)
     return out
+
+
+def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None, finite=False):
+    """Stochastic rounding of t = (x - lo) / div (or of (|x| / div) * ``scaled`` when
+    ``scaled`` is given: QSGD), clamped to [0, top] (NaN -> 0), one bucket per row, piece
+    by piece in ``op``'s scratch; rounds up where hash32(key, i) * 2**-32 < frac(t).
+
+    Args:
+        op: the operator (its scratch, bucket size, bits).
+        x: 1-D float32/float64 array.
+        key: counter-RNG stream key.
+        lo: per-bucket offsets (None with ``scaled``).
+        div: per-bucket divisors (inf where the bucket's step is not positive: t = 0).
+        top: the largest code.
+        scaled: QSGD's level count s (t = (|x| / div) * s), or None (minmax).
+        sign_shift: QSGD's sign bit position (code |= (x < 0) << sign_shift), or None.
+        finite: the caller's promise that every scale is finite (then x is finite and t
+            cannot be NaN, so one clip does the kernel's NaN -> 0 and clamp).
+
+    Returns:
+        Unpacked uint8 codes (``op``'s scratch of x's size; read before the next call).
+    """
+    n, dt = x.size, x.dtype
+    size = chunk_len(op.bucket_size, n)
+    codes = op.scratch("codes", n, np.uint8)
+    t_all, fl_all = op.scratch("q-t", size, dt), op.scratch("q-fl", size, dt)
+    h_all, tmp_all = op.scratch("q-h", size, np.uint32), op.scratch("q-tmp", size, np.uint32)
+    up_all = op.scratch("q-up", size, np.bool_)
+    steps = op.__dict__.get("_steps32")
+    if steps is None or steps.size != size:
+        steps = op._steps32 = golden32_steps(size)
+    T = dt.type
+    for a, b, b0, r, w in pieces(n, op.bucket_size):
+        m = b - a
+        xs = x[a:b].reshape(r, w)
+        t, fl = t_all[:m].reshape(r, w), fl_all[:m].reshape(r, w)
+        if scaled is None:
+            np.subtract(xs, lo[b0:b0 + r, None], out=t)
+            np.divide(t, div[b0:b0 + r, None], out=t)
+        else:
+            np.abs(xs, out=t)
+            np.divide(t, div[b0:b0 + r, None], out=t)
+            t *= T(scaled)
+        if finite:  # t is not NaN: one clip
+            np.clip(t, T(0), T(top), out=t)
+        else:
+            np.fmax(t, T(0), out=t)  # NaN -> 0
+            np.minimum(t, T(top), out=t)
+        np.floor(t, out=fl)
+        t -= fl  # frac(t) in [0, 1)
+        t *= T(4294967296.0)  # exact: u < frac  <=>  bits < frac * 2**32
+        h = hash32_into(key, a, h_all[:m], tmp_all[:m], steps[:m]).reshape(r, w)
+        up = up_all[:m].reshape(r, w)
+        np.less(h, t, out=up)
+        c = codes[a:b].reshape(r, w)
+        np.copyto(c, fl, casting="unsafe")
+        c += up
+        if sign_shift is not None:
+            neg = up.view(np.uint8)
+            np.less(xs, T(0), out=up)
+            np.left_shift(neg, np.uint8(sign_shift), out=neg)
+            c |= neg
+    return codes
 
 
 _SCALING = {"minmax": 0, "norm": 1}
@@ -172,13 +242,22 @@ class MinMax(Compressor):
     class Host:
         @staticmethod
         def encode(op, x, key):
-            s0, s1 = bucket_stats(x, op.bucket_size, op.scaling)
-            codes = quantize_codes(x, op.bucket_size, op.scaling, s0, s1, op.levels, key)
+            s0, s1 = bucket_stats(x, op.bucket_size, op.scaling, op.scratch)
+            lo, delta = knobs(op.scaling, s0, s1, op.levels)
+            with np.errstate(over="ignore", invalid="ignore"):
+                codes = stochastic_codes(op, x, key, lo, np.where(delta > 0, delta, np.inf), op.levels,
+                                         finite=bool(np.isfinite(lo).all() and np.isfinite(delta).all()))
             return s0, s1, codes, (s0 if s1 is None else np.concatenate([s0, s1]))
 
         @staticmethod
-        def decode(op, codes, s0, s1, out):
-            dequantize(codes, op.bucket_size, op.scaling, s0, s1, op.levels, out)
+        def decode(op, packed, s0, s1, out):
+            """From the packed codes: code (as a float, through a byte table) * delta + lo."""
+            lo, delta = knobs(op.scaling, s0, s1, op.levels)
+            decode_bytes(op, packed, op.bits, np.arange(op.levels + 1, dtype=out.dtype), out)
+            for a, b, b0, r, w in pieces(out.size, op.bucket_size):
+                o = out[a:b].reshape(r, w)
+                o *= delta[b0:b0 + r, None]
+                o += lo[b0:b0 + r, None]
 
     class Device:
         @staticmethod
@@ -210,17 +289,19 @@ class MinMax(Compressor):
     def _compress(self, x, step, rank):
         key = counter_key(self.seed, step, rank, STREAM_QUANTIZE)
         _, _, codes, scales = self.path(x).encode(self, x, key)
-        return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_bits(codes, self.bits), "scales": scales},
+        return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_codes(codes, self.bits), "scales": scales},
                        step=step, bits=self.bits, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
         check_coded(payload, self.op, self.bits, self.bucket_size, self.op)
         n = payload.size
-        codes = unpack_bits(payload["codes"], self.bits, n)
         scales = payload["scales"]
         nb = math.ceil(n / self.bucket_size)
         s0, s1 = (scales[:nb], scales[nb:]) if self.scaling == "minmax" else (scales, None)
-        self.path(out).decode(self, codes, s0, s1, out)
+        if self.path(out) is self.Host:
+            self.Host.decode(self, np.asarray(payload["codes"]), s0, s1, out)
+        else:
+            self.Device.decode(self, unpack_codes(self, payload["codes"], self.bits, n, out), s0, s1, out)
 
 
 OPERATOR = MinMax  # what compress/__init__.py registers

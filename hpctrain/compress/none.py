@@ -17,6 +17,14 @@ class _Copy:
         out[...] = payload["values"]
 
 
+class _Host(_Copy):
+    """NumPy: also adds straight into the output."""
+
+    @staticmethod
+    def decode_add(op, payload, out):
+        out += payload["values"]
+
+
 class NoneCompressor(Compressor):
     """Identity: the dense vector itself travels (the baseline)."""
 
@@ -24,7 +32,8 @@ class NoneCompressor(Compressor):
     wire = {"none": 0}
     unbiased = True
     lossless = True
-    Host = Device = _Copy
+    Host = _Host
+    Device = _Copy
 
 
 OPERATOR = NoneCompressor  # what compress/__init__.py registers

@@ -30,9 +30,10 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, check_coded
-from .pack import check_bits, pack_bits, unpack_bits
-from .minmax import bucket_stats
-from .rng import STREAM_QUANTIZE, counter_key, uniform
+from .chunks import pieces
+from .pack import check_bits, decode_bytes, pack_codes, unpack_bits, unpack_codes
+from .minmax import bucket_stats, stochastic_codes
+from .rng import STREAM_QUANTIZE, counter_key, uniform32
 
 __all__ = ["QSGD_BITS", "levels_for_bits", "qsgd_codes", "qsgd_decode", "variance_bound", "QSGD"]
 
@@ -61,7 +62,7 @@ def qsgd_codes(x, bucket, norms, bits, key):
         bucket: bucket size.
         norms: per-bucket l2 norms in x's dtype (minmax.bucket_stats(x, bucket, "norm")).
         bits: b in {2, 4, 8}.
-        key: counter-RNG stream key; element i uses uniform(key, i).
+        key: counter-RNG stream key; element i uses uniform32(key, i).
     """
     n = x.size
     dt = x.dtype
@@ -74,7 +75,7 @@ def qsgd_codes(x, bucket, norms, bits, key):
     np.clip(r, dt.type(0), dt.type(s), out=r)
     fl = np.floor(r)
     frac = r - fl
-    level = fl.astype(np.uint32) + (uniform(key, n) < frac)
+    level = fl.astype(np.uint32) + (uniform32(key, n) < frac)
     np.minimum(level, s, out=level)
     sign = (x < 0).astype(np.uint32) << (bits - 1)
     return (level | sign).astype(np.uint8)
@@ -135,12 +136,27 @@ class QSGD(Compressor):
     class Host:
         @staticmethod
         def encode(op, x, key):
-            norms, _ = bucket_stats(x, op.bucket_size, "norm")
-            return norms, qsgd_codes(x, op.bucket_size, norms, op.bits, key)
+            norms, _ = bucket_stats(x, op.bucket_size, "norm", op.scratch)
+            with np.errstate(over="ignore", invalid="ignore"):
+                codes = stochastic_codes(op, x, key, None, np.where(norms > 0, norms, np.inf), op.levels,
+                                         scaled=op.levels, sign_shift=op.bits - 1,
+                                         finite=bool(np.isfinite(norms).all()))
+            return norms, codes
 
         @staticmethod
-        def decode(op, codes, norms, out):
-            qsgd_decode(codes, op.bucket_size, norms, op.bits, out)
+        def decode(op, packed, norms, out):
+            """From the packed codes: norm * (+-level / s) through a byte table (exact for a
+            finite norm: norm * (+-q) == +-(norm * q)); the reference where a norm is not
+            finite (inf * 0 = NaN, whose sign the reference fixes by negating)."""
+            if not np.all(np.isfinite(norms)):
+                qsgd_decode(unpack_bits(packed, op.bits, out.size), op.bucket_size, norms, op.bits, out)
+                return
+            c = np.arange(1 << op.bits, dtype=np.uint32)
+            table = (c & np.uint32(op.levels)).astype(out.dtype) / out.dtype.type(op.levels)
+            np.negative(table, out=table, where=(c >> np.uint32(op.bits - 1)).astype(bool))
+            decode_bytes(op, packed, op.bits, table, out)
+            for a, b, b0, r, w in pieces(out.size, op.bucket_size):
+                out[a:b].reshape(r, w)[...] *= norms[b0:b0 + r, None]
 
     class Device:
         @staticmethod
@@ -169,17 +185,19 @@ class QSGD(Compressor):
     def _compress(self, x, step, rank):
         key = counter_key(self.seed, step, rank, STREAM_QUANTIZE)
         norms, codes = self.path(x).encode(self, x, key)
-        return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_bits(codes, self.bits), "norms": norms},
+        return Payload(self.op, x.size, x.dtype, x.size, {"codes": pack_codes(codes, self.bits), "norms": norms},
                        step=step, bits=self.bits, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
         check_coded(payload, self.op, self.bits, self.bucket_size, "qsgd")
         n = payload.size
-        codes = unpack_bits(payload["codes"], self.bits, n)
         norms = payload["norms"]
         if math.ceil(n / self.bucket_size) != norms.size:
             raise ValueError(f"payload has {norms.size} norms for {n} coordinates in buckets of {self.bucket_size}")
-        self.path(out).decode(self, codes, norms, out)
+        if self.path(out) is self.Host:
+            self.Host.decode(self, np.asarray(payload["codes"]), norms, out)
+        else:
+            self.Device.decode(self, unpack_codes(self, payload["codes"], self.bits, n, out), norms, out)
 
 
 OPERATOR = QSGD  # what compress/__init__.py registers

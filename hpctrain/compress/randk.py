@@ -1,11 +1,24 @@
 """Random-k with a shared seed: every rank draws the same k coordinates at the same step.
 
-The coordinates are the k smallest counter-RNG keys ``hash(key(seed, step), i)``, ties
-to the lower index: a uniformly random k-subset (without replacement) that depends on
-(seed, step, d, k) only, never on the rank. So only the k values travel (a dense
+The coordinates are a uniformly random k-subset (without replacement) that depends on
+(seed, step, d, k) only, never on the rank, so only the k values travel (a dense
 allreduce of k values suffices) and the receiver regenerates the indices from the step
-in the payload header. The CUDA twin (kernels/randk.cu) draws the very same keys.
+in the payload header. Two exact rules, by density:
+
+* sparse (8 k <= d, d < 2**32), O(k): the first k distinct values of the draws
+  ``r_j = hash(key(seed, step), j) mod d``, j = 0, 1, 2, ... (sequential sampling with
+  duplicates rejected: a uniform k-subset; every coordinate has probability k/d, up to
+  the mod's bias of at most d / 2**64). The draws are generated in batches (any batch
+  size gives the same subset): sort ``r_j * 2**32 + j``, keep each value's first draw, and
+  keep the values whose first draw is among the k earliest.
+* dense (otherwise): the k smallest keys ``hash(key, i)`` over all i < d, ties to the
+  lower index.
+
+The CuPy twin runs the same steps with CuPy's sort (sparse) or the radix select of
+kernels/randk.cu (dense), and yields the very same indices.
 """
+
+import sys
 
 import numpy as np
 
@@ -16,6 +29,46 @@ from .rng import GOLDEN, STREAM_RANDK, counter_key, hash_u64, hash_u64_into, mix
 from .topk import k_for_density
 
 __all__ = ["randk_indices", "select_on_device", "randk_keys", "RandK"]
+
+
+def sparse_rule(d, k):
+    """Whether random-k of k out of d coordinates uses the O(k) draws (see the module)."""
+    return 0 < k and 8 * k <= d < (1 << 32)
+
+
+def first_batch(d, k):
+    """Draws of the first batch: k, the expected duplicates k^2/(2d) twice over, and slack."""
+    return k + k * k // d + 4 * int(k ** 0.5) + 32
+
+
+def _words(xp, a):
+    """(low, high) 32-bit words of the uint64 array ``a``: strided views on a little-endian
+    machine, new arrays elsewhere."""
+    if sys.byteorder == "little":
+        w = a.view(xp.uint32)
+        return w[0::2], w[1::2]
+    return (a & xp.uint64(0xFFFFFFFF)).astype(xp.uint32), (a >> xp.uint64(32)).astype(xp.uint32)
+
+
+def first_distinct(xp, draws, d, k):
+    """The first k distinct values of ``draws`` (uint64 hashes, in draw order; overwritten)
+    mod d, ascending, as int64; None when the batch holds fewer than k distinct values.
+    NumPy or CuPy (``xp``); a few arrays of the batch's size, nothing of size d."""
+    m = draws.size
+    draws %= xp.uint64(d)
+    draws <<= xp.uint64(32)
+    draws |= xp.arange(m, dtype=xp.uint64)  # m < 2**32: the draw number in the low word
+    draws.sort()
+    _, val = _words(xp, draws)
+    first = xp.empty(m, dtype=bool)
+    first[0] = True
+    xp.not_equal(val[1:], val[:-1], out=first[1:])
+    distinct = draws[first]  # value << 32 | its first draw, ascending in value
+    if distinct.size < k:
+        return None
+    when, val = _words(xp, distinct)
+    last = xp.partition(when, k - 1)[k - 1]  # the k-th earliest first draw
+    return val[when <= last].astype(xp.int64)
 
 
 def randk_indices(seed, step, d, k, comp=None):
@@ -35,6 +88,13 @@ def randk_indices(seed, step, d, k, comp=None):
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     key = counter_key(seed, step, 0, STREAM_RANDK)
+    if sparse_rule(d, k):
+        m = first_batch(d, k)
+        while True:
+            idx = first_distinct(np, hash_u64(key, 0, m), d, k)
+            if idx is not None:
+                return idx
+            m *= 2
     if comp is not None:
         work, mask, ties = (comp.scratch("tmp", d, np.uint64), comp.scratch("mask", d, np.bool_),
                             comp.scratch("ties", d, np.bool_))
@@ -56,7 +116,7 @@ def randk_indices(seed, step, d, k, comp=None):
 
 
 def select_on_device(x, u, key, d, k, dtype=None):
-    """CuPy twin of random-k: the k smallest keys hash(key, i), ties to the lower index.
+    """CuPy twin of random-k (the module's two rules).
 
     Args:
         x: values (None: indices only).
@@ -75,6 +135,21 @@ def select_on_device(x, u, key, d, k, dtype=None):
         if u is not None:
             gpu.ef_add_inplace(x, u)
         return cp.zeros(0, cp.int64), (None if x is None else x[:0].copy())
+    if sparse_rule(d, k):
+        m = first_batch(d, k)
+        while True:
+            idx = first_distinct(cp, randk_keys(key, m), d, k)
+            if idx is not None:
+                break
+            m *= 2
+        if x is None:
+            return idx, None
+        if u is None:
+            return idx, x[idx]
+        gpu.ef_add_inplace(x, u)
+        val = u[idx]
+        u[idx] = 0
+        return idx, val
     thr = gpu.radix_select("randk", suf, x, u, d, key, k, 64)
     return gpu.compact("randk", suf, x, u, d, key, thr, k, dt, want_values=x is not None, mem_out=u)
 

@@ -5,6 +5,13 @@ counter ``i`` of that stream is ``mix64(key + (i + 1) * GOLDEN)`` (the splitmix6
 finalizer), so any element's random bits can be drawn independently, in any order, on the
 CPU or on the GPU, with the very same result. Uniforms carry 53 bits:
 ``(bits >> 11) * 2**-53``, exactly representable in float64.
+
+The quantizers' per-element draws use a cheaper 32-bit stream (:func:`hash32`): counter
+``i`` is ``lowbias32(k32 + (i + 1) * GOLDEN32 mod 2**32)`` with ``k32`` the two halves of
+the key xored, and the uniform ``bits * 2**-32`` (exact in float64). lowbias32 (C.
+Wellons' "hash prospector" 2-multiply integer hash) is a bijection of 32-bit words, so
+the first 2**32 counters of a stream are distinct inputs; counters of longer vectors wrap
+mod 2**32. On NumPy it runs in uint32 lanes, chunk by chunk in cache (:func:`hash32_into`).
 """
 
 import numpy as np
@@ -20,12 +27,22 @@ __all__ = [
     "hash_u64_into",
     "uniform",
     "sample_positions",
+    "GOLDEN32",
+    "key32",
+    "hash32",
+    "hash32_into",
+    "uniform32",
+    "golden32_steps",
 ]
 
 _M = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 _C1 = 0xBF58476D1CE4E5B9
 _C2 = 0x94D049BB133111EB
+GOLDEN32 = 0x9E3779B9
+_L1 = 0x7FEB352D
+_L2 = 0x846CA68B
+_M32 = (1 << 32) - 1
 
 #: stream tags keep the operators' draws independent of each other
 STREAM_QUANTIZE = 1
@@ -68,12 +85,18 @@ def counter_key(seed, step, rank=0, stream=0):
 
 def _mix64_array(z, tmp=None):
     """splitmix64 finalizer of a uint64 array, in place (``tmp``: optional scratch)."""
-    tmp = np.empty_like(z) if tmp is None else tmp
-    for shift, mult in ((30, _C1), (27, _C2), (31, None)):
-        np.right_shift(z, np.uint64(shift), out=tmp)
+    return _xorshift_multiply(z, np.empty_like(z) if tmp is None else tmp, ((30, _C1), (27, _C2), (31, None)))
+
+
+def _xorshift_multiply(z, tmp, rounds):
+    """z ^= z >> shift, then z *= mult (mod the word size), per (shift, mult) of
+    ``rounds``, in place (``tmp``: scratch like z)."""
+    word = z.dtype.type
+    for shift, mult in rounds:
+        np.right_shift(z, word(shift), out=tmp)
         z ^= tmp
         if mult is not None:
-            z *= np.uint64(mult)
+            z *= word(mult)
     return z
 
 
@@ -128,3 +151,42 @@ def sample_positions(key, m, d):
     if d == 0 or m == 0:
         return np.zeros(0, dtype=np.uint64)
     return hash_u64(key, 0, m) % np.uint64(d)
+
+
+def key32(key):
+    """The 32-bit key of the quantizers' stream: the halves of the 64-bit ``key`` xored."""
+    return (int(key) ^ (int(key) >> 32)) & _M32
+
+
+def hash32_into(key, start, out, tmp, steps):
+    """32 random bits of counters ``start .. start+n-1`` of the stream ``key``, into ``out``.
+
+    Args:
+        key: a stream key from :func:`counter_key`.
+        start: first counter.
+        out, tmp: uint32 arrays of length n (``tmp`` is scratch).
+        steps: uint32 array ``j * GOLDEN32 mod 2**32`` for j < n (reusable).
+
+    Returns:
+        ``out``.
+    """
+    np.add(steps, np.uint32((key32(key) + (int(start) + 1) * GOLDEN32) & _M32), out=out)
+    return _xorshift_multiply(out, tmp, ((16, _L1), (15, _L2), (16, None)))
+
+
+def golden32_steps(n):
+    """``j * GOLDEN32 mod 2**32`` for j < n (uint32)."""
+    steps = np.arange(n, dtype=np.uint32)
+    steps *= np.uint32(GOLDEN32)
+    return steps
+
+
+def hash32(key, start, count):
+    """:func:`hash32_into` into new arrays: uint32 bits of counters ``start .. start+count-1``."""
+    out = np.empty(count, np.uint32)
+    return hash32_into(key, start, out, np.empty(count, np.uint32), golden32_steps(count))
+
+
+def uniform32(key, count, start=0):
+    """Uniform float64 draws ``hash32 * 2**-32`` in [0, 1) (exact: 32-bit lattice)."""
+    return hash32(key, start, count) * (1.0 / 4294967296.0)

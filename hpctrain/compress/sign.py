@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import Compressor, Payload, coded_layout
-from .pack import pack_bits, unpack_bits
+from .pack import decode_bytes, pack_bits, unpack_bits
+from .chunks import pieces
 from .minmax import bucket_stats
 
 __all__ = ["Sign"]
@@ -43,16 +44,26 @@ class Sign(Compressor):
     class Host:
         @staticmethod
         def encode(op, x):
-            scale, _ = bucket_stats(x, op.bucket_size, "mean-abs")
-            return scale, (x < 0).astype(np.uint8)
+            scale, _ = bucket_stats(x, op.bucket_size, "mean-abs", op.scratch)
+            neg = op.scratch("neg", x.size, np.bool_)
+            np.less(x, x.dtype.type(0), out=neg)
+            return scale, neg
 
         @staticmethod
-        def decode(op, codes, scale, out):
+        def pack(neg):
+            """Code i -> bit i % 8 of byte i // 8 (pack.py's layout, kernels/pack.cu)."""
+            return np.packbits(neg, bitorder="little")
+
+        @staticmethod
+        def decode(op, packed, scale, out):
+            """out = code ? -scale : scale, as (+-1 from a table of the bytes) * scale: exact,
+            since (+-1) * s == +-s."""
             n = out.size
             if scale.size != math.ceil(n / op.bucket_size):
                 raise ValueError(f"sign payload has {scale.size} scales for {n} coordinates")
-            s = np.repeat(scale, op.bucket_size)[:n]
-            np.copyto(out, np.where(codes.astype(bool), -s, s))
+            decode_bytes(op, packed, 1, np.array([1.0, -1.0], dtype=out.dtype), out)
+            for a, b, b0, r, w in pieces(n, op.bucket_size):
+                out[a:b].reshape(r, w)[...] *= scale[b0:b0 + r, None]
 
     class Device:
         @staticmethod
@@ -77,14 +88,18 @@ class Sign(Compressor):
 
     def _compress(self, x, step, rank):
         scale, codes = self.path(x).encode(self, x)
-        return Payload(self.name, x.size, x.dtype, x.size, {"codes": pack_bits(codes, 1), "scales": scale},
+        packed = self.Host.pack(codes) if self.path(x) is self.Host else pack_bits(codes, 1)
+        return Payload(self.name, x.size, x.dtype, x.size, {"codes": packed, "scales": scale},
                        step=step, bits=1, aux=self.bucket_size)
 
     def _decompress(self, payload, out):
         if payload.aux != self.bucket_size:
             raise ValueError(f"payload bucket {payload.aux} does not match this compressor's {self.bucket_size}")
+        if self.path(out) is self.Host:
+            self.Host.decode(self, np.asarray(payload["codes"]), payload["scales"], out)
+            return
         codes = unpack_bits(payload["codes"], 1, payload.size)
-        self.path(out).decode(self, codes, payload["scales"], out)
+        self.Device.decode(self, codes, payload["scales"], out)
 
 
 OPERATOR = Sign  # what compress/__init__.py registers

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError
 from . import gpu
 from .base import SparseCompressor
-from .topk import prepare, select_by_threshold, take_and_update
+from .topk import prepare, take_and_update
 
 __all__ = ["Threshold"]
 
@@ -41,8 +41,10 @@ class Threshold(SparseCompressor):
         @staticmethod
         def select(op, x, memory, step, rank):
             thr = np.dtype(x.dtype).type(op.threshold)
-            p, a = prepare(x, memory)
-            idx = select_by_threshold(a, thr)
+            p, a = prepare(x, memory, op.scratch("abs", x.size, x.dtype))
+            mask = op.scratch("mask", x.size, np.bool_)
+            np.greater_equal(a, thr, out=mask)
+            idx = np.flatnonzero(mask)
             return idx, take_and_update(p, idx, memory)
 
     class Device:

@@ -39,7 +39,7 @@ static void quant(const char* in, const char* out, int scaling, unsigned levels,
     for (size_t i = 0; i < n; ++i) {
         T lo, delta;
         ht_knobs<T>(scaling, all[n + i], all[2 * n + i], levels, &lo, &delta);
-        ht_u32 c = ht_quantize_one<T>(all[i], lo, delta, levels, ht_uniform(key, i));
+        ht_u32 c = ht_quantize_one<T>(all[i], lo, delta, levels, ht_uniform32(key, i));
         codes[i] = (ht_u8)c;
         deq[i] = ht_dequantize_one<T>(c, lo, delta);
     }
@@ -52,7 +52,12 @@ int main(int argc, char** argv) {
     if (argc < 4) return 1;
     std::string mode = argv[1];
     const char *in = argv[2], *out = argv[3];
-    if (mode == "hash" || mode == "uniform") {
+    if (mode == "hash32") {
+        ht_u64 key = std::strtoull(argv[4], 0, 10), n = std::strtoull(argv[5], 0, 10);
+        std::vector<ht_u32> v(n);
+        for (ht_u64 i = 0; i < n; ++i) v[i] = ht_hash32(ht_key32(key), i);
+        save(out, v);
+    } else if (mode == "hash" || mode == "uniform") {
         ht_u64 key = std::strtoull(argv[4], 0, 10), n = std::strtoull(argv[5], 0, 10);
         if (mode == "hash") {
             std::vector<ht_u64> v(n);

@@ -14,7 +14,7 @@ import pytest
 
 from hpctrain.compress import gpu as cuda
 from hpctrain.compress.minmax import bucket_stats, dequantize, knobs, quantize_codes
-from hpctrain.compress.rng import counter_key, hash_u64, uniform
+from hpctrain.compress.rng import counter_key, hash32, hash_u64, uniform
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,6 +44,13 @@ def test_hash_and_uniform_match_numpy(twin, tmp_path):
         assert np.array_equal(h, hash_u64(key, 0, 5000))
         u = run(twin, tmp_path, "uniform", None, np.float64, key, 5000)
         assert np.array_equal(u.view(np.uint64), uniform(key, 5000).view(np.uint64))
+
+
+def test_hash32_matches_numpy(twin, tmp_path):
+    for key in (0, 1, counter_key(7, 123, 3, 1), 2**64 - 1):
+        for start in (0, 3):
+            h = run(twin, tmp_path, "hash32", None, np.uint32, key, 5000 + start)[start:]
+            assert np.array_equal(h, hash32(key, start, 5000))
 
 
 def _special(dtype):

@@ -64,6 +64,11 @@ def test_sparse_memory_zero_exactly_where_sent():
         assert np.all(u_new[sent] == 0) and np.array_equal(u_new[~sent], (g + u_old)[~sent])
 
 
-def test_memory_shape_checked():
+@pytest.mark.parametrize("name", ["topk", "qsgd", "fp16"])
+def test_memory_shape_and_dtype_checked(name):
     with pytest.raises(ValueError):
-        get_compressor("topk").compress(np.zeros(10), memory=np.zeros(9))
+        get_compressor(name).compress(np.zeros(10), memory=np.zeros(9))
+    u = np.zeros(10, np.float32)
+    with pytest.raises(ValueError):
+        get_compressor(name).compress(np.ones(10), memory=u)
+    assert not u.any()  # left as it was

@@ -121,3 +121,19 @@ def test_sign_scale():
     s1, s2 = (1 + 2 + 0 + 0) / 4, (3 + 4 + 0.5) / 3
     assert out.tolist() == [s1, -s1, s1, s1, s2, -s2, s2]
     assert p.nbytes == 32 + 1 + 2 * 8
+
+
+@pytest.mark.parametrize("kind", ["norm", "mean-abs"])
+@pytest.mark.parametrize("n,bucket", [(1, 512), (511, 512), (513, 512), (200_003, 512), (70_001, 100),
+                                      (65_536 + 512, 512), (100_000, 1 << 20)])
+def test_bucket_sums_in_index_order(kind, n, bucket):
+    """Piecewise (column-wise) bucket sums equal a float64 running sum per bucket."""
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * np.exp(3 * rng.standard_normal(n))).astype(np.float32)
+    v = x.astype(np.float64)
+    v = v * v if kind == "norm" else np.abs(v)
+    sums = np.array([np.cumsum(v[i:i + bucket])[-1] for i in range(0, n, bucket)])
+    counts = np.array([min(bucket, n - i) for i in range(0, n, bucket)], dtype=np.float64)
+    want = (np.sqrt(sums) if kind == "norm" else sums / counts).astype(np.float32)
+    got, _ = bucket_stats(x, bucket, kind)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
