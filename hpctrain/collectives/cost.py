@@ -87,7 +87,7 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "PRIMITIVES"]
+           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "price"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
@@ -256,6 +256,70 @@ def crossover(a, b, n, fit, lo=8, hi=1 << 30, **kw):
             return s1
         prev = d
     return None
+
+
+#: the kinds of per-step communication an algorithm declares (``Algorithm.comm_pattern``),
+#: each priced by the module that implements it: ``allreduce`` (the ``--collective``),
+#: ``allgather`` (ring allgatherv of a payload, ``sparse.py``), ``ps`` (one server round,
+#: ``ps_round.py``), ``gossip`` (``gossip.py``), ``ring-hops`` (the payload passed around the
+#: ring and its result once more, ``naive_ring.py``).
+EXCHANGES = ("allreduce", "allgather", "ps", "gossip", "ring-hops")
+
+
+def _exchange_fns(kind, collective):
+    """``(cost_steps, sent_bytes, overhead key)`` of the module that implements ``kind``."""
+    from . import gossip, naive_ring, ps_round, sparse
+
+    if kind == "allreduce":
+        from . import ALLREDUCE
+
+        fn = ALLREDUCE.get(collective)
+        module = inspect.getmodule(getattr(fn, "func", fn)) if fn is not None else None
+        return _cost_steps(collective), getattr(module, "sent_bytes", None), collective
+    table = {"allgather": (sparse.allgather_cost_steps, sparse.allgather_sent_bytes, "ring"),
+             "ps": (ps_round.cost_steps, ps_round.sent_bytes, "ps"),
+             "gossip": (gossip.cost_steps, gossip.sent_bytes, "ring"),
+             "ring-hops": (naive_ring.cost_steps, naive_ring.sent_bytes, "ring-unpartitioned")}
+    if kind not in table:
+        raise ValueError(f"unknown exchange kind {kind!r}; choose from {', '.join(EXCHANGES)}")
+    return table[kind]
+
+
+def price(plan, fit, nodes=1):
+    """Seconds of a flat ``plan`` (``[(primitive, count, bytes), ...]``) under ``fit``: on
+    the node's link for one node, on the network's for several (a synchronous step waits
+    for its slowest message)."""
+    intra, inter = links(fit)
+    return _sum(plan, intra if nodes <= 1 else inter)
+
+
+def exchange_time(kind, n, nbytes, fit, nodes=1, collective="ring", **kw):
+    """Predicted seconds of one exchange of ``kind`` (:data:`EXCHANGES`) on ``n`` ranks
+    (on ``nodes`` nodes), ``nbytes`` per rank.
+
+    Args:
+        collective: the allreduce that runs an ``allreduce`` exchange (a modelled one).
+        kw: ``down`` (ps: reply bytes), ``degree`` (gossip).
+
+    Returns:
+        Seconds, or None when the collective has no model.
+    """
+    if kind == "allreduce":
+        return predict(collective, n, nbytes, fit, nodes=nodes)
+    if n <= 1:
+        return 0.0
+    steps_fn, _, key = _exchange_fns(kind, collective)
+    over = (fit.get("overhead") or {}).get(key, 0.0)
+    return price(steps_fn(n, float(nbytes), **kw), fit, nodes) + over
+
+
+def exchange_bytes(kind, n, nbytes, collective="ring", **kw):
+    """Bytes all ``n`` ranks send together in one exchange of ``kind`` (payload bytes, as
+    the communicator counts them), or None when the collective does not say."""
+    if n <= 1:
+        return 0.0
+    _, sent, _ = _exchange_fns(kind, collective)
+    return None if sent is None else float(sent(n, float(nbytes), **kw))
 
 
 def cache_path():

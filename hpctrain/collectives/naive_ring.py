@@ -48,3 +48,8 @@ def unpartitioned_ring_allreduce(comm, buf, op="sum"):
 def cost_steps(n, S, **_):
     """The whole vector n - 1 hops around (added at each), then n - 1 hops of the result."""
     return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together: the vector n - 1 hops around, the result n - 1 hops."""
+    return 2.0 * (n - 1) * S

@@ -42,3 +42,15 @@ def server_round(comm, mine, serve, up=PAYLOAD, down=PAYLOAD, server=SERVER):
         return reply
     up.send(comm, mine, server, TAGS["ps-up"])
     return down.recv(comm, server, TAGS["ps-down"])
+
+
+def cost_steps(n, S, down=None, **_):
+    """One server round: n - 1 messages of S bytes into the server one after another, n - 1
+    replies of ``down`` bytes (default S) out of it, into the workers' buffers."""
+    down = S if down is None else down
+    return [("oneway", n - 1, S), ("oneway-sent", n - 1, down)]
+
+
+def sent_bytes(n, S, down=None, **_):
+    """Bytes all ranks send together in one round: n - 1 up, n - 1 replies down."""
+    return (n - 1) * (S + (S if down is None else down))

@@ -171,3 +171,8 @@ def cost_steps(n, S, **_):
         seg = chunk / k
         return [("exchange", (n - 1) * k, seg), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, seg)]
     return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all n ranks send together in one ring allreduce of S bytes: 2(n-1)/n S each."""
+    return 2.0 * (n - 1) * S
