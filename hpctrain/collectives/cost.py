@@ -268,7 +268,10 @@ EXCHANGES = ("allreduce", "allgather", "ps", "gossip", "ring-hops")
 
 def _exchange_fns(kind, collective):
     """``(cost_steps, sent_bytes, overhead key)`` of the module that implements ``kind``."""
-    from . import gossip, naive_ring, ps_round, sparse
+    import importlib
+
+    gossip, naive_ring, ps_round, sparse = (importlib.import_module(f"{__package__}.{m}")
+                                            for m in ("gossip", "naive_ring", "ps_round", "sparse"))
 
     if kind == "allreduce":
         from . import ALLREDUCE
