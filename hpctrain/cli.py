@@ -186,6 +186,67 @@ def train(config, **overrides):
 
 
 @cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_train_options
+@click.option("--fit", "fit_path", type=click.Path(dir_okay=False),
+              help="alpha-beta fit (`bench fit --json FILE`, or the cached fit); default: a short fit now")
+@click.option("--nodes", "nodes_list", default="", help="also predict for these node counts, e.g. 4,64,512")
+@click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="run directory of an earlier run (repeatable): marks whether that method converged")
+@click.option("--densities", default="0.1,0.01,0.001", show_default=True, help="densities s/d of the sparsifiers")
+@click.option("--bits-grid", default="2,4,8", show_default=True, help="bits of the quantizers")
+@click.option("--collectives", default="ring,recursive,multi-ps,ps", show_default=True,
+              help="allreduces a dense exchange is priced with (hierarchical joins on several nodes)")
+@click.option("--probe-steps", default=3, show_default=True, type=click.IntRange(min=1),
+              help="timed steps of the model and of each method (after one warm-up)")
+@click.option("--top", default=30, show_default=True, type=click.IntRange(min=1), help="rows printed per table")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write every row as JSON")
+def advise(config, fit_path, nodes_list, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
+           **overrides):
+    """Predict every method's step time and bytes on this job's network and model; rank them.
+
+    Run it under mpiexec/srun on the job layout you train on; CONFIG and the train flags
+    describe the model and data (--algo/--compressor restrict the methods).
+    """
+    from .advise import format_table, load_fit_file, read_runs, run_advise, to_json
+    from .collectives import ALLREDUCE, cost
+
+    _check_outputs(json=json_path)
+    fit = load_fit_file(fit_path) if fit_path else None
+    try:
+        nodes = [int(v) for v in _names(nodes_list, "--nodes")] if nodes_list.strip() else []
+        dens = [float(v) for v in _names(densities, "--densities")]
+        bits = [int(v) for v in _names(bits_grid, "--bits-grid")]
+    except ValueError:
+        raise ConfigError("--nodes, --densities and --bits-grid take comma-separated numbers") from None
+    if any(v < 1 for v in nodes):
+        raise ConfigError("--nodes: node counts must be at least 1")
+    colls = _names(collectives, "--collectives")
+    bad = [c for c in colls if c not in ALLREDUCE or not cost.modelled(c)]
+    if bad:
+        raise ConfigError(f"--collectives: no cost model of {', '.join(bad)}; choose from "
+                          f"{', '.join(a for a in ALLREDUCE if cost.modelled(a))}")
+    marks = read_runs(run_dirs) if run_dirs else None
+    comm = _comm()
+    res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
+                     collectives=colls, probe_steps=probe_steps)
+    if comm.rank != 0:
+        return
+    job = res["job"]
+    click.echo(f"hpctrain advise: {job['model']} (d = {job['dim']}), batch {job['batch_size']} per rank, "
+               f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}; "
+               f"compute {1e3 * res['compute_s']:.3f} ms/step")
+    click.echo(format_table(res["rows"], f"\npredicted on this job ({job['ranks']} ranks):", top))
+    for N, rows in res["whatif"].items():
+        click.echo(format_table(rows, f"\nwhat-if: {N} nodes x {job['ranks_per_node']} ranks:", top))
+    if res["skipped"]:
+        click.echo(f"\n{len(res['skipped'])} method(s) cannot run this model: "
+                   + "; ".join(f"{s['method']}: {s['why']}" for s in res["skipped"][:5]))
+    if json_path:
+        _write_json(json_path, to_json(res))
+
+
+@cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="image file (PNG)")
 @click.option("--x", "x", type=click.Choice(["epoch", "time", "bytes"]), default=None,

@@ -1,0 +1,370 @@
+"""Which method is fastest here: predicted step time and bytes per step of every method.
+
+``hpctrain advise`` (Agarwal et al., "On the Utility of Gradient Compression in
+Distributed Training Systems", MLSys 2022, give the performance model; the survey's
+alpha-beta formulas price the messages). For every valid (algorithm, compressor, density
+or bits, aggregation, collective) on n ranks::
+
+    step = compute + local + comm
+    compute = the model's forward and backward pass (measured: a few steps, slowest rank)
+    local   = the algorithm's own arithmetic on one rank (compress, decode, update; measured
+              on a one-rank communicator) + (n - 1) decodes per exchange that decodes every
+              rank's payload (measured per call)
+    comm    = sum over the algorithm's declared exchanges (``Algorithm.comm_pattern``) of
+              per_step x the collective's alpha-beta time (``cost.exchange_time``)
+
+``nodes``: the what-if of larger jobs keeps the measured compute and local costs and
+re-prices the communication on N nodes of the current ranks per node (the fitted network
+link between nodes; on one node, the node's link).
+
+Library code: no printing, no click (the CLI prints :func:`format_table`).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+
+import numpy as np
+
+from .algorithms import ALGORITHMS, AlgoContext
+from .collectives import get_allreduce
+from .collectives import cost
+from .collectives.hierarchical import layout as node_layout
+from .compress import COMPRESSORS
+from .config import load_config
+from .errors import ConfigError, DataError, HpctrainError
+
+__all__ = ["candidates", "predict_row", "rank_rows", "run_advise", "format_table", "read_runs", "load_fit_file",
+           "COLLECTIVES", "DENSITIES", "BITS"]
+
+#: the modelled allreduces a dense exchange is priced with (``hierarchical`` joins on several nodes)
+COLLECTIVES = ("ring", "recursive", "multi-ps", "ps")
+DENSITIES = (0.1, 0.01, 0.001)
+BITS = (2, 4, 8)
+
+
+def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
+    """Every (algorithm, aggregation, compressor, density or bits) the registry allows.
+
+    Args:
+        algos, compressors: restrict to these names (None: all).
+
+    Returns:
+        A list of dicts of config keys (``algo``, ``aggregation``, ``compressor`` and
+        ``density`` or ``bits`` where the operator takes them).
+    """
+    out = []
+    for name, cls in ALGORITHMS.items():
+        if algos and name not in algos:
+            continue
+        for agg in cls.aggregations:
+            for comp in cls.compressors or (None,):
+                if compressors and comp not in compressors:
+                    continue
+                params = getattr(COMPRESSORS.get(comp), "config_params", ())
+                grid = ([{"density": d} for d in densities] if "density" in params
+                        else [{"bits": b} for b in bits] if "bits" in params else [{}])
+                for extra in grid:
+                    out.append({"algo": name, "aggregation": agg, "compressor": comp or "none", **extra})
+    return out
+
+
+def method_label(c):
+    """``ecsgd+topk(0.01) ps`` style name of a candidate dict."""
+    comp = c.get("compressor", "none")
+    text = c["algo"]
+    if comp != "none" or ALGORITHMS[c["algo"]].compressors:
+        text += f"+{comp}"
+        if "density" in c:
+            text += f"({c['density']:g})"
+        elif "bits" in c:
+            text += f"({c['bits']}b)"
+    if len(ALGORITHMS[c["algo"]].aggregations) > 1:
+        text += f" {c['aggregation']}"
+    return text
+
+
+def load_fit_file(path):
+    """The alpha-beta fit in ``path`` (a ``bench fit --json`` file or the cached fit).
+
+    Raises:
+        ConfigError: the file is missing or holds no fit.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"--fit {path}: no such file (write one with `hpctrain bench fit --json FILE`)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"--fit {path}: not a JSON fit file ({exc})") from None
+    fit = doc.get("fit", doc) if isinstance(doc, dict) else None
+    try:
+        float(fit["alpha"]), float(fit["beta"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"--fit {path}: no alpha and beta in it (write one with `hpctrain bench fit --json FILE`)") from None
+    return fit
+
+
+def predict_row(meas, n, nodes, fit, collective):
+    """Predicted seconds and bytes of one measured candidate on ``n`` ranks, ``nodes`` nodes.
+
+    Args:
+        meas: dict with ``compute_s``, ``local_s``, ``decode_s`` (one payload decode) and
+            ``pattern`` (dict n -> list of :class:`~hpctrain.algorithms.base.Exchange`).
+        collective: the allreduce of ``allreduce`` exchanges.
+
+    Returns:
+        dict ``compute_s``, ``local_s``, ``comm_s``, ``step_s``, ``bytes_per_step`` (sent by
+        one rank, mean over ranks); None when the collective has no model.
+    """
+    pattern = meas["pattern"][n]
+    comm_s, sent, local = 0.0, 0.0, meas["local_s"]
+    for ex in pattern:
+        t = cost.exchange_time(ex.kind, n, ex.nbytes, fit, nodes=nodes, collective=collective, **ex.options())
+        b = cost.exchange_bytes(ex.kind, n, ex.nbytes, collective=collective, **ex.options())
+        if t is None:
+            return None
+        comm_s += ex.per_step * t
+        sent += ex.per_step * (b or 0.0) / max(n, 1)
+        if ex.decodes:
+            local += ex.per_step * (n - 1) * meas["decode_s"]
+    return {"compute_s": meas["compute_s"], "local_s": local, "comm_s": comm_s,
+            "step_s": meas["compute_s"] + local + comm_s, "bytes_per_step": sent}
+
+
+def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES):
+    """The ranked table for ``n`` ranks on ``nodes`` nodes: one row per candidate and
+    collective (only the candidates with an allreduce exchange vary it), fastest first,
+    with speed-ups over dense fp32 (the fastest ``dmsgd`` row) and dense fp16 (the fastest
+    row whose compressor is ``fp16``)."""
+    colls = list(collectives) + (["hierarchical"] if nodes > 1 and "hierarchical" not in collectives else [])
+    rows = []
+    for m in measured:
+        uses = any(ex.kind == "allreduce" for ex in m["pattern"][n])
+        for c in (colls if uses else ["-"]):
+            pred = predict_row(m, n, nodes, fit, c if uses else "ring")
+            if pred is None:
+                continue
+            rows.append({"method": m["label"], **m["config"], "collective": c, **pred,
+                         "converged": m.get("converged")})
+    rows.sort(key=lambda r: r["step_s"])
+    fp32 = min((r["step_s"] for r in rows if r["algo"] == "dmsgd"), default=None)
+    fp16 = min((r["step_s"] for r in rows if r.get("compressor") == "fp16"), default=None)
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+        r["speedup_fp32"] = fp32 / r["step_s"] if fp32 and r["step_s"] > 0 else None
+        r["speedup_fp16"] = fp16 / r["step_s"] if fp16 and r["step_s"] > 0 else None
+    return rows
+
+
+def read_runs(run_dirs):
+    """What earlier runs (``--runs``) say about convergence, per method.
+
+    Returns:
+        dict: key (algo, aggregation, compressor, density or bits) -> text such as
+        ``yes (acc 0.87)`` when the training loss fell and stayed finite, ``no (...)``
+        otherwise.
+    """
+    from .plot import load_run
+
+    out = {}
+    for d in run_dirs:
+        _, records = load_run(d)
+        try:
+            with open(os.path.join(d, "summary.json"), encoding="utf-8") as f:
+                cfg = json.load(f).get("config", {})
+        except (OSError, ValueError, RecursionError) as exc:
+            raise DataError(f"{d}: no readable summary.json ({exc}); give finished run directories") from None
+        if not isinstance(cfg, dict) or "algo" not in cfg:
+            raise DataError(f"{d}: summary.json names no algo")
+        losses = [r.get("train_loss") for r in records]
+        acc = records[-1].get("test_accuracy")
+        ok = (len(losses) > 0 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in losses)
+              and (len(losses) == 1 or losses[-1] < losses[0]))
+        out[_run_key(cfg)] = f"{'yes' if ok else 'no'} (acc {acc:.3f})" if isinstance(acc, (int, float)) else (
+            "yes" if ok else "no")
+    return out
+
+
+def _run_key(cfg):
+    comp = cfg.get("compressor", "none") if ALGORITHMS.get(cfg.get("algo")) and ALGORITHMS[cfg["algo"]].compresses \
+        else "none"
+    params = getattr(COMPRESSORS.get(comp), "config_params", ())
+    knob = cfg.get("density") if "density" in params else cfg.get("bits") if "bits" in params else None
+    agg = cfg.get("aggregation", "allreduce")
+    return (cfg.get("algo"), agg, comp, None if knob is None else float(knob))
+
+
+def _timed_median(fn, reps, warmup=1):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class _DecodeTimer:
+    """Seconds and calls of a compressor's decompress methods (wrapped on the instance)."""
+
+    def __init__(self, comp):
+        self.seconds, self.calls = 0.0, 0
+        for name in ("decompress", "decompress_add"):
+            fn = getattr(comp, name, None)
+            if fn is not None:
+                setattr(comp, name, self._wrap(fn))
+
+    def _wrap(self, fn):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.calls += 1
+        return timed
+
+
+def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
+    """Median seconds of one algorithm step on a one-rank communicator, seconds of one
+    decode, and the pattern for every n in ``sizes``."""
+    ctx = AlgoContext(cfg, selfcomm, get_allreduce("ring"), params.size, *ctx_args)
+    p = params.copy()
+    alg = ALGORITHMS[cfg.algo](ctx, p)
+    comp = getattr(alg, "comp", None)
+    timer = _DecodeTimer(comp) if comp is not None else None
+    g = grad.copy()
+    state = {"t": 0}
+
+    def one():
+        g[...] = grad
+        alg.step(p, g, 1e-3, state["t"])
+        state["t"] += 1
+
+    local = _timed_median(one, reps)
+    decode = timer.seconds / timer.calls if timer and timer.calls else 0.0
+    return local, decode, {n: alg.comm_pattern(n) for n in sizes}
+
+
+def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, densities=DENSITIES, bits=BITS,
+               collectives=COLLECTIVES, probe_steps=3):
+    """Measure and predict (collective: every rank calls it).
+
+    Args:
+        cfg_path, overrides: the training configuration (as ``hpctrain train`` takes them);
+            ``algo`` and ``compressor`` given there restrict the candidates.
+        comm: the job's communicator.
+        fit: the alpha-beta fit (None: a short fit now, which needs 2 ranks or more).
+        nodes_list: node counts of the what-if tables.
+        runs: ``read_runs`` result (convergence marks) or None.
+        probe_steps: timed steps of the model and of each candidate (after one warm-up).
+
+    Returns:
+        A dict: ``job`` (ranks, nodes), ``fit``, ``compute_s``, ``rows`` (this job),
+        ``whatif`` ({nodes: rows}), ``skipped`` (candidates that cannot run here, why).
+    """
+    from .train import _setup, agree, model_layers
+    from .xp import resolve_device
+    from .threads import local_rank
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    base = load_config(cfg_path, given)
+    if probe_steps < 1:
+        raise ConfigError("--probe-steps must be at least 1")
+    n = comm.size
+    lay = node_layout(comm)
+    per_node = max(1, n // max(lay.nodes, 1))
+    sizes = sorted({n, *(int(N) * per_node for N in nodes_list)})
+    fit_source = "given"
+    if fit is None:
+        if n < 2:
+            raise ConfigError("one rank measures no network: give --fit FILE (from `hpctrain bench fit --json FILE`) "
+                              "or run advise on 2 ranks or more")
+        from .bench.common import size_sweep
+        from .bench.fit import run_fit
+
+        res = run_fit(comm, size_sweep(1 << 10, 4 << 20, 4), [4 << 20], ["ring"], "float32", 3, 3, save=False)
+        fit, fit_source = res["fit"], "measured now (short fit)"
+    xp = resolve_device(base.device, local_rank())
+    data, model, steps_per_epoch, _ = agree(comm, lambda: _setup(base, comm, xp))
+    dtype = np.dtype(base.dtype)
+    params = model.init_params(xp, dtype, base.seed)
+    grad = xp.zeros_like(params)
+    rows_idx = xp.asarray(np.arange(min(base.batch_size, data.x_train.shape[0])))
+    x, y = xp.take(data.x_train, rows_idx, axis=0), data.y_train[rows_idx]
+    compute = _timed_median(lambda: model.loss_grad(params, x, y, grad, base.weight_decay), probe_steps)
+    layers = model_layers(model)
+    selfcomm = comm.split(comm.rank)
+    cands = candidates(algos=[base.algo] if "algo" in given else None,
+                       compressors=[base.compressor] if "compressor" in given else None,
+                       densities=densities, bits=bits)
+    measured, skipped, local = [], [], []
+    for c in cands:
+        try:
+            cfg = load_config(cfg_path, {**given, **c})
+            loc, dec, pattern = _measure_local(cfg, selfcomm, params, grad, (steps_per_epoch, xp, {}, layers),
+                                               probe_steps, sizes)
+        except HpctrainError as exc:  # the same on every rank: a configuration this model cannot run
+            skipped.append({"method": method_label(c), "why": str(exc)})
+            continue
+        measured.append({"label": method_label(c), "config": c, "pattern": pattern})
+        local.append((loc, dec))
+    # the slowest rank decides a synchronous step: the maximum over ranks of every time
+    times = np.array([compute] + [v for pair in local for v in pair], dtype=np.float64)
+    comm.native_allreduce(times, "max")
+    compute = float(times[0])
+    for i, m in enumerate(measured):
+        m["compute_s"], m["local_s"], m["decode_s"] = compute, float(times[1 + 2 * i]), float(times[2 + 2 * i])
+        if runs:
+            m["converged"] = runs.get((m["config"]["algo"], m["config"]["aggregation"], m["config"]["compressor"],
+                                       _knob(m["config"])))
+    out = {"job": {"ranks": n, "nodes": lay.nodes, "ranks_per_node": per_node, "dim": int(params.size),
+                   "model": base.model, "batch_size": base.batch_size},
+           "fit_source": fit_source, "fit": fit, "compute_s": compute,
+           "rows": rank_rows(measured, n, lay.nodes, fit, collectives),
+           "whatif": {}, "skipped": skipped}
+    for N in nodes_list:
+        out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives)
+    selfcomm_free = getattr(selfcomm, "free", None)
+    if selfcomm_free:
+        selfcomm_free()
+    return out
+
+
+def _knob(c):
+    v = c.get("density", c.get("bits"))
+    return None if v is None else float(v)
+
+
+def _bytes(b):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.2f} {unit}"
+    return f"{b:.0f} B"
+
+
+def format_table(rows, title, top=None):
+    """The ranked table as text (``top`` rows, all when None)."""
+    head = (f"{'#':>3}  {'method':<34} {'collective':<12} {'step ms':>9} {'compute':>8} {'local':>8} {'comm':>9} "
+            f"{'x fp32':>7} {'x fp16':>7} {'bytes/step':>11}  converged")
+    lines = [title, head]
+    for r in rows[:top] if top else rows:
+        sp = lambda v: f"{v:7.2f}" if v else f"{'-':>7}"  # noqa: E731
+        lines.append(f"{r['rank']:>3}  {r['method']:<34} {r['collective']:<12} {1e3 * r['step_s']:9.3f} "
+                     f"{1e3 * r['compute_s']:8.3f} {1e3 * r['local_s']:8.3f} {1e3 * r['comm_s']:9.3f} "
+                     f"{sp(r['speedup_fp32'])} {sp(r['speedup_fp16'])} {_bytes(r['bytes_per_step']):>11}  "
+                     f"{r.get('converged') or '-'}")
+    if top and len(rows) > top:
+        lines.append(f"     ... {len(rows) - top} more rows (all in --json)")
+    return "\n".join(lines)
+
+
+def to_json(result):
+    """``result`` of :func:`run_advise` as plain JSON-able data."""
+    return json.loads(json.dumps(result, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o)
+                                 else str(o)))
