@@ -295,9 +295,14 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     dtype = np.dtype(base.dtype)
     params = model.init_params(xp, dtype, base.seed)
     grad = xp.zeros_like(params)
-    rows_idx = xp.asarray(np.arange(min(base.batch_size, data.x_train.shape[0])))
-    x, y = xp.take(data.x_train, rows_idx, axis=0), data.y_train[rows_idx]
-    compute = _timed_median(lambda: model.loss_grad(params, x, y, grad, base.weight_decay), probe_steps)
+    rng = np.random.default_rng(base.seed)
+    batch = min(base.batch_size, data.x_train.shape[0])
+
+    def forward_backward():  # as the training loop: gather a batch's rows, loss and gradient
+        idx = xp.asarray(rng.choice(data.x_train.shape[0], batch, replace=False))
+        model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, base.weight_decay)
+
+    compute = _timed_median(forward_backward, probe_steps)
     layers = model_layers(model)
     selfcomm = comm.split(comm.rank)
     cands = candidates(algos=[base.algo] if "algo" in given else None,
