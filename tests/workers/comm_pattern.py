@@ -14,21 +14,10 @@ import sys
 
 import numpy as np
 
-from hpctrain.algorithms import ALGORITHMS, AlgoContext
+from allreduce_sizes import D, build, cases  # the same cases, built the same way
 from hpctrain.collectives import get_allreduce
 from hpctrain.collectives.cost import exchange_bytes
 from hpctrain.comm import world
-from hpctrain.config import load_config
-
-D = 1000
-
-
-def cases():
-    for name, cls in ALGORITHMS.items():
-        comps = list(dict.fromkeys([c for c in cls.compressors[:1]] + [c for c in cls.compressors if c == "randk"]))
-        for agg in cls.aggregations:
-            for comp in comps or [None]:
-                yield name, agg, comp
 
 
 def main():
@@ -36,13 +25,7 @@ def main():
     n = comm.size
     out = {}
     for name, agg, comp in cases():
-        over = {"algo": name, "aggregation": agg, "sync_period": 1, "collective": "ring", "density": 0.05}
-        if comp:
-            over["compressor"] = comp
-        cfg = load_config(None, over)
-        params = np.random.default_rng(0).normal(size=D).astype(np.float32)
-        layers = [("w", (30, 30), 0), ("b", (100,), 900)]
-        alg = ALGORITHMS[name](AlgoContext(cfg, comm, get_allreduce("ring"), D, 10, np, layers=layers), params)
+        alg, params = build(comm, name, agg, comp, get_allreduce("ring"))
         pattern = alg.comm_pattern()
         declared = sum(ex.per_step * exchange_bytes(ex.kind, n, ex.nbytes, collective="ring", **ex.options())
                        for ex in pattern)
