@@ -44,6 +44,7 @@ __all__ = ["candidates", "predict_row", "rank_rows", "run_advise", "format_table
 COLLECTIVES = ("ring", "recursive", "multi-ps", "ps")
 DENSITIES = (0.1, 0.01, 0.001)
 BITS = (2, 4, 8)
+MAX_FIT_BYTES = 64 << 20  # a bench fit file with every round's raw times is well below this
 
 
 def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
@@ -93,8 +94,11 @@ def load_fit_file(path):
     Raises:
         ConfigError: the file is missing or holds no fit.
     """
-    if not os.path.exists(path):
-        raise ConfigError(f"--fit {path}: no such file (write one with `hpctrain bench fit --json FILE`)")
+    from .files import check_input
+
+    check_input(path, "--fit file", ConfigError)  # missing, a directory, a FIFO: one line, never a hang
+    if os.path.getsize(path) > MAX_FIT_BYTES:
+        raise ConfigError(f"--fit {path}: {os.path.getsize(path)} bytes is too large for a fit file")
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -104,7 +108,7 @@ def load_fit_file(path):
     try:
         float(fit["alpha"]), float(fit["beta"])
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"--fit {path}: no alpha and beta in it (write one with `hpctrain bench fit --json FILE`)") from None
+        raise ConfigError(f"--fit {path}: no alpha and beta in it (write one with: hpctrain bench fit --json FILE)") from None
     return fit
 
 
@@ -283,7 +287,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     fit_source = "given"
     if fit is None:
         if n < 2:
-            raise ConfigError("one rank measures no network: give --fit FILE (from `hpctrain bench fit --json FILE`) "
+            raise ConfigError("one rank measures no network: give --fit FILE (from: hpctrain bench fit --json FILE) "
                               "or run advise on 2 ranks or more")
         from .bench.common import size_sweep
         from .bench.fit import run_fit

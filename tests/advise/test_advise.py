@@ -92,7 +92,7 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--fit", "missing-fit.json"], "no such file"),
+    (["--fit", "missing-fit.json"], "--fit file not found"),
     (["--algo", "no-such-algo"], "no-such-algo"),
     (["--nodes", "two"], "comma-separated numbers"),
 ])
