@@ -37,14 +37,14 @@ from .compress import COMPRESSORS
 from .config import load_config
 from .errors import ConfigError, DataError, HpctrainError
 
-__all__ = ["candidates", "predict_row", "rank_rows", "run_advise", "format_table", "read_runs", "load_fit_file",
-           "COLLECTIVES", "DENSITIES", "BITS"]
+__all__ = ["candidates", "predict_row", "straggler_factor", "rank_rows", "run_advise", "format_table", "read_runs",
+           "load_fit_file", "read_json_file", "COLLECTIVES", "DENSITIES", "BITS"]
 
 #: the modelled allreduces a dense exchange is priced with (``hierarchical`` joins on several nodes)
 COLLECTIVES = ("ring", "recursive", "multi-ps", "ps")
 DENSITIES = (0.1, 0.01, 0.001)
 BITS = (2, 4, 8)
-MAX_FIT_BYTES = 64 << 20  # a bench fit file with every round's raw times is well below this
+MAX_JSON_BYTES = 64 << 20  # a bench fit file with every round's raw times is well below this
 
 
 def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
@@ -88,37 +88,91 @@ def method_label(c):
     return text
 
 
+def read_json_file(path, flag):
+    """The JSON document in the file named by option ``flag`` (one line if it cannot be read).
+
+    Raises:
+        ConfigError: missing, not a regular file, too large, or not JSON.
+    """
+    from .files import check_input
+
+    check_input(path, f"{flag} file", ConfigError)  # missing, a directory, a FIFO: one line, never a hang
+    if os.path.getsize(path) > MAX_JSON_BYTES:
+        raise ConfigError(f"{flag} {path}: {os.path.getsize(path)} bytes is too large")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"{flag} {path}: not a JSON file ({_first_line(exc)})") from None
+
+
+def _first_line(exc):
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def load_fit_file(path):
     """The alpha-beta fit in ``path`` (a ``bench fit --json`` file or the cached fit).
 
     Raises:
         ConfigError: the file is missing or holds no fit.
     """
-    from .files import check_input
-
-    check_input(path, "--fit file", ConfigError)  # missing, a directory, a FIFO: one line, never a hang
-    if os.path.getsize(path) > MAX_FIT_BYTES:
-        raise ConfigError(f"--fit {path}: {os.path.getsize(path)} bytes is too large for a fit file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"--fit {path}: not a JSON fit file ({exc})") from None
+    doc = read_json_file(path, "--fit")
     fit = doc.get("fit", doc) if isinstance(doc, dict) else None
     try:
-        float(fit["alpha"]), float(fit["beta"])
+        if not (math.isfinite(float(fit["alpha"])) and math.isfinite(float(fit["beta"]))):
+            raise ValueError
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"--fit {path}: no alpha and beta in it (write one with: hpctrain bench fit --json FILE)") from None
     return fit
 
 
-def predict_row(meas, n, nodes, fit, collective):
+#: exchanges that pass through one server's link, one worker at a time: a slow worker
+#: delays only its own messages; every other exchange advances in lockstep with its slowest link
+SERVER_BOUND = ("ps",)
+
+
+def straggler_factor(links):
+    """How much slower the slowest link is than a typical node's, from ``bench links --json``:
+    the median over nodes of each node's best inter-node bandwidth (``bench links``' own
+    verdict) over the slowest inter-node pair's (all pairs, median over slowest, when every
+    rank is on one node); 1 without a slow link.
+
+    Raises:
+        ConfigError: the document holds no usable pairs.
+    """
+    from .bench.links import node_report
+
+    pairs = links.get("pairs") if isinstance(links, dict) else None
+    try:
+        rates = [(p["hosts"][0] != p["hosts"][1], float(p["bytes_per_s"])) for p in pairs]
+        report = node_report(links)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        raise ConfigError("--links: not a `bench links --json` file (no pairs with hosts and bytes_per_s)") from None
+    inter = [r for x, r in rates if x] or [r for _, r in rates]
+    if not inter or min(inter) <= 0 or not all(math.isfinite(r) for r in inter):
+        raise ConfigError("--links: no measured pair bandwidths in it")
+    typical = statistics.median(r["best_bytes_per_s"] for r in report) if report else statistics.median(inter)
+    return max(1.0, typical / min(inter))
+
+
+def _exchange_slowdown(kind, collective, n, slow):
+    """The factor on beta of one exchange with one link ``slow`` times slower."""
+    if slow == 1.0 or n <= 1:
+        return 1.0
+    if kind in SERVER_BOUND or (kind == "allreduce" and collective == "ps"):
+        return (n - 2 + slow) / (n - 1)  # n - 2 workers at the fitted rate, one slow
+    return slow
+
+
+def predict_row(meas, n, nodes, fit, collective, slow=1.0):
     """Predicted seconds and bytes of one measured candidate on ``n`` ranks, ``nodes`` nodes.
 
     Args:
         meas: dict with ``compute_s``, ``local_s``, ``decode_s`` (one payload decode) and
             ``pattern`` (dict n -> list of :class:`~hpctrain.algorithms.base.Exchange`).
         collective: the allreduce of ``allreduce`` exchanges.
+        slow: the slowest link's slowdown (:func:`straggler_factor`): lockstep exchanges
+            run at its pace, a server's round has one slow worker.
 
     Returns:
         dict ``compute_s``, ``local_s``, ``comm_s``, ``step_s``, ``bytes_per_step`` (sent by
@@ -127,7 +181,9 @@ def predict_row(meas, n, nodes, fit, collective):
     pattern = meas["pattern"][n]
     comm_s, sent, local = 0.0, 0.0, meas["local_s"]
     for ex in pattern:
-        t = cost.exchange_time(ex.kind, n, ex.nbytes, fit, nodes=nodes, collective=collective, **ex.options())
+        factor = _exchange_slowdown(ex.kind, collective, n, slow)
+        link = fit if factor == 1.0 else cost.slowed(fit, factor)
+        t = cost.exchange_time(ex.kind, n, ex.nbytes, link, nodes=nodes, collective=collective, **ex.options())
         b = cost.exchange_bytes(ex.kind, n, ex.nbytes, collective=collective, **ex.options())
         if t is None:
             return None
@@ -139,7 +195,7 @@ def predict_row(meas, n, nodes, fit, collective):
             "step_s": meas["compute_s"] + local + comm_s, "bytes_per_step": sent}
 
 
-def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES):
+def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES, slow=1.0):
     """The ranked table for ``n`` ranks on ``nodes`` nodes: one row per candidate and
     collective (only the candidates with an allreduce exchange vary it), fastest first,
     with speed-ups over dense fp32 (the fastest ``dmsgd`` row) and dense fp16 (the fastest
@@ -149,7 +205,7 @@ def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES):
     for m in measured:
         uses = any(ex.kind == "allreduce" for ex in m["pattern"][n])
         for c in (colls if uses else ["-"]):
-            pred = predict_row(m, n, nodes, fit, c if uses else "ring")
+            pred = predict_row(m, n, nodes, fit, c if uses else "ring", slow)
             if pred is None:
                 continue
             rows.append({"method": m["label"], **m["config"], "collective": c, **pred,
@@ -256,7 +312,7 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
 
 
 def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, densities=DENSITIES, bits=BITS,
-               collectives=COLLECTIVES, probe_steps=3):
+               collectives=COLLECTIVES, probe_steps=3, slow=1.0):
     """Measure and predict (collective: every rank calls it).
 
     Args:
@@ -267,6 +323,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         nodes_list: node counts of the what-if tables.
         runs: ``read_runs`` result (convergence marks) or None.
         probe_steps: timed steps of the model and of each candidate (after one warm-up).
+        slow: the slowest link's slowdown (:func:`straggler_factor` of ``bench links``).
 
     Returns:
         A dict: ``job`` (ranks, nodes), ``fit``, ``compute_s``, ``rows`` (this job),
@@ -334,11 +391,11 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                                        _knob(m["config"])))
     out = {"job": {"ranks": n, "nodes": lay.nodes, "ranks_per_node": per_node, "dim": int(params.size),
                    "model": base.model, "batch_size": base.batch_size},
-           "fit_source": fit_source, "fit": fit, "compute_s": compute,
-           "rows": rank_rows(measured, n, lay.nodes, fit, collectives),
+           "fit_source": fit_source, "fit": fit, "compute_s": compute, "straggler_factor": slow,
+           "rows": rank_rows(measured, n, lay.nodes, fit, collectives, slow),
            "whatif": {}, "skipped": skipped}
     for N in nodes_list:
-        out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives)
+        out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives, slow)
     selfcomm_free = getattr(selfcomm, "free", None)
     if selfcomm_free:
         selfcomm_free()

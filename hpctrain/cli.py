@@ -190,6 +190,8 @@ def train(config, **overrides):
 @_train_options
 @click.option("--fit", "fit_path", type=click.Path(dir_okay=False),
               help="alpha-beta fit (`bench fit --json FILE`, or the cached fit); default: a short fit now")
+@click.option("--links", "links_path", type=click.Path(dir_okay=False),
+              help="per-pair bandwidths (`bench links --json FILE`): price every link at the slowest one's rate")
 @click.option("--nodes", "nodes_list", default="", help="also predict for these node counts, e.g. 4,64,512")
 @click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
               help="run directory of an earlier run (repeatable): marks whether that method converged")
@@ -201,18 +203,19 @@ def train(config, **overrides):
               help="timed steps of the model and of each method (after one warm-up)")
 @click.option("--top", default=30, show_default=True, type=click.IntRange(min=1), help="rows printed per table")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write every row as JSON")
-def advise(config, fit_path, nodes_list, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
+def advise(config, fit_path, links_path, nodes_list, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
            **overrides):
     """Predict every method's step time and bytes on this job's network and model; rank them.
 
     Run it under mpiexec/srun on the job layout you train on; CONFIG and the train flags
     describe the model and data (--algo/--compressor restrict the methods).
     """
-    from .advise import format_table, load_fit_file, read_runs, run_advise, to_json
+    from .advise import format_table, load_fit_file, read_json_file, read_runs, run_advise, straggler_factor, to_json
     from .collectives import ALLREDUCE, cost
 
     _check_outputs(json=json_path)
     fit = load_fit_file(fit_path) if fit_path else None
+    slow = straggler_factor(read_json_file(links_path, "--links")) if links_path else 1.0
     try:
         nodes = [int(v) for v in _names(nodes_list, "--nodes")] if nodes_list.strip() else []
         dens = [float(v) for v in _names(densities, "--densities")]
@@ -229,12 +232,13 @@ def advise(config, fit_path, nodes_list, run_dirs, densities, bits_grid, collect
     marks = read_runs(run_dirs) if run_dirs else None
     comm = _comm()
     res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
-                     collectives=colls, probe_steps=probe_steps)
+                     collectives=colls, probe_steps=probe_steps, slow=slow)
     if comm.rank != 0:
         return
     job = res["job"]
     click.echo(f"hpctrain advise: {job['model']} (d = {job['dim']}), batch {job['batch_size']} per rank, "
-               f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}; "
+               f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}"
+               + (f", slowest link {slow:.1f}x slower" if slow > 1 else "") + "; "
                f"compute {1e3 * res['compute_s']:.3f} ms/step")
     click.echo(format_table(res["rows"], f"\npredicted on this job ({job['ranks']} ranks):", top))
     for N, rows in res["whatif"].items():

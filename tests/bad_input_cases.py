@@ -416,6 +416,10 @@ CASES += [
          "no-such-algo"),
     Case("advise-one-rank-no-fit", "advise on one rank without a fit", _advise(), "give --fit FILE"),
     Case("advise-nodes-zero", "advise --nodes 0", _advise("--nodes", "0"), "at least 1"),
+    Case("advise-links-missing", "advise with a --links file that does not exist", _advise("--links", "{tmp}/l.json"),
+         "--links file not found"),
+    Case("advise-links-not-links", "advise with a --links file holding no pairs",
+         _advise("--links", "{tmp}/l.json", files={"l.json": "[1, 2]"}), "not a `bench links --json` file"),
     Case("advise-runs-not-a-run", "advise --runs of a directory that holds no run", _advise("--runs", "{tmp}"),
          "no metrics.jsonl"),
 ]

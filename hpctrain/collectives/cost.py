@@ -87,7 +87,7 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "price"]
+           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "price", "slowed"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
@@ -323,6 +323,27 @@ def exchange_bytes(kind, n, nbytes, collective="ring", **kw):
         return 0.0
     _, sent, _ = _exchange_fns(kind, collective)
     return None if sent is None else float(sent(n, float(nbytes), **kw))
+
+
+def slowed(fit, factor):
+    """A copy of ``fit`` whose transfers are ``factor`` times slower per byte (every beta of
+    every transfer kind and of the network link; reductions unchanged): a link at 1/factor
+    of the fitted rate, such as the slowest node's."""
+    def scale(part):
+        out = dict(part)
+        if "beta" in out:
+            out["beta"] = out["beta"] * factor
+        if out.get("segments"):
+            out["segments"] = [{**seg, "beta": seg["beta"] * factor} for seg in out["segments"]]
+        return out
+
+    out = scale(fit)
+    for kind in PRIMITIVES:
+        if not kind.startswith("reduce") and fit.get(kind):
+            out[kind] = scale(fit[kind])
+    if fit.get("inter"):
+        out["inter"] = slowed(fit["inter"], factor)
+    return out
 
 
 def cache_path():

@@ -70,12 +70,17 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     run = tmp_path / "run"
     subprocess.run([HPCTRAIN, "train", "--dataset", "synthetic", "--epochs", "1", "--max-steps", "3", "--quiet",
                     "--out", str(run)], check=True, capture_output=True, timeout=120, cwd=tmp_path)
+    links = tmp_path / "links.json"  # 4 nodes, the last at a tenth of the others' rate
+    links.write_text(json.dumps({"hosts": ["n0", "n1", "n2", "n3"], "pairs": [
+        {"a": a, "b": b, "hosts": [f"n{a}", f"n{b}"], "bytes_per_s": 1e7 if b == 3 else 1e8}
+        for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))]}))
     out = tmp_path / "advise.json"
-    res = run_mpi(2, [HPCTRAIN, "advise", "--dataset", "synthetic", "--fit", str(fit), "--nodes", "2,8",
+    res = run_mpi(2, [HPCTRAIN, "advise", "--dataset", "synthetic", "--fit", str(fit), "--links", str(links),
+                      "--nodes", "2,8",
                       "--densities", "0.01", "--bits-grid", "4", "--runs", str(run), "--json", str(out)],
                   timeout=300, cwd=tmp_path)
     doc = json.loads(out.read_text())
-    assert doc["job"]["ranks"] == 2 and doc["fit"]["alpha"] == A
+    assert doc["job"]["ranks"] == 2 and doc["fit"]["alpha"] == A and doc["straggler_factor"] == pytest.approx(10)
     labels = {method_label(c) for c in candidates(densities=(0.01,), bits=(4,))}
     skipped = {s["method"] for s in doc["skipped"]}
     assert {r["method"] for r in doc["rows"]} | skipped == labels
@@ -83,6 +88,8 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     dense = [r for r in doc["rows"] if r["algo"] == "dmsgd"]
     assert {r["collective"] for r in dense} == {"ring", "recursive", "multi-ps", "ps"}
     assert all(r["step_s"] == pytest.approx(r["compute_s"] + r["local_s"] + r["comm_s"]) for r in doc["rows"])
+    ring = next(r for r in dense if r["collective"] == "ring")  # 2 ranks: one step each way, at the slow rate
+    assert ring["comm_s"] == pytest.approx(2 * A + 2 * (doc["job"]["dim"] * 4 / 2) * B * 10, rel=1e-6)
     assert [r["step_s"] for r in doc["rows"]] == sorted(r["step_s"] for r in doc["rows"])
     assert dense[0]["converged"] and dense[0]["converged"].startswith(("yes", "no"))
     assert set(doc["whatif"]) == {"2", "8"}
@@ -103,3 +110,28 @@ def test_bad_input_one_line_exit_2(tmp_path, args, needle):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_slow_link_slows_lockstep_exchanges_fully_and_a_server_round_by_one_worker():
+    n, S = 4, 4e6
+    dense = _measured("dmsgd", {"algo": "dmsgd"}, {n: [Exchange("allreduce", S)]})
+    slow = 10.0
+    ring = predict_row(dense, n, n, FIT, "ring", slow)["comm_s"]
+    assert ring == pytest.approx(2 * (n - 1) * A + 2 * (n - 1) / n * S * B * slow, rel=1e-9)
+    ps = predict_row(dense, n, n, FIT, "ps", slow)["comm_s"]
+    factor = (n - 2 + slow) / (n - 1)
+    assert ps == pytest.approx(2 * (n - 1) * (A + S * B * factor), rel=1e-9)
+    assert predict_row(dense, n, n, FIT, "ring", 1.0)["comm_s"] < ring
+
+
+def test_straggler_factor_from_bench_links():
+    from hpctrain.advise import straggler_factor
+    from hpctrain.errors import ConfigError
+
+    pair = lambda a, b, rate: {"a": a, "b": b, "hosts": [f"n{a}", f"n{b}"], "bytes_per_s": rate}  # noqa: E731
+    doc = {"hosts": ["n0", "n1", "n2", "n3"], "pairs": [pair(0, 1, 1e8), pair(0, 2, 1e8), pair(1, 2, 1e8), pair(0, 3, 1e7), pair(1, 3, 1e7),
+                     pair(2, 3, 1e7)]}
+    assert straggler_factor(doc) == pytest.approx(10.0)  # the typical node's best over the slow pairs
+    assert straggler_factor({"hosts": ["n0", "n1"], "pairs": [pair(0, 1, 1e8)]}) == 1.0
+    with pytest.raises(ConfigError):
+        straggler_factor({"rows": []})
