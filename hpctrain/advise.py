@@ -147,7 +147,7 @@ def straggler_factor(links):
         rates = [(p["hosts"][0] != p["hosts"][1], float(p["bytes_per_s"])) for p in pairs]
         report = node_report(links)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        raise ConfigError("--links: not a `bench links --json` file (no pairs with hosts and bytes_per_s)") from None
+        raise ConfigError("--links: not a file of bench links --json (no pairs with hosts and bytes_per_s)") from None
     inter = [r for x, r in rates if x] or [r for _, r in rates]
     if not inter or min(inter) <= 0 or not all(math.isfinite(r) for r in inter):
         raise ConfigError("--links: no measured pair bandwidths in it")

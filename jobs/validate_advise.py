@@ -88,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--ranks", type=int, default=4)
     ap.add_argument("--launcher", default="mpiexec -n {n}", help="launcher prefix; {n} is the number of ranks")
     ap.add_argument("--fit", default="", help="alpha-beta fit file for advise (default: advise's short fit)")
+    ap.add_argument("--links", default="", help="bench links --json file for advise (a straggler's slow link)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--limit", type=int, default=0, help="validate only the first N methods of the ranking")
@@ -105,6 +106,8 @@ def main(argv=None):
     cmd = launch + ["hpctrain", "advise", *extra, "--json", advise_json, *shlex.split(args.advise_args)]
     if args.fit:
         cmd += ["--fit", args.fit]
+    if args.links:
+        cmd += ["--links", args.links]
     if args.whatif:
         cmd += ["--nodes", args.whatif]
     res = run(cmd, args.timeout, env)

@@ -419,7 +419,7 @@ CASES += [
     Case("advise-links-missing", "advise with a --links file that does not exist", _advise("--links", "{tmp}/l.json"),
          "--links file not found"),
     Case("advise-links-not-links", "advise with a --links file holding no pairs",
-         _advise("--links", "{tmp}/l.json", files={"l.json": "[1, 2]"}), "not a `bench links --json` file"),
+         _advise("--links", "{tmp}/l.json", files={"l.json": "[1, 2]"}), "not a file of bench links --json"),
     Case("advise-runs-not-a-run", "advise --runs of a directory that holds no run", _advise("--runs", "{tmp}"),
          "no metrics.jsonl"),
 ]
