@@ -269,35 +269,12 @@ def _timed_median(fn, reps, warmup=1):
     return statistics.median(times)
 
 
-class _DecodeTimer:
-    """Seconds and calls of a compressor's decompress methods (wrapped on the instance)."""
-
-    def __init__(self, comp):
-        self.seconds, self.calls = 0.0, 0
-        for name in ("decompress", "decompress_add"):
-            fn = getattr(comp, name, None)
-            if fn is not None:
-                setattr(comp, name, self._wrap(fn))
-
-    def _wrap(self, fn):
-        def timed(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                self.seconds += time.perf_counter() - t0
-                self.calls += 1
-        return timed
-
-
 def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
-    """Median seconds of one algorithm step on a one-rank communicator, seconds of one
-    decode, and the pattern for every n in ``sizes``."""
+    """Median seconds of one algorithm step on a one-rank communicator, of one decode of
+    another rank's message (``Algorithm.decode_one``), and the pattern for every n in ``sizes``."""
     ctx = AlgoContext(cfg, selfcomm, get_allreduce("ring"), params.size, *ctx_args)
     p = params.copy()
     alg = ALGORITHMS[cfg.algo](ctx, p)
-    comp = getattr(alg, "comp", None)
-    timer = _DecodeTimer(comp) if comp is not None else None
     g = grad.copy()
     state = {"t": 0}
 
@@ -307,7 +284,8 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
         state["t"] += 1
 
     local = _timed_median(one, reps)
-    decode = timer.seconds / timer.calls if timer and timer.calls else 0.0
+    decode_one = alg.decode_one()
+    decode = _timed_median(decode_one, reps) if decode_one is not None else 0.0
     return local, decode, {n: alg.comm_pattern(n) for n in sizes}
 
 

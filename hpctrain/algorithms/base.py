@@ -183,6 +183,18 @@ class Algorithm:
         every = 1.0 / self.steps_per_sync()
         return [Exchange("allreduce", float(s), every) for s in self.allreduce_sizes()]
 
+    def decode_one(self):
+        """A call that decodes one other rank's message as this step does, for the cost
+        model (a step whose exchange ``decodes`` every rank's payload pays it n - 1 more times
+        than on one rank), or None when there is nothing to decode. Default: add one payload
+        of the run's compressor into a dense vector."""
+        comp = getattr(self, "comp", None)
+        if comp is None:
+            return None
+        payload = self.probe_payload()
+        out = np.zeros(self.ctx.dim, dtype=self.cfg.dtype)
+        return lambda: comp.decompress_add(payload, out)
+
     def probe_payload(self):
         """One payload of this run's compressor on a seeded standard-normal vector of the
         model's size (a fresh operator: the run's state is untouched), for sizes that only

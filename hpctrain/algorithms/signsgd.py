@@ -108,6 +108,12 @@ class SignSGD(Algorithm):
             return [Exchange("ps", float(self.nbytes), down=float(self.nbytes), decodes=True)]
         return [Exchange("allgather", float(self.nbytes), decodes=True)]
 
+    def decode_one(self):
+        """Count one more worker's packed signs into the vote."""
+        xp, d = self.ctx.xp, self.vote.size
+        row, ones = pack_signs(self.vote), xp.zeros(d, dtype=np.int32)
+        return lambda: ones.__iadd__(xp.unpackbits(row)[:d])
+
     def step(self, params, grad, lr, t):
         m = self.velocity
         if self.momentum:
