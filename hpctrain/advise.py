@@ -290,7 +290,7 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
 
 
 def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, densities=DENSITIES, bits=BITS,
-               collectives=COLLECTIVES, probe_steps=3, slow=1.0):
+               collectives=COLLECTIVES, probe_steps=3, slow=1.0, ranks_per_node=None):
     """Measure and predict (collective: every rank calls it).
 
     Args:
@@ -302,6 +302,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         runs: ``read_runs`` result (convergence marks) or None.
         probe_steps: timed steps of the model and of each candidate (after one warm-up).
         slow: the slowest link's slowdown (:func:`straggler_factor` of ``bench links``).
+        ranks_per_node: ranks per node of the what-if jobs (default: this job's, from the
+            host names; emulated nodes that share one host name need it).
 
     Returns:
         A dict: ``job`` (ranks, nodes), ``fit``, ``compute_s``, ``rows`` (this job),
@@ -317,7 +319,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         raise ConfigError("--probe-steps must be at least 1")
     n = comm.size
     lay = node_layout(comm)
-    per_node = max(1, n // max(lay.nodes, 1))
+    per_node = ranks_per_node or max(1, n // max(lay.nodes, 1))
     sizes = sorted({n, *(int(N) * per_node for N in nodes_list)})
     fit_source = "given"
     if fit is None:

@@ -193,6 +193,8 @@ def train(config, **overrides):
 @click.option("--links", "links_path", type=click.Path(dir_okay=False),
               help="per-pair bandwidths (`bench links --json FILE`): price every link at the slowest one's rate")
 @click.option("--nodes", "nodes_list", default="", help="also predict for these node counts, e.g. 4,64,512")
+@click.option("--ranks-per-node", type=click.IntRange(min=1), default=None,
+              help="ranks per node of the --nodes jobs (default: this job's, from the host names)")
 @click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
               help="run directory of an earlier run (repeatable): marks whether that method converged")
 @click.option("--densities", default="0.1,0.01,0.001", show_default=True, help="densities s/d of the sparsifiers")
@@ -203,7 +205,7 @@ def train(config, **overrides):
               help="timed steps of the model and of each method (after one warm-up)")
 @click.option("--top", default=30, show_default=True, type=click.IntRange(min=1), help="rows printed per table")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write every row as JSON")
-def advise(config, fit_path, links_path, nodes_list, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
+def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
            **overrides):
     """Predict every method's step time and bytes on this job's network and model; rank them.
 
@@ -232,7 +234,7 @@ def advise(config, fit_path, links_path, nodes_list, run_dirs, densities, bits_g
     marks = read_runs(run_dirs) if run_dirs else None
     comm = _comm()
     res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
-                     collectives=colls, probe_steps=probe_steps, slow=slow)
+                     collectives=colls, probe_steps=probe_steps, slow=slow, ranks_per_node=ranks_per_node)
     if comm.rank != 0:
         return
     job = res["job"]

@@ -76,7 +76,7 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
         for a, b in ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))]}))
     out = tmp_path / "advise.json"
     res = run_mpi(2, [HPCTRAIN, "advise", "--dataset", "synthetic", "--fit", str(fit), "--links", str(links),
-                      "--nodes", "2,8",
+                      "--nodes", "2,8", "--ranks-per-node", "1",
                       "--densities", "0.01", "--bits-grid", "4", "--runs", str(run), "--json", str(out)],
                   timeout=300, cwd=tmp_path)
     doc = json.loads(out.read_text())
@@ -94,6 +94,9 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     assert dense[0]["converged"] and dense[0]["converged"].startswith(("yes", "no"))
     assert set(doc["whatif"]) == {"2", "8"}
     assert "hierarchical" in {r["collective"] for r in doc["whatif"]["8"]}
+    assert doc["job"]["ranks_per_node"] == 1  # the what-if for 8 nodes: 8 ranks, the slow link's pace
+    ring8 = next(r for r in doc["whatif"]["8"] if r["algo"] == "dmsgd" and r["collective"] == "ring")
+    assert ring8["comm_s"] == pytest.approx(14 * A + 14 / 8 * doc["job"]["dim"] * 4 * B * 10, rel=1e-6)
     assert "predicted on this job (2 ranks)" in res.stdout and "what-if: 8 nodes" in res.stdout
     assert list(tmp_path.iterdir())  # outputs only where named (tmp_path)
 
