@@ -258,18 +258,22 @@ def _run_key(cfg):
     return (cfg.get("algo"), agg, comp, None if knob is None else float(knob))
 
 
-def _timed_median(fn, reps, warmup=1):
+def _timed_median(fn, reps, sync, warmup=1):
+    """Median seconds of ``fn`` over ``reps`` calls after ``warmup``; ``sync`` waits for
+    queued device work at each boundary (on the GPU)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
+def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
     """Median seconds of one algorithm step on a one-rank communicator, of one decode of
     another rank's message (``Algorithm.decode_one``), and the pattern for every n in ``sizes``."""
     ctx = AlgoContext(cfg, selfcomm, get_allreduce("ring"), params.size, *ctx_args)
@@ -283,9 +287,9 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes):
         alg.step(p, g, 1e-3, state["t"])
         state["t"] += 1
 
-    local = _timed_median(one, reps)
+    local = _timed_median(one, reps, sync)
     decode_one = alg.decode_one()
-    decode = _timed_median(decode_one, reps) if decode_one is not None else 0.0
+    decode = _timed_median(decode_one, reps, sync) if decode_one is not None else 0.0
     return local, decode, {n: alg.comm_pattern(n) for n in sizes}
 
 
@@ -309,8 +313,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         A dict: ``job`` (ranks, nodes), ``fit``, ``compute_s``, ``rows`` (this job),
         ``whatif`` ({nodes: rows}), ``skipped`` (candidates that cannot run here, why).
     """
-    from .train import _setup, agree, model_layers
-    from .xp import resolve_device
+    from .train import StepGuard, _setup, agree, model_layers
+    from .xp import resolve_device, synchronize
     from .threads import local_rank
 
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -343,7 +347,11 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         idx = xp.asarray(rng.choice(data.x_train.shape[0], batch, replace=False))
         model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, base.weight_decay)
 
-    compute = _timed_median(forward_backward, probe_steps)
+    sync = lambda: synchronize(params)  # noqa: E731 (a no-op on the CPU)
+    compute = _timed_median(forward_backward, probe_steps, sync)
+    # the loop's agreement every CHECK_EVERY steps: the parameters' finiteness check (here) and
+    # one MAX allreduce of two numbers (priced below, like recursive doubling)
+    compute += _timed_median(lambda: bool(xp.isfinite(params).all()), probe_steps, sync) / StepGuard.CHECK_EVERY
     layers = model_layers(model)
     selfcomm = comm.split(comm.rank)
     cands = candidates(algos=[base.algo] if "algo" in given else None,
@@ -354,7 +362,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         try:
             cfg = load_config(cfg_path, {**given, **c})
             loc, dec, pattern = _measure_local(cfg, selfcomm, params, grad, (steps_per_epoch, xp, {}, layers),
-                                               probe_steps, sizes)
+                                               probe_steps, sizes, sync)
         except HpctrainError as exc:  # the same on every rank: a configuration this model cannot run
             skipped.append({"method": method_label(c), "why": str(exc)})
             continue
@@ -363,7 +371,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     # the slowest rank decides a synchronous step: the maximum over ranks of every time
     times = np.array([compute] + [v for pair in local for v in pair], dtype=np.float64)
     comm.native_allreduce(times, "max")
-    compute = float(times[0])
+    compute = float(times[0]) + (cost.predict("recursive", n, 16, fit, nodes=lay.nodes) or 0.0) / StepGuard.CHECK_EVERY
     for i, m in enumerate(measured):
         m["compute_s"], m["local_s"], m["decode_s"] = compute, float(times[1 + 2 * i]), float(times[2 + 2 * i])
         if runs:

@@ -16,8 +16,10 @@ of the epochs after the first (the warm-up). It prints and writes (``OUT/validat
 Spearman rank correlation of predicted vs measured, and how far the top-ranked method's
 measured time is from the best measured.
 
-``--whatif N`` also writes the predictions advise makes for N nodes (to compare with a later
-run of this script on N nodes). Runs one method at a time; bounded by ``--timeout`` each.
+``--whatif N`` also writes the predictions advise makes for N nodes; a later run of this
+script on N nodes with ``--whatif-from OUT/validation.json --nodes-now N`` compares them with
+what it measures. Emulated nodes that share one host name need ``--advise-args
+"--ranks-per-node 1"``. Runs one method at a time; bounded by ``--timeout`` each.
 """
 
 import argparse
@@ -77,6 +79,18 @@ def train_flags(row):
     return flags
 
 
+def compare_whatif(results, path, nodes):
+    """Add ``whatif_s`` and ``whatif_error`` to each result: the step time an earlier
+    advise (its validation.json) predicted for ``nodes`` nodes, against this run's measurement."""
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f).get("whatif", {}).get(str(nodes), [])
+    pred = {(r["method"], r["collective"]): r["step_s"] for r in rows}
+    for x in results:
+        w = pred.get((x["method"], x["collective"]))
+        x["whatif_s"] = w
+        x["whatif_error"] = abs(w - x["measured_s"]) / x["measured_s"] if w and x["measured_s"] else None
+
+
 def run(cmd, timeout, env):
     print("+", " ".join(shlex.quote(c) for c in cmd), flush=True)
     return subprocess.run(cmd, timeout=timeout, env=env, capture_output=True, text=True)
@@ -94,6 +108,10 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="validate only the first N methods of the ranking")
     ap.add_argument("--all-collectives", action="store_true", help="every (method, collective) row, not the best")
     ap.add_argument("--whatif", default="", help="node counts for advise's what-if predictions, e.g. 4,8")
+    ap.add_argument("--whatif-from", default="",
+                    help="validation.json of an earlier run with --whatif: also compare its prediction for "
+                         "this job's node count (--nodes-now) with what this run measures")
+    ap.add_argument("--nodes-now", type=int, default=0, help="this job's node count (default: --ranks)")
     ap.add_argument("--advise-args", default="", help="extra advise flags (words), e.g. '--densities 0.01'")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per launched command")
     ap.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the config file and train flags")
@@ -134,6 +152,8 @@ def main(argv=None):
                         "predicted_s": r["step_s"], "measured_s": meas,
                         "error": abs(r["step_s"] - meas) / meas if meas else None,
                         "failed": None if res.returncode == 0 else res.stderr.strip()[-300:]})
+    if args.whatif_from:
+        compare_whatif(results, args.whatif_from, args.nodes_now or args.ranks)
     ok = [x for x in results if x["measured_s"]]
     rho = spearman([x["predicted_s"] for x in ok], [x["measured_s"] for x in ok])
     best = min((x["measured_s"] for x in ok), default=None)
@@ -143,11 +163,18 @@ def main(argv=None):
                "results": results, "whatif": doc.get("whatif", {})}
     with open(os.path.join(args.out, "validation.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
-    lines = ["| method | collective | predicted ms | measured ms | error |", "|---|---|---:|---:|---:|"]
+    whatif = args.whatif_from and f" | what-if from {os.path.basename(args.whatif_from)} ms | error"
+    lines = ["| method | collective | predicted ms | measured ms | error" + (whatif or "") + " |",
+             "|---|---|---:|---:|---:|" + ("---:|---:|" if whatif else "")]
     for x in results:
         m = f"{1e3 * x['measured_s']:.3f}" if x["measured_s"] else "failed"
         e = f"{100 * x['error']:.1f} %" if x["error"] is not None else "-"
-        lines.append(f"| {x['method']} | {x['collective']} | {1e3 * x['predicted_s']:.3f} | {m} | {e} |")
+        line = f"| {x['method']} | {x['collective']} | {1e3 * x['predicted_s']:.3f} | {m} | {e}"
+        if whatif:
+            w, we = x.get("whatif_s"), x.get("whatif_error")
+            line += f" | {1e3 * w:.3f}" if w else " | -"
+            line += f" | {100 * we:.1f} %" if we is not None else " | -"
+        lines.append(line + " |")
     lines.append("")
     lines.append(f"Spearman rank correlation {rho:.3f}; top-ranked method's measured time "
                  + (f"{100 * top:.1f} % above the best measured" if top is not None else "unknown"))

@@ -192,16 +192,17 @@ class Algorithm:
         if comp is None:
             return None
         payload = self.probe_payload()
-        out = np.zeros(self.ctx.dim, dtype=self.cfg.dtype)
+        out = self.ctx.xp.zeros(self.ctx.dim, dtype=self.cfg.dtype)
         return lambda: comp.decompress_add(payload, out)
 
     def probe_payload(self):
         """One payload of this run's compressor on a seeded standard-normal vector of the
-        model's size (a fresh operator: the run's state is untouched), for sizes that only
-        the operator knows (headers, index widths, packed codes)."""
+        model's size on the run's device (a fresh operator: the run's state is untouched),
+        for sizes that only the operator knows (headers, index widths, packed codes)."""
         cached = getattr(self, "_probe", None)
         if cached is None:
             probe = np.random.default_rng(0).standard_normal(self.ctx.dim).astype(self.cfg.dtype)
+            probe = self.ctx.xp.asarray(probe)  # on the run's device: its operator path
             comp = make_compressor(self.cfg)
             density = getattr(getattr(self, "comp", None), "density", None)
             if density is not None and hasattr(comp, "density"):
