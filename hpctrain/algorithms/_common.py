@@ -62,7 +62,8 @@ def sparse_sum_pattern(alg):
 
     if alg.comp.shared_indices:
         return Exchange("allreduce", float(sparse_sum_allreduce_sizes(alg.comp, alg.ctx.dim, alg.total.dtype.itemsize)[0]))
-    return Exchange("allgather", float(alg.probe_payload().payload_nbytes), decodes=True)
+    # per ring step: the count (the counts ring), then the indices and the values
+    return Exchange("allgather", float(alg.probe_payload().payload_nbytes), decodes=True, messages=3)
 
 
 def sparse_sum(comm, comp, payload, out, step, allreduce):

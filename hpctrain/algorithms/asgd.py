@@ -56,7 +56,7 @@ class ASGD(Algorithm):
         """Each worker's gradient and its 8-byte version up; the model down to the 1/(tau+1)
         of the workers that pull this step (on average)."""
         d = float(self.server_model.nbytes)
-        return [Exchange("ps", d + 8, down=d / self.pull_period, decodes=True)]
+        return [Exchange("ps", d + 8, down=d / self.pull_period, decodes=True, messages=2, down_messages=1)]
 
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank

@@ -47,6 +47,8 @@ class Exchange:
         degree: ``gossip``: neighbours of a rank.
         decodes: a rank decodes every rank's payload (allgather; the server of ``ps``), so
             its decompression cost grows with the number of ranks.
+        messages: point-to-point messages per transfer (a payload sent after its length: 2;
+            sparse pairs: count, indices, values: 3); ``down_messages`` of a ``ps`` reply.
     """
 
     kind: str
@@ -55,10 +57,17 @@ class Exchange:
     down: float = None
     degree: int = 0
     decodes: bool = False
+    messages: int = 1
+    down_messages: int = None
 
     def options(self):
-        """The keyword arguments of the cost functions (``down``, ``degree``)."""
+        """The keyword arguments of the cost functions (``down``, ``degree``, ``messages``,
+        ``down_messages``)."""
         out = {}
+        if self.messages != 1:
+            out["messages"] = int(self.messages)
+        if self.down_messages is not None:
+            out["down_messages"] = int(self.down_messages)
         if self.down is not None:
             out["down"] = float(self.down)
         if self.kind == "gossip":

@@ -91,9 +91,9 @@ class CSGD(Algorithm):
         p = float(self.probe_payload().nbytes)
         agg = self.cfg.aggregation
         if agg == "ps":
-            return [Exchange("ps", p + 8, down=p + 8, decodes=True)]
+            return [Exchange("ps", p + 8, down=p + 8, decodes=True, messages=2)]
         if agg == "ring":
-            return [Exchange("ring-hops", p + 8)]
+            return [Exchange("ring-hops", p + 8, messages=2)]
         return [Exchange("allgather", p, decodes=True)]
 
     def _ring(self, grad, t):

@@ -76,7 +76,7 @@ class GMC(Algorithm):
         k = self.probe_payload().count
         union = k if self.comp.shared_indices else min(n * k, self.ctx.dim)  # random-k: the same k
         pair = 8 + self.total.dtype.itemsize
-        return [Exchange("ps", 8.0 + k * pair, down=8.0 + union * pair, decodes=True)]
+        return [Exchange("ps", 8.0 + k * pair, down=8.0 + union * pair, decodes=True, messages=3)]
 
     def _server_round(self, comp, payload, lr, t):
         """001 Algorithm 1: sparse vectors up to rank 0, sparse w_{t+1} - w_t back down."""

@@ -87,7 +87,7 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "price", "slowed"]
+           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
@@ -267,7 +267,8 @@ EXCHANGES = ("allreduce", "allgather", "ps", "gossip", "ring-hops")
 
 
 def _exchange_fns(kind, collective):
-    """``(cost_steps, sent_bytes, overhead key)`` of the module that implements ``kind``."""
+    """``(cost_steps, sent_bytes, overhead key, sent_messages)`` of the module that implements
+    ``kind``."""
     import importlib
 
     gossip, naive_ring, ps_round, sparse = (importlib.import_module(f"{__package__}.{m}")
@@ -278,11 +279,14 @@ def _exchange_fns(kind, collective):
 
         fn = ALLREDUCE.get(collective)
         module = inspect.getmodule(getattr(fn, "func", fn)) if fn is not None else None
-        return _cost_steps(collective), getattr(module, "sent_bytes", None), collective
-    table = {"allgather": (sparse.allgather_cost_steps, sparse.allgather_sent_bytes, "ring"),
-             "ps": (ps_round.cost_steps, ps_round.sent_bytes, "ps"),
-             "gossip": (gossip.cost_steps, gossip.sent_bytes, "ring"),
-             "ring-hops": (naive_ring.cost_steps, naive_ring.sent_bytes, "ring-unpartitioned")}
+        return (_cost_steps(collective), getattr(module, "sent_bytes", None), collective,
+                getattr(module, "sent_messages", None))
+    table = {"allgather": (sparse.allgather_cost_steps, sparse.allgather_sent_bytes, "ring",
+                           sparse.allgather_sent_messages),
+             "ps": (ps_round.cost_steps, ps_round.sent_bytes, "ps", ps_round.sent_messages),
+             "gossip": (gossip.cost_steps, gossip.sent_bytes, "ring", gossip.sent_messages),
+             "ring-hops": (naive_ring.cost_steps, naive_ring.sent_bytes, "ring-unpartitioned",
+                           naive_ring.sent_messages)}
     if kind not in table:
         raise ValueError(f"unknown exchange kind {kind!r}; choose from {', '.join(EXCHANGES)}")
     return table[kind]
@@ -302,7 +306,8 @@ def exchange_time(kind, n, nbytes, fit, nodes=1, collective="ring", **kw):
 
     Args:
         collective: the allreduce that runs an ``allreduce`` exchange (a modelled one).
-        kw: ``down`` (ps: reply bytes), ``degree`` (gossip).
+        kw: ``down`` (ps: reply bytes), ``degree`` (gossip), ``messages`` (and ``down_messages``
+            for ps: messages per transfer, the extra ones small).
 
     Returns:
         Seconds, or None when the collective has no model.
@@ -311,7 +316,7 @@ def exchange_time(kind, n, nbytes, fit, nodes=1, collective="ring", **kw):
         return predict(collective, n, nbytes, fit, nodes=nodes)
     if n <= 1:
         return 0.0
-    steps_fn, _, key = _exchange_fns(kind, collective)
+    steps_fn, _, key, _ = _exchange_fns(kind, collective)
     over = (fit.get("overhead") or {}).get(key, 0.0)
     return price(steps_fn(n, float(nbytes), **kw), fit, nodes) + over
 
@@ -321,8 +326,17 @@ def exchange_bytes(kind, n, nbytes, collective="ring", **kw):
     the communicator counts them), or None when the collective does not say."""
     if n <= 1:
         return 0.0
-    _, sent, _ = _exchange_fns(kind, collective)
+    _, sent, _, _ = _exchange_fns(kind, collective)
     return None if sent is None else float(sent(n, float(nbytes), **kw))
+
+
+def exchange_messages(kind, n, nbytes, collective="ring", **kw):
+    """Point-to-point messages all ``n`` ranks send together in one exchange of ``kind`` (as
+    the communicator counts them), or None when the collective does not say."""
+    if n <= 1:
+        return 0
+    *_, sent = _exchange_fns(kind, collective)
+    return None if sent is None else int(sent(n, float(nbytes), **kw))
 
 
 def slowed(fit, factor):

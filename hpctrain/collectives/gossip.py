@@ -71,3 +71,8 @@ def cost_steps(n, S, degree=2, **_):
 def sent_bytes(n, S, degree=2, **_):
     """Bytes all ranks send together: each rank sends its vector to ``degree`` neighbours."""
     return float(n * degree * S)
+
+
+def sent_messages(n, S, degree=2, **_):
+    """Messages all ranks send together: one to each of ``degree`` neighbours per rank."""
+    return n * degree

@@ -51,3 +51,8 @@ def cost_steps(n, S, **_):
 def sent_bytes(n, S, **_):
     """Bytes all ranks send together: n - 1 vectors up, n - 1 results down."""
     return 2.0 * (n - 1) * S
+
+
+def sent_messages(n, S, **_):
+    """Messages all ranks send together: n - 1 up, n - 1 down."""
+    return 2 * (n - 1)

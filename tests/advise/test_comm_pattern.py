@@ -24,6 +24,8 @@ def test_declared_pattern_moves_the_observed_bytes(mpirun, tmp_path):
     assert not loose, loose
     exact = {c: v for c, v in res.items() if "topk" not in c and v["observed"] != v["declared"]}
     assert not exact, exact
+    messages = {c: v for c, v in res.items() if v["observed_messages"] != v["declared_messages"]}
+    assert not messages, messages  # each message pays one latency in the model
     assert res["dpsgd/allreduce/None"]["kinds"] == ["gossip"]
     assert res["csgd/ring/randk"]["kinds"] == ["ring-hops"]
     assert res["signsgd/ps/None"]["kinds"] == ["ps"]
@@ -53,3 +55,10 @@ def test_exchange_time_is_the_survey_formula_on_one_link():
     assert ring == pytest.approx(2 * (n - 1) * a + 2 * (n - 1) / n * 4096 * b, rel=1e-12)
     with pytest.raises(ValueError):
         cost.exchange_time("telepathy", n, S, fit)
+    # a payload sent after its length: one more small message per transfer, each direction
+    assert cost.exchange_time("ps", n, S, fit, messages=2) - cost.exchange_time("ps", n, S, fit) == pytest.approx(
+        2 * (n - 1) * (a + 8 * b), rel=1e-9)
+    assert cost.exchange_messages("ps", n, S, messages=2, down_messages=1) == 3 * (n - 1)
+    assert cost.exchange_messages("allreduce", n, S, collective="ring") == n * 2 * (n - 1)
+    # 8 MiB chunks go as eight 1 MiB segments in the reduce-scatter, whole in the allgather
+    assert cost.exchange_messages("allreduce", n, 64 * 2 ** 20, collective="ring") == n * (n - 1) * (8 + 1)
