@@ -224,29 +224,43 @@ def read_runs(run_dirs):
     """What earlier runs (``--runs``) say about convergence, per method.
 
     Returns:
-        dict: key (algo, aggregation, compressor, density or bits) -> text such as
-        ``yes (acc 0.87)`` when the training loss fell and stayed finite, ``no (...)``
-        otherwise.
+        dict: key (algo, aggregation, compressor, density or bits) -> ``yes (acc 0.871)``
+        when the run finished and its training loss fell, ``no (acc ...)`` when it did not
+        fall, ``no (did not finish)`` for a run without summary.json (stopped, diverged).
     """
     from .plot import load_run
 
     out = {}
     for d in run_dirs:
         _, records = load_run(d)
-        try:
-            with open(os.path.join(d, "summary.json"), encoding="utf-8") as f:
-                cfg = json.load(f).get("config", {})
-        except (OSError, ValueError, RecursionError) as exc:
-            raise DataError(f"{d}: no readable summary.json ({exc}); give finished run directories") from None
-        if not isinstance(cfg, dict) or "algo" not in cfg:
-            raise DataError(f"{d}: summary.json names no algo")
-        losses = [r.get("train_loss") for r in records]
-        acc = records[-1].get("test_accuracy")
-        ok = (len(losses) > 0 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in losses)
-              and (len(losses) == 1 or losses[-1] < losses[0]))
-        out[_run_key(cfg)] = f"{'yes' if ok else 'no'} (acc {acc:.3f})" if isinstance(acc, (int, float)) else (
-            "yes" if ok else "no")
+        finished = os.path.exists(os.path.join(d, "summary.json"))
+        cfg = _run_config(d, finished)
+        losses = [r["train_loss"] for r in records]  # finite numbers (load_run checks)
+        acc = records[-1]["test_accuracy"]
+        if not finished:
+            out[_run_key(cfg)] = "no (did not finish)"
+        else:
+            out[_run_key(cfg)] = f"{'yes' if len(losses) == 1 or losses[-1] < losses[0] else 'no'} (acc {acc:.3f})"
     return out
+
+
+def _run_config(d, finished):
+    """The configuration of run directory ``d``: summary.json's copy, else config.toml's."""
+    import tomllib
+
+    from .files import check_input
+
+    name = "summary.json" if finished else "config.toml"
+    path = check_input(os.path.join(d, name), f"{name} of the run", DataError)
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f) if finished else tomllib.load(f)
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise DataError(f"{d}: unreadable {name} ({_first_line(exc)})") from None
+    cfg = doc.get("config" if finished else "train") if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict) or cfg.get("algo") not in ALGORITHMS:
+        raise DataError(f"{d}: {name} names no known algo")
+    return cfg
 
 
 def _run_key(cfg):
@@ -254,6 +268,8 @@ def _run_key(cfg):
         else "none"
     params = getattr(COMPRESSORS.get(comp), "config_params", ())
     knob = cfg.get("density") if "density" in params else cfg.get("bits") if "bits" in params else None
+    if knob is not None and not isinstance(knob, (int, float)):
+        raise DataError(f"summary.json of a run: {knob!r} is not a density or a number of bits")
     agg = cfg.get("aggregation", "allreduce")
     return (cfg.get("algo"), agg, comp, None if knob is None else float(knob))
 
@@ -318,6 +334,12 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     from .threads import local_rank
 
     given = {k: v for k, v in overrides.items() if v is not None}
+    for algo, _, comp, knob in runs or ():  # the runs' own densities and bits join the grid
+        params = getattr(COMPRESSORS.get(comp), "config_params", ())
+        if knob is not None and "density" in params and knob not in densities:
+            densities = (*densities, knob)
+        elif knob is not None and "bits" in params and int(knob) not in bits:
+            bits = (*bits, int(knob))
     base = load_config(cfg_path, given)
     if probe_steps < 1:
         raise ConfigError("--probe-steps must be at least 1")

@@ -70,6 +70,7 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     run = tmp_path / "run"
     subprocess.run([HPCTRAIN, "train", "--dataset", "synthetic", "--epochs", "1", "--max-steps", "3", "--quiet",
                     "--out", str(run)], check=True, capture_output=True, timeout=120, cwd=tmp_path)
+    sparse_run = _run_dir(tmp_path / "sparse", [1.0, 1.5], {"algo": "mdsgd", "compressor": "topk", "density": 0.003})
     links = tmp_path / "links.json"  # 4 nodes, the last at a tenth of the others' rate
     links.write_text(json.dumps({"hosts": ["n0", "n1", "n2", "n3"], "pairs": [
         {"a": a, "b": b, "hosts": [f"n{a}", f"n{b}"], "bytes_per_s": 1e7 if b == 3 else 1e8}
@@ -77,11 +78,12 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     out = tmp_path / "advise.json"
     res = run_mpi(2, [HPCTRAIN, "advise", "--dataset", "synthetic", "--fit", str(fit), "--links", str(links),
                       "--nodes", "2,8", "--ranks-per-node", "1",
-                      "--densities", "0.01", "--bits-grid", "4", "--runs", str(run), "--json", str(out)],
+                      "--densities", "0.01", "--bits-grid", "4", "--runs", str(run), "--runs", sparse_run,
+                      "--json", str(out)],
                   timeout=300, cwd=tmp_path)
     doc = json.loads(out.read_text())
     assert doc["job"]["ranks"] == 2 and doc["fit"]["alpha"] == A and doc["straggler_factor"] == pytest.approx(10)
-    labels = {method_label(c) for c in candidates(densities=(0.01,), bits=(4,))}
+    labels = {method_label(c) for c in candidates(densities=(0.01, 0.003), bits=(4,))}  # the run's density joins
     skipped = {s["method"] for s in doc["skipped"]}
     assert {r["method"] for r in doc["rows"]} | skipped == labels
     assert len(labels - skipped) >= 30
@@ -92,6 +94,7 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     assert ring["comm_s"] == pytest.approx(2 * A + 2 * (doc["job"]["dim"] * 4 / 2) * B * 10, rel=1e-6)
     assert [r["step_s"] for r in doc["rows"]] == sorted(r["step_s"] for r in doc["rows"])
     assert dense[0]["converged"] and dense[0]["converged"].startswith(("yes", "no"))
+    assert {r["converged"] for r in doc["rows"] if r["method"] == "mdsgd+topk(0.003)"} == {"no (acc 0.520)"}
     assert set(doc["whatif"]) == {"2", "8"}
     assert "hierarchical" in {r["collective"] for r in doc["whatif"]["8"]}
     assert doc["job"]["ranks_per_node"] == 1  # the what-if for 8 nodes: 8 ranks, the slow link's pace
@@ -138,3 +141,32 @@ def test_straggler_factor_from_bench_links():
     assert straggler_factor({"hosts": ["n0", "n1"], "pairs": [pair(0, 1, 1e8)]}) == 1.0
     with pytest.raises(ConfigError):
         straggler_factor({"rows": []})
+
+
+def _run_dir(path, losses, cfg, finished=True):
+    path.mkdir()
+    with open(path / "metrics.jsonl", "w") as f:
+        for e, loss in enumerate(losses, 1):
+            f.write(json.dumps({"epoch": e, "train_loss": loss, "test_accuracy": 0.5 + e / 100}) + "\n")
+    if finished:
+        (path / "summary.json").write_text(json.dumps({"config": cfg}))
+    else:
+        (path / "config.toml").write_text("[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cfg.items()))
+    return str(path)
+
+
+def test_earlier_runs_mark_convergence(tmp_path):
+    from hpctrain.advise import read_runs
+    from hpctrain.errors import DataError
+
+    runs = [_run_dir(tmp_path / "a", [2.0, 1.0], {"algo": "dmsgd", "aggregation": "allreduce"}),
+            _run_dir(tmp_path / "b", [1.0, 1.5], {"algo": "mdsgd", "compressor": "topk", "density": 0.003}),
+            _run_dir(tmp_path / "c", [1.0], {"algo": "csgd", "compressor": "qsgd", "bits": 3, "aggregation": "ps"},
+                     finished=False)]
+    marks = read_runs(runs)
+    assert marks == {("dmsgd", "allreduce", "none", None): "yes (acc 0.520)",
+                     ("mdsgd", "allreduce", "topk", 0.003): "no (acc 0.520)",
+                     ("csgd", "ps", "qsgd", 3.0): "no (did not finish)"}
+    bad = _run_dir(tmp_path / "d", [1.0], {"algo": "no-such"})
+    with pytest.raises(DataError, match="names no known algo"):
+        read_runs([bad])
