@@ -426,12 +426,12 @@ def _bytes(b):
 
 def format_table(rows, title, top=None):
     """The ranked table as text (``top`` rows, all when None)."""
-    head = (f"{'#':>3}  {'method':<34} {'collective':<12} {'step ms':>9} {'compute':>8} {'local':>8} {'comm':>9} "
+    head = (f"{'#':>3}  {'method':<42} {'collective':<12} {'step ms':>9} {'compute':>8} {'local':>8} {'comm':>9} "
             f"{'x fp32':>7} {'x fp16':>7} {'bytes/step':>11}  converged")
     lines = [title, head]
     for r in rows[:top] if top else rows:
         sp = lambda v: f"{v:7.2f}" if v else f"{'-':>7}"  # noqa: E731
-        lines.append(f"{r['rank']:>3}  {r['method']:<34} {r['collective']:<12} {1e3 * r['step_s']:9.3f} "
+        lines.append(f"{r['rank']:>3}  {r['method']:<42} {r['collective']:<12} {1e3 * r['step_s']:9.3f} "
                      f"{1e3 * r['compute_s']:8.3f} {1e3 * r['local_s']:8.3f} {1e3 * r['comm_s']:9.3f} "
                      f"{sp(r['speedup_fp32'])} {sp(r['speedup_fp16'])} {_bytes(r['bytes_per_step']):>11}  "
                      f"{r.get('converged') or '-'}")
