@@ -381,12 +381,17 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                        densities=densities, bits=bits)
     measured, skipped, local = [], [], []
     for c in cands:
+        why = None
         try:
             cfg = load_config(cfg_path, {**given, **c})
             loc, dec, pattern = _measure_local(cfg, selfcomm, params, grad, (steps_per_epoch, xp, {}, layers),
                                                probe_steps, sizes, sync)
-        except HpctrainError as exc:  # the same on every rank: a configuration this model cannot run
-            skipped.append({"method": method_label(c), "why": str(exc)})
+        except HpctrainError as exc:  # a configuration this model cannot run
+            why = str(exc)
+        failed = comm.allgather_array(np.array([why is not None], dtype=np.int8))[:, 0]
+        if failed.any():  # skipped on every rank alike, so that all keep the same list
+            skipped.append({"method": method_label(c),
+                            "why": why or f"failed on rank {int(np.flatnonzero(failed)[0])}"})
             continue
         measured.append({"label": method_label(c), "config": c, "pattern": pattern})
         local.append((loc, dec))
