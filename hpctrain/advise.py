@@ -38,7 +38,7 @@ from .config import load_config
 from .errors import ConfigError, DataError, HpctrainError
 
 __all__ = ["candidates", "predict_row", "straggler_factor", "rank_rows", "run_advise", "format_table", "read_runs",
-           "load_fit_file", "read_json_file", "COLLECTIVES", "DENSITIES", "BITS"]
+           "load_fit_file", "read_json_file", "plot_whatif", "COLLECTIVES", "DENSITIES", "BITS"]
 
 #: the modelled allreduces a dense exchange is priced with (``hierarchical`` joins on several nodes)
 COLLECTIVES = ("ring", "recursive", "multi-ps", "ps")
@@ -443,6 +443,42 @@ def format_table(rows, title, top=None):
     if top and len(rows) > top:
         lines.append(f"     ... {len(rows) - top} more rows (all in --json)")
     return "\n".join(lines)
+
+
+def plot_whatif(result, path, top=8):
+    """Predicted step time against the number of nodes (this job and every ``--nodes``
+    value) of the ``top`` methods fastest at the largest size and the dense baseline, each at
+    its best collective; log-log, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {result["job"]["nodes"]: result["rows"], **{int(k): v for k, v in result["whatif"].items()}}
+    sizes = sorted(tables)
+    best = {N: {} for N in sizes}
+    for N in sizes:
+        for r in tables[N]:  # ranked: the first row of a method is its best collective
+            best[N].setdefault(r["method"], r["step_s"])
+    last = best[sizes[-1]]
+    methods = sorted(last, key=last.get)[:top]
+    if "dmsgd" in last and "dmsgd" not in methods:
+        methods.append("dmsgd")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for m in methods:
+        xs = [N for N in sizes if m in best[N]]
+        ax.plot(xs, [1e3 * best[N][m] for N in xs], marker="o", label=m, linestyle="--" if m == "dmsgd" else "-")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"nodes ({result['job']['ranks_per_node']} rank(s) per node)")
+    ax.set_ylabel("predicted step time (ms)")
+    ax.set_title(f"{result['job']['model']}, d = {result['job']['dim']}: predicted step time by job size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def to_json(result):

@@ -205,17 +205,22 @@ def train(config, **overrides):
               help="timed steps of the model and of each method (after one warm-up)")
 @click.option("--top", default=30, show_default=True, type=click.IntRange(min=1), help="rows printed per table")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write every row as JSON")
-def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, densities, bits_grid, collectives, probe_steps, top, json_path,
-           **overrides):
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="predicted step time against the number of nodes (PNG; with --nodes)")
+def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, densities, bits_grid, collectives,
+           probe_steps, top, json_path, plot_path, **overrides):
     """Predict every method's step time and bytes on this job's network and model; rank them.
 
     Run it under mpiexec/srun on the job layout you train on; CONFIG and the train flags
     describe the model and data (--algo/--compressor restrict the methods).
     """
-    from .advise import format_table, load_fit_file, read_json_file, read_runs, run_advise, straggler_factor, to_json
+    from .advise import (format_table, load_fit_file, plot_whatif, read_json_file, read_runs, run_advise,
+                         straggler_factor, to_json)
     from .collectives import ALLREDUCE, cost
 
-    _check_outputs(json=json_path)
+    _check_outputs(json=json_path, plot=plot_path)
+    if plot_path:
+        _need_matplotlib("--plot")
     fit = load_fit_file(fit_path) if fit_path else None
     slow = straggler_factor(read_json_file(links_path, "--links")) if links_path else 1.0
     try:
@@ -250,6 +255,8 @@ def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, d
                    + "; ".join(f"{s['method']}: {s['why']}" for s in res["skipped"][:5]))
     if json_path:
         _write_json(json_path, to_json(res))
+    if plot_path:
+        click.echo(f"wrote {plot_whatif(res, plot_path)}")
 
 
 @cli.command()
