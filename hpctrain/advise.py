@@ -38,7 +38,7 @@ from .config import load_config
 from .errors import ConfigError, DataError, HpctrainError
 
 __all__ = ["candidates", "predict_row", "straggler_factor", "rank_rows", "run_advise", "format_table", "read_runs",
-           "load_fit_file", "read_json_file", "plot_whatif", "COLLECTIVES", "DENSITIES", "BITS"]
+           "load_fit_file", "read_json_file", "plot_whatif", "parse_grids", "format_report", "COLLECTIVES", "DENSITIES", "BITS"]
 
 #: the modelled allreduces a dense exchange is priced with (``hierarchical`` joins on several nodes)
 COLLECTIVES = ("ring", "recursive", "multi-ps", "ps")
@@ -427,6 +427,56 @@ def _bytes(b):
         if b >= scale:
             return f"{b / scale:.2f} {unit}"
     return f"{b:.0f} B"
+
+
+def _numbers(text, flag, kind):
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise ConfigError(f"{flag} names nothing; give at least one value")
+    try:
+        return [kind(v) for v in names]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
+def parse_grids(nodes, densities, bits, collectives):
+    """The comma-separated option values ``--nodes``, ``--densities``, ``--bits-grid`` and
+    ``--collectives``, checked (densities and bits by the training configuration's rules
+    when each candidate is built).
+
+    Raises:
+        ConfigError: a value that is not a number, a node count below 1, a collective
+            without a cost model.
+    """
+    from .collectives import ALLREDUCE
+
+    node_counts = _numbers(nodes, "--nodes", int) if nodes.strip() else []
+    if any(v < 1 for v in node_counts):
+        raise ConfigError("--nodes: node counts must be at least 1")
+    colls = [c.strip() for c in collectives.split(",") if c.strip()]
+    bad = [c for c in colls if c not in ALLREDUCE or not cost.modelled(c)] or ([] if colls else ["(none)"])
+    if bad:
+        raise ConfigError(f"--collectives: no cost model of {', '.join(bad)}; choose from "
+                          f"{', '.join(a for a in ALLREDUCE if cost.modelled(a))}")
+    return node_counts, _numbers(densities, "--densities", float), _numbers(bits, "--bits-grid", int), colls
+
+
+def format_report(res, top=None):
+    """What rank 0 prints: the job line, this job's table, each what-if table, the methods
+    this model cannot run."""
+    job = res["job"]
+    slow = res.get("straggler_factor", 1.0)
+    parts = [f"hpctrain advise: {job['model']} (d = {job['dim']}), batch {job['batch_size']} per rank, "
+             f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}"
+             + (f", slowest link {slow:.1f}x slower" if slow > 1 else "")
+             + f"; compute {1e3 * res['compute_s']:.3f} ms/step",
+             format_table(res["rows"], f"\npredicted on this job ({job['ranks']} ranks):", top)]
+    for N, rows in res["whatif"].items():
+        parts.append(format_table(rows, f"\nwhat-if: {N} nodes x {job['ranks_per_node']} ranks:", top))
+    if res["skipped"]:
+        parts.append(f"\n{len(res['skipped'])} method(s) cannot run this model: "
+                     + "; ".join(f"{s['method']}: {s['why']}" for s in res["skipped"][:5]))
+    return "\n".join(parts)
 
 
 def format_table(rows, title, top=None):

@@ -214,45 +214,22 @@ def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, d
     Run it under mpiexec/srun on the job layout you train on; CONFIG and the train flags
     describe the model and data (--algo/--compressor restrict the methods).
     """
-    from .advise import (format_table, load_fit_file, plot_whatif, read_json_file, read_runs, run_advise,
-                         straggler_factor, to_json)
-    from .collectives import ALLREDUCE, cost
+    from .advise import (format_report, load_fit_file, parse_grids, plot_whatif, read_json_file, read_runs,
+                         run_advise, straggler_factor, to_json)
 
     _check_outputs(json=json_path, plot=plot_path)
     if plot_path:
         _need_matplotlib("--plot")
     fit = load_fit_file(fit_path) if fit_path else None
     slow = straggler_factor(read_json_file(links_path, "--links")) if links_path else 1.0
-    try:
-        nodes = [int(v) for v in _names(nodes_list, "--nodes")] if nodes_list.strip() else []
-        dens = [float(v) for v in _names(densities, "--densities")]
-        bits = [int(v) for v in _names(bits_grid, "--bits-grid")]
-    except ValueError:
-        raise ConfigError("--nodes, --densities and --bits-grid take comma-separated numbers") from None
-    if any(v < 1 for v in nodes):
-        raise ConfigError("--nodes: node counts must be at least 1")
-    colls = _names(collectives, "--collectives")
-    bad = [c for c in colls if c not in ALLREDUCE or not cost.modelled(c)]
-    if bad:
-        raise ConfigError(f"--collectives: no cost model of {', '.join(bad)}; choose from "
-                          f"{', '.join(a for a in ALLREDUCE if cost.modelled(a))}")
+    nodes, dens, bits, colls = parse_grids(nodes_list, densities, bits_grid, collectives)
     marks = read_runs(run_dirs) if run_dirs else None
     comm = _comm()
     res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
                      collectives=colls, probe_steps=probe_steps, slow=slow, ranks_per_node=ranks_per_node)
     if comm.rank != 0:
         return
-    job = res["job"]
-    click.echo(f"hpctrain advise: {job['model']} (d = {job['dim']}), batch {job['batch_size']} per rank, "
-               f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}"
-               + (f", slowest link {slow:.1f}x slower" if slow > 1 else "") + "; "
-               f"compute {1e3 * res['compute_s']:.3f} ms/step")
-    click.echo(format_table(res["rows"], f"\npredicted on this job ({job['ranks']} ranks):", top))
-    for N, rows in res["whatif"].items():
-        click.echo(format_table(rows, f"\nwhat-if: {N} nodes x {job['ranks_per_node']} ranks:", top))
-    if res["skipped"]:
-        click.echo(f"\n{len(res['skipped'])} method(s) cannot run this model: "
-                   + "; ".join(f"{s['method']}: {s['why']}" for s in res["skipped"][:5]))
+    click.echo(format_report(res, top))
     if json_path:
         _write_json(json_path, to_json(res))
     if plot_path:
