@@ -355,7 +355,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         from .bench.common import size_sweep
         from .bench.fit import run_fit
 
-        res = run_fit(comm, size_sweep(1 << 10, 4 << 20, 4), [4 << 20], ["ring"], "float32", 3, 3, save=False)
+        res = run_fit(comm, size_sweep(1 << 10, 4 << 20, 4), [4 << 20], ["ring"], "float32", 3, 3, save=False,
+                      max_rounds=3)  # bounded: seconds on a fast network, about a minute at 100 Mbit/s
         fit, fit_source = res["fit"], "measured now (short fit)"
     xp = resolve_device(base.device, local_rank())
     data, model, steps_per_epoch, _ = agree(comm, lambda: _setup(base, comm, xp))
