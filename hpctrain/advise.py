@@ -9,7 +9,8 @@ or bits, aggregation, collective) on n ranks::
     compute = the model's forward and backward pass (measured: a few steps, slowest rank)
     local   = the algorithm's own arithmetic on one rank (compress, decode, update; measured
               on a one-rank communicator) + (n - 1) decodes per exchange that decodes every
-              rank's payload (measured per call)
+              rank's payload + ``serial`` compress-and-decode rounds that wait on each other
+              (ring hops, a server's re-compression; measured per call)
     comm    = sum over the algorithm's declared exchanges (``Algorithm.comm_pattern``) of
               per_step x the collective's alpha-beta time (``cost.exchange_time``)
 
@@ -168,8 +169,9 @@ def predict_row(meas, n, nodes, fit, collective, slow=1.0):
     """Predicted seconds and bytes of one measured candidate on ``n`` ranks, ``nodes`` nodes.
 
     Args:
-        meas: dict with ``compute_s``, ``local_s``, ``decode_s`` (one payload decode) and
-            ``pattern`` (dict n -> list of :class:`~hpctrain.algorithms.base.Exchange`).
+        meas: dict with ``compute_s``, ``local_s``, ``decode_s`` (one payload decode),
+            ``compress_s`` (one compress call) and ``pattern`` (dict n -> list of
+            :class:`~hpctrain.algorithms.base.Exchange`).
         collective: the allreduce of ``allreduce`` exchanges.
         slow: the slowest link's slowdown (:func:`straggler_factor`): lockstep exchanges
             run at its pace, a server's round has one slow worker.
@@ -191,6 +193,7 @@ def predict_row(meas, n, nodes, fit, collective, slow=1.0):
         sent += ex.per_step * (b or 0.0) / max(n, 1)
         if ex.decodes:
             local += ex.per_step * (n - 1) * meas["decode_s"]
+        local += ex.per_step * ex.serial * (meas.get("compress_s", 0.0) + meas["decode_s"])
     return {"compute_s": meas["compute_s"], "local_s": local, "comm_s": comm_s,
             "step_s": meas["compute_s"] + local + comm_s, "bytes_per_step": sent}
 
@@ -291,10 +294,25 @@ def _timed_median(fn, reps, sync, warmup=1):
 
 def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
     """Median seconds of one algorithm step on a one-rank communicator, of one decode of
-    another rank's message (``Algorithm.decode_one``), and the pattern for every n in ``sizes``."""
+    another rank's message (``Algorithm.decode_one``) and of one compress call, and the
+    pattern for every n in ``sizes`` (its payload sizes from the steps' last payload)."""
     ctx = AlgoContext(cfg, selfcomm, get_allreduce("ring"), params.size, *ctx_args)
     p = params.copy()
     alg = ALGORITHMS[cfg.algo](ctx, p)
+    comp = getattr(alg, "comp", None)
+    seen = {"payload": None, "seconds": []}
+    if comp is not None:  # time its compress calls; keep the last payload of real gradients
+        raw = comp.compress
+
+        def compress(*a, **k):
+            sync()
+            t0 = time.perf_counter()
+            out = raw(*a, **k)
+            sync()
+            seen["seconds"].append(time.perf_counter() - t0)
+            seen["payload"] = out
+            return out
+        comp.compress = compress
     g = grad.copy()
     state = {"t": 0}
 
@@ -304,9 +322,13 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
         state["t"] += 1
 
     local = _timed_median(one, reps, sync)
+    if seen["payload"] is not None:
+        comp.compress = raw
+        alg.set_probe_payload(seen["payload"])
     decode_one = alg.decode_one()
     decode = _timed_median(decode_one, reps, sync) if decode_one is not None else 0.0
-    return local, decode, {n: alg.comm_pattern(n) for n in sizes}
+    compress_s = statistics.median(seen["seconds"][1:] or seen["seconds"]) if seen["seconds"] else 0.0
+    return local, decode, compress_s, {n: alg.comm_pattern(n) for n in sizes}
 
 
 def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, densities=DENSITIES, bits=BITS,
@@ -385,8 +407,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         why = None
         try:
             cfg = load_config(cfg_path, {**given, **c})
-            loc, dec, pattern = _measure_local(cfg, selfcomm, params, grad, (steps_per_epoch, xp, {}, layers),
-                                               probe_steps, sizes, sync)
+            loc, dec, comp_s, pattern = _measure_local(cfg, selfcomm, params, grad,
+                                                       (steps_per_epoch, xp, {}, layers), probe_steps, sizes, sync)
         except HpctrainError as exc:  # a configuration this model cannot run
             why = str(exc)
         failed = comm.allgather_array(np.array([why is not None], dtype=np.int8))[:, 0]
@@ -395,13 +417,13 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                             "why": why or f"failed on rank {int(np.flatnonzero(failed)[0])}"})
             continue
         measured.append({"label": method_label(c), "config": c, "pattern": pattern})
-        local.append((loc, dec))
+        local.append((loc, dec, comp_s))
     # the slowest rank decides a synchronous step: the maximum over ranks of every time
-    times = np.array([compute] + [v for pair in local for v in pair], dtype=np.float64)
+    times = np.array([compute] + [v for trio in local for v in trio], dtype=np.float64)
     comm.native_allreduce(times, "max")
     compute = float(times[0]) + (cost.predict("recursive", n, 16, fit, nodes=lay.nodes) or 0.0) / StepGuard.CHECK_EVERY
     for i, m in enumerate(measured):
-        m["compute_s"], m["local_s"], m["decode_s"] = compute, float(times[1 + 2 * i]), float(times[2 + 2 * i])
+        m["compute_s"], m["local_s"], m["decode_s"], m["compress_s"] = (compute, *map(float, times[1 + 3 * i:4 + 3 * i]))
         if runs:
             m["converged"] = runs.get((m["config"]["algo"], m["config"]["aggregation"], m["config"]["compressor"],
                                        _knob(m["config"])))

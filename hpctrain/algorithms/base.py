@@ -49,6 +49,9 @@ class Exchange:
             its decompression cost grows with the number of ranks.
         messages: point-to-point messages per transfer (a payload sent after its length: 2;
             sparse pairs: count, indices, values: 3); ``down_messages`` of a ``ps`` reply.
+        serial: compress-and-decode rounds that wait on each other beyond a rank's own (a
+            payload re-compressed at every ring hop: n - 1; a server that compresses its
+            reply: 1), each on the step's critical path.
     """
 
     kind: str
@@ -59,6 +62,7 @@ class Exchange:
     decodes: bool = False
     messages: int = 1
     down_messages: int = None
+    serial: int = 0
 
     def options(self):
         """The keyword arguments of the cost functions (``down``, ``degree``, ``messages``,
@@ -203,6 +207,12 @@ class Algorithm:
         payload = self.probe_payload()
         out = self.ctx.xp.zeros(self.ctx.dim, dtype=self.cfg.dtype)
         return lambda: comp.decompress_add(payload, out)
+
+    def set_probe_payload(self, payload):
+        """Use ``payload`` (one this algorithm's steps produced on real gradients) for the
+        sizes :meth:`comm_pattern` declares: a data-dependent operator (approximate top-k,
+        threshold) selects on real gradients what it does not select on a normal draw."""
+        self._probe = payload
 
     def probe_payload(self):
         """One payload of this run's compressor on a seeded standard-normal vector of the

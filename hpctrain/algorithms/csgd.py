@@ -90,10 +90,11 @@ class CSGD(Algorithm):
         a payload per hop, then the final one around (a payload travels with its 8-byte length)."""
         p = float(self.probe_payload().nbytes)
         agg = self.cfg.aggregation
-        if agg == "ps":
-            return [Exchange("ps", p + 8, down=p + 8, decodes=True, messages=2)]
-        if agg == "ring":
-            return [Exchange("ring-hops", p + 8, messages=2)]
+        n = self.comm.size if n is None else n
+        if agg == "ps":  # the server re-compresses the average
+            return [Exchange("ps", p + 8, down=p + 8, decodes=True, messages=2, serial=1)]
+        if agg == "ring":  # every hop decodes, adds and re-compresses before passing on
+            return [Exchange("ring-hops", p + 8, messages=2, serial=max(n - 1, 0))]
         return [Exchange("allgather", p, decodes=True)]
 
     def _ring(self, grad, t):

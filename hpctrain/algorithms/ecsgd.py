@@ -66,7 +66,7 @@ class ECSGD(Algorithm):
             return [Exchange("allgather", p, decodes=True)]
         down = p + 8 if self.server_compresses else float(self.total.nbytes)
         return [Exchange("ps", p + 8, down=down, decodes=True, messages=2,
-                         down_messages=2 if self.server_compresses else 1)]
+                         down_messages=2 if self.server_compresses else 1, serial=int(self.server_compresses))]
 
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank

@@ -39,6 +39,15 @@ def test_prediction_is_the_hand_formula():
         2 * (n - 1) * (A + S * B) / 8, rel=1e-9)  # the server: 2(n-1)(alpha + S beta), every 8th step
 
 
+def test_serial_recompression_is_on_the_critical_path():
+    n = 4
+    m = _measured("csgd", {"algo": "csgd"}, {n: [Exchange("ring-hops", 1e4, serial=n - 1)]})
+    m["compress_s"] = 3e-4
+    row = predict_row(m, n, 1, FIT, "ring")
+    assert row["local_s"] == pytest.approx(1e-3 + (n - 1) * (3e-4 + 1e-4))
+    assert row["comm_s"] == pytest.approx(2 * (n - 1) * (A + 1e4 * B), rel=1e-9)
+
+
 def test_speedups_and_order():
     n = 2
     ms = [_measured("dmsgd", {"algo": "dmsgd", "compressor": "none"}, {n: [Exchange("allreduce", 4e6)]}),
