@@ -519,15 +519,20 @@ def format_table(rows, title, top=None):
 
 
 def plot_whatif(result, path, top=8):
-    """Predicted step time against the number of nodes (this job and every ``--nodes``
-    value) of the ``top`` methods fastest at the largest size and the dense baseline, each at
-    its best collective; log-log, written to ``path`` (PNG)."""
+    """Predicted step time against the number of nodes (every ``--nodes`` value, and this
+    job when it has their ranks per node) of the ``top`` methods fastest at the largest size
+    and the dense baseline, each at its best collective; log-log, written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tables = {result["job"]["nodes"]: result["rows"], **{int(k): v for k, v in result["whatif"].items()}}
+    job = result["job"]
+    same_layout = job["ranks"] == job["nodes"] * job["ranks_per_node"]  # this job is one of the curve's points
+    tables = {**({job["nodes"]: result["rows"]} if same_layout else {}),
+              **{int(k): v for k, v in result["whatif"].items()}}
+    if not tables:
+        raise ConfigError("--plot needs --nodes (the node counts to plot)")
     sizes = sorted(tables)
     best = {N: {} for N in sizes}
     for N in sizes:

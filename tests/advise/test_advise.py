@@ -62,6 +62,17 @@ def test_speedups_and_order():
     assert rows[0]["speedup_fp32"] == pytest.approx(rows[2]["step_s"] / rows[0]["step_s"])
 
 
+def test_plot_whatif_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from hpctrain.advise import plot_whatif
+
+    ms = [_measured("dmsgd", {"algo": "dmsgd", "compressor": "none"}, {p: [Exchange("allreduce", 4e6)] for p in (2, 8)})]
+    res = {"job": {"ranks": 2, "nodes": 2, "ranks_per_node": 1, "model": "mlp", "dim": 10 ** 6},
+           "rows": rank_rows(ms, 2, 2, FIT), "whatif": {"8": rank_rows(ms, 8, 8, FIT)}}
+    out = plot_whatif(res, str(tmp_path / "w.png"))
+    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_whatif_allreduce_time_grows_with_nodes():
     sizes = [2, 4, 8, 64, 512]
     m = _measured("dmsgd", {"algo": "dmsgd", "compressor": "none"}, {p: [Exchange("allreduce", 4e6)] for p in sizes})
