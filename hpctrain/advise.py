@@ -353,7 +353,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     """
     from .train import StepGuard, _setup, agree, model_layers
     from .xp import resolve_device, synchronize
-    from .threads import local_rank
+    from .threads import limit_threads, local_rank
 
     given = {k: v for k, v in overrides.items() if v is not None}
     for algo, _, comp, knob in runs or ():  # the runs' own densities and bits join the grid
@@ -381,6 +381,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                       max_rounds=3)  # bounded: seconds on a fast network, about a minute at 100 Mbit/s
         fit, fit_source = res["fit"], "measured now (short fit)"
     xp = resolve_device(base.device, local_rank())
+    threads = limit_threads(base.threads) if base.threads else None  # as the training run (kept alive below)
     data, model, steps_per_epoch, _ = agree(comm, lambda: _setup(base, comm, xp))
     dtype = np.dtype(base.dtype)
     params = model.init_params(xp, dtype, base.seed)
@@ -434,9 +435,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
            "whatif": {}, "skipped": skipped}
     for N in nodes_list:
         out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives, slow)
-    selfcomm_free = getattr(selfcomm, "free", None)
-    if selfcomm_free:
-        selfcomm_free()
+    del threads
     return out
 
 
