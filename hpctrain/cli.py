@@ -186,6 +186,57 @@ def train(config, **overrides):
 
 
 @cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_train_options
+@click.option("--fit", "fit_path", type=click.Path(dir_okay=False),
+              help="alpha-beta fit (`bench fit --json FILE`, or the cached fit); default: a short fit now")
+@click.option("--links", "links_path", type=click.Path(dir_okay=False),
+              help="per-pair bandwidths (`bench links --json FILE`): price every link at the slowest one's rate")
+@click.option("--nodes", "nodes_list", default="", help="also predict for these node counts, e.g. 4,64,512")
+@click.option("--ranks-per-node", type=click.IntRange(min=1), default=None,
+              help="ranks per node of the --nodes jobs (default: this job's, from the host names)")
+@click.option("--runs", "run_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="run directory of an earlier run (repeatable): marks whether that method converged")
+@click.option("--densities", default="0.1,0.01,0.001", show_default=True, help="densities s/d of the sparsifiers")
+@click.option("--bits-grid", default="2,4,8", show_default=True, help="bits of the quantizers")
+@click.option("--collectives", default="ring,recursive,multi-ps,ps", show_default=True,
+              help="allreduces a dense exchange is priced with (hierarchical joins on several nodes)")
+@click.option("--probe-steps", default=3, show_default=True, type=click.IntRange(min=1),
+              help="timed steps of the model and of each method (after one warm-up)")
+@click.option("--top", default=30, show_default=True, type=click.IntRange(min=1), help="rows printed per table")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write every row as JSON")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="predicted step time against the number of nodes (PNG; with --nodes)")
+def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, densities, bits_grid, collectives,
+           probe_steps, top, json_path, plot_path, **overrides):
+    """Predict every method's step time and bytes on this job's network and model; rank them.
+
+    Run it under mpiexec/srun on the job layout you train on; CONFIG and the train flags
+    describe the model and data (--algo/--compressor restrict the methods).
+    """
+    from .advise import (format_report, load_fit_file, parse_grids, plot_whatif, read_json_file, read_runs,
+                         run_advise, straggler_factor, to_json)
+
+    _check_outputs(json=json_path, plot=plot_path)
+    if plot_path:
+        _need_matplotlib("--plot")
+    fit = load_fit_file(fit_path) if fit_path else None
+    slow = straggler_factor(read_json_file(links_path, "--links")) if links_path else 1.0
+    nodes, dens, bits, colls = parse_grids(nodes_list, densities, bits_grid, collectives)
+    marks = read_runs(run_dirs) if run_dirs else None
+    comm = _comm()
+    res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
+                     collectives=colls, probe_steps=probe_steps, slow=slow, ranks_per_node=ranks_per_node)
+    if comm.rank != 0:
+        return
+    click.echo(format_report(res, top))
+    if json_path:
+        _write_json(json_path, to_json(res))
+    if plot_path:
+        click.echo(f"wrote {plot_whatif(res, plot_path)}")
+
+
+@cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="image file (PNG)")
 @click.option("--x", "x", type=click.Choice(["epoch", "time", "bytes"]), default=None,

@@ -398,3 +398,31 @@ CASES = [
 
 CASES += RED_TEAM
 
+
+def _advise(*args, files=None):
+    def setup(tmp):
+        for name, text in (files or {}).items():
+            with open(f"{tmp}/{name}", "w") as f:
+                f.write(text)
+        return ["advise", "--dataset", "synthetic", *[a.format(tmp=tmp) for a in args]]
+    return setup
+
+
+CASES += [
+    Case("advise-fit-missing", "advise with a --fit file that does not exist", _advise("--fit", "{tmp}/fit.json"),
+         "--fit file not found"),
+    Case("advise-fit-not-a-fit", "advise with a --fit file holding no alpha and beta",
+         _advise("--fit", "{tmp}/fit.json", files={"fit.json": '{"rows": []}'}), "no alpha and beta"),
+    Case("advise-fit-directory", "advise with a directory as --fit", _advise("--fit", "{tmp}"), "is a directory"),
+    Case("advise-unknown-algo", "advise --algo that does not exist", _advise("--algo", "no-such-algo"),
+         "no-such-algo"),
+    Case("advise-one-rank-no-fit", "advise on one rank without a fit", _advise(), "give --fit FILE"),
+    Case("advise-nodes-zero", "advise --nodes 0", _advise("--nodes", "0"), "at least 1"),
+    Case("advise-links-missing", "advise with a --links file that does not exist", _advise("--links", "{tmp}/l.json"),
+         "--links file not found"),
+    Case("advise-links-not-links", "advise with a --links file holding no pairs",
+         _advise("--links", "{tmp}/l.json", files={"l.json": "[1, 2]"}), "not a file of bench links --json"),
+    Case("advise-runs-not-a-run", "advise --runs of a directory that holds no run", _advise("--runs", "{tmp}"),
+         "no metrics.jsonl"),
+]
+

@@ -14,6 +14,7 @@ __all__ = [
     "density_at",
     "sparse_pairs",
     "sparse_sum",
+    "sparse_sum_pattern",
     "mixing_matrix",
     "local_momentum_step",
     "mix_pair",
@@ -51,6 +52,18 @@ def sparse_sum_allreduce_sizes(comp, dim, itemsize):
     """The allreduce sizes (bytes) of :func:`sparse_sum`: the k values of a shared-index
     operator (random-k), else none."""
     return (k_for_density(comp.density, dim) * itemsize,) if comp.shared_indices else ()
+
+
+def sparse_sum_pattern(alg):
+    """The :class:`~hpctrain.algorithms.base.Exchange` of :func:`sparse_sum` for algorithm
+    ``alg``: an allreduce of the k values (shared indices), else an allgather of the
+    (index, value) arrays, each rank scatter-adding every rank's."""
+    from .base import Exchange
+
+    if alg.comp.shared_indices:
+        return Exchange("allreduce", float(sparse_sum_allreduce_sizes(alg.comp, alg.ctx.dim, alg.total.dtype.itemsize)[0]))
+    # per ring step: the count (the counts ring), then the indices and the values
+    return Exchange("allgather", float(alg.probe_payload().payload_nbytes), decodes=True, messages=3)
 
 
 def sparse_sum(comm, comp, payload, out, step, allreduce):

@@ -61,6 +61,9 @@ class LocalAdaAlter(Algorithm):
         self.denom_sq = self.accum_sq.copy()  # B^2 at the last synchronization
         self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
 
+    def steps_per_sync(self):
+        return self.period
+
     def lr_at(self, lr, t):
         """eta_t = lr min(1, t / warmup) for the 1-based step t."""
         return lr * min(1.0, t / self.warmup) if self.warmup else lr

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..collectives.ps_round import SERVER
 from ..collectives.tags import TAGS
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["ASGD"]
 
@@ -51,6 +51,12 @@ class ASGD(Algorithm):
         self.ver = np.zeros(1, dtype=np.int64)
         self.max_applied_staleness = 0
         self.rejected = 0
+
+    def comm_pattern(self, n=None):
+        """Each worker's gradient and its 8-byte version up; the model down to the 1/(tau+1)
+        of the workers that pull this step (on average)."""
+        d = float(self.server_model.nbytes)
+        return [Exchange("ps", d + 8, down=d / self.pull_period, decodes=True, messages=2, down_messages=1)]
 
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank

@@ -19,7 +19,7 @@ from ..compress import make_compressor
 from ..errors import ConfigError
 from ..xp import get_array_module
 
-__all__ = ["Algorithm", "AlgoContext", "RESIZE_POLICIES"]
+__all__ = ["Algorithm", "AlgoContext", "Exchange", "RESIZE_POLICIES"]
 
 #: How a per-rank state array is mapped to a new world size on resume:
 #: ``replicated`` - identical on every rank; take rank 0's.
@@ -28,6 +28,55 @@ __all__ = ["Algorithm", "AlgoContext", "RESIZE_POLICIES"]
 #: ``mean`` - a per-rank estimate (local momentum): every new rank gets the mean.
 #: ``refuse`` - cannot be remapped; resuming on another world size is an error.
 RESIZE_POLICIES = ("replicated", "sum", "mean", "refuse")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One communication of a training step, as an algorithm declares it
+    (:meth:`Algorithm.comm_pattern`); the collectives price it
+    (:func:`hpctrain.collectives.cost.exchange_time`).
+
+    Attributes:
+        kind: ``allreduce`` (through ``--collective``), ``allgather`` (every rank's payload
+            to every rank, ring allgatherv), ``ps`` (one parameter-server round, rank 0
+            serves), ``gossip`` (with graph neighbours), ``ring-hops`` (a payload passed
+            around the ring, then the result once more).
+        nbytes: bytes one rank hands to it (the vector; its payload; its message up).
+        per_step: calls per step on average (1/H when it runs every H steps).
+        down: ``ps``: bytes of the reply each worker receives (default ``nbytes``).
+        degree: ``gossip``: neighbours of a rank.
+        decodes: a rank decodes every rank's payload (allgather; the server of ``ps``), so
+            its decompression cost grows with the number of ranks.
+        messages: point-to-point messages per transfer (a payload sent after its length: 2;
+            sparse pairs: count, indices, values: 3); ``down_messages`` of a ``ps`` reply.
+        serial: compress-and-decode rounds that wait on each other beyond a rank's own (a
+            payload re-compressed at every ring hop: n - 1; a server that compresses its
+            reply: 1), each on the step's critical path.
+    """
+
+    kind: str
+    nbytes: float
+    per_step: float = 1.0
+    down: float = None
+    degree: int = 0
+    decodes: bool = False
+    messages: int = 1
+    down_messages: int = None
+    serial: int = 0
+
+    def options(self):
+        """The keyword arguments of the cost functions (``down``, ``degree``, ``messages``,
+        ``down_messages``)."""
+        out = {}
+        if self.messages != 1:
+            out["messages"] = int(self.messages)
+        if self.down_messages is not None:
+            out["down_messages"] = int(self.down_messages)
+        if self.down is not None:
+            out["down"] = float(self.down)
+        if self.kind == "gossip":
+            out["degree"] = int(self.degree)
+        return out
 
 
 @dataclass
@@ -125,6 +174,61 @@ class Algorithm:
         if self.compressors or self.cfg.aggregation != "allreduce":
             return ()
         return (self.ctx.dim * np.dtype(self.cfg.dtype).itemsize,)
+
+    def steps_per_sync(self):
+        """Steps between this algorithm's communications (1: every step; H for local SGD)."""
+        return 1
+
+    def comm_pattern(self, n=None):
+        """This step's communication as :class:`Exchange` values, for the cost model
+        (``hpctrain advise``) and the traffic test: what each collective or server round
+        moves, in bytes per rank. Default: one ``allreduce`` per :meth:`allreduce_sizes`
+        entry every :meth:`steps_per_sync` steps; an algorithm that communicates otherwise
+        overrides it next to its math.
+
+        Args:
+            n: the number of ranks to declare for (default: this job's); a pattern whose
+                sizes depend on it (a server's reply of n sparse vectors) uses it.
+
+        Returns:
+            A list of :class:`Exchange`.
+        """
+        every = 1.0 / self.steps_per_sync()
+        return [Exchange("allreduce", float(s), every) for s in self.allreduce_sizes()]
+
+    def decode_one(self):
+        """A call that decodes one other rank's message as this step does, for the cost
+        model (a step whose exchange ``decodes`` every rank's payload pays it n - 1 more times
+        than on one rank), or None when there is nothing to decode. Default: add one payload
+        of the run's compressor into a dense vector."""
+        comp = getattr(self, "comp", None)
+        if comp is None:
+            return None
+        payload = self.probe_payload()
+        out = self.ctx.xp.zeros(self.ctx.dim, dtype=self.cfg.dtype)
+        return lambda: comp.decompress_add(payload, out)
+
+    def set_probe_payload(self, payload):
+        """Use ``payload`` (one this algorithm's steps produced on real gradients) for the
+        sizes :meth:`comm_pattern` declares: a data-dependent operator (approximate top-k,
+        threshold) selects on real gradients what it does not select on a normal draw."""
+        self._probe = payload
+
+    def probe_payload(self):
+        """One payload of this run's compressor on a seeded standard-normal vector of the
+        model's size on the run's device (a fresh operator: the run's state is untouched),
+        for sizes that only the operator knows (headers, index widths, packed codes)."""
+        cached = getattr(self, "_probe", None)
+        if cached is None:
+            probe = np.random.default_rng(0).standard_normal(self.ctx.dim).astype(self.cfg.dtype)
+            probe = self.ctx.xp.asarray(probe)  # on the run's device: its operator path
+            comp = make_compressor(self.cfg)
+            density = getattr(getattr(self, "comp", None), "density", None)
+            if density is not None and hasattr(comp, "density"):
+                comp.density = density
+            comp.setup(probe, self.ctx.layers)
+            cached = self._probe = comp.compress(probe, step=0, rank=0)
+        return cached
 
     def count(self, key, value):
         """Add ``value`` to the per-epoch statistic ``key``."""

@@ -26,7 +26,7 @@ around the ring, or w_{t+1} - w_t as sparse pairs or dense (allreduce).
 from ..collectives.payload_p2p import allgather_payloads, recv_payload, send_payload
 from ..collectives.ps_round import server_round
 from ..collectives.tags import TAGS
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["CSGD"]
 
@@ -84,6 +84,18 @@ class CSGD(Algorithm):
             total /= n
             self.count_traffic(mine.floats, self.update_floats(total))
         params -= lr * total
+
+    def comm_pattern(self, n=None):
+        """allreduce: every payload gathered; ps: a payload up and the server's down; ring:
+        a payload per hop, then the final one around (a payload travels with its 8-byte length)."""
+        p = float(self.probe_payload().nbytes)
+        agg = self.cfg.aggregation
+        n = self.comm.size if n is None else n
+        if agg == "ps":  # the server re-compresses the average
+            return [Exchange("ps", p + 8, down=p + 8, decodes=True, messages=2, serial=1)]
+        if agg == "ring":  # every hop decodes, adds and re-compresses before passing on
+            return [Exchange("ring-hops", p + 8, messages=2, serial=max(n - 1, 0))]
+        return [Exchange("allgather", p, decodes=True)]
 
     def _ring(self, grad, t):
         """Unpartitioned ring with a quantization at every hop, then the average around."""

@@ -14,12 +14,21 @@ D-Momentum (momentum beta)::
 With W = J/n D-PSGD is ``model-avg`` and D-Momentum is ``dmsgd`` (to rounding).
 """
 
+import numpy as np
+
 from ..collectives import gossip
 from ..collectives.gossip import neighbours
 from ._common import local_momentum_step, mix_pair, mixing_matrix
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["DPSGD", "DMomentum"]
+
+
+def _degree(alg, n):
+    """Neighbours of a rank on ``n`` ranks (this job's when ``n`` is None or its size)."""
+    if n is None or n == alg.ctx.size:
+        return alg.degree
+    return len(neighbours(mixing_matrix(alg.cfg.topology, n), 0)[1]) if n > 1 else 0
 
 
 def _matrix(ctx):
@@ -40,6 +49,10 @@ class DPSGD(Algorithm):
         super().__init__(ctx, params)
         self.W = _matrix(ctx)
         self.degree = len(neighbours(self.W, ctx.rank)[1]) if ctx.size > 1 else 0
+
+    def comm_pattern(self, n=None):
+        """One gossip of x with the graph neighbours."""
+        return [Exchange("gossip", float(self.ctx.dim * np.dtype(self.cfg.dtype).itemsize), degree=_degree(self, n))]
 
     def step(self, params, grad, lr, t):
         params -= lr * grad
@@ -66,6 +79,10 @@ class DMomentum(Algorithm):
         self.nesterov = ctx.cfg.nesterov
         self.velocity = params * 0
         self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
+
+    def comm_pattern(self, n=None):
+        """One gossip of [x; u] (2d values) with the graph neighbours."""
+        return [Exchange("gossip", float(self.buf.nbytes), degree=_degree(self, n))]
 
     def step(self, params, grad, lr, t):
         local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)

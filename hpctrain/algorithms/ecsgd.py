@@ -20,7 +20,7 @@ server memory is then replicated and the server's Q uses the RNG stream of rank 
 
 from ..collectives.payload_p2p import PAYLOAD, Dense, allgather_payloads
 from ..collectives.ps_round import SERVER, server_round
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["ECSGD", "DoubleSqueeze"]
 
@@ -57,6 +57,16 @@ class ECSGD(Algorithm):
         down = self.comp.compress(self.total, step=t, rank=self.comm.size, memory=self.server_memory)
         self.comp.decompress(down, self.total)
         return down
+
+    def comm_pattern(self, n=None):
+        """allreduce: every payload gathered; ps: a payload up (with its 8-byte length), the
+        dense average down (DoubleSqueeze: the server's payload)."""
+        p = float(self.probe_payload().nbytes)
+        if self.cfg.aggregation != "ps":
+            return [Exchange("allgather", p, decodes=True)]
+        down = p + 8 if self.server_compresses else float(self.total.nbytes)
+        return [Exchange("ps", p + 8, down=down, decodes=True, messages=2,
+                         down_messages=2 if self.server_compresses else 1, serial=int(self.server_compresses))]
 
     def step(self, params, grad, lr, t):
         comm, n, r = self.comm, self.comm.size, self.comm.rank

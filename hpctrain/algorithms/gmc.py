@@ -17,8 +17,8 @@ With beta = 0 GMC is memory SGD (gradient dropping); with density 1 it is ``dmsg
 
 from ..collectives.payload_p2p import Pairs
 from ..collectives.ps_round import SERVER, server_round
-from ._common import density_at, sparse_pairs, sparse_sum, sparse_sum_allreduce_sizes
-from .base import Algorithm
+from ._common import density_at, sparse_pairs, sparse_sum, sparse_sum_allreduce_sizes, sparse_sum_pattern
+from .base import Algorithm, Exchange
 
 __all__ = ["GMC"]
 
@@ -65,6 +65,18 @@ class GMC(Algorithm):
         if self.cfg.aggregation != "allreduce":
             return ()
         return sparse_sum_allreduce_sizes(self.comp, self.ctx.dim, self.total.dtype.itemsize)
+
+    def comm_pattern(self, n=None):
+        """allreduce: the sparse sum. ps: the k pairs up (count, int64 indices, values),
+        the union of the n workers' coordinates down (at most n k pairs, declared as n k; k for
+        random-k, whose coordinates are shared)."""
+        if self.cfg.aggregation != "ps":
+            return [sparse_sum_pattern(self)]
+        n = self.comm.size if n is None else n
+        k = self.probe_payload().count
+        union = k if self.comp.shared_indices else min(n * k, self.ctx.dim)  # random-k: the same k
+        pair = 8 + self.total.dtype.itemsize
+        return [Exchange("ps", 8.0 + k * pair, down=8.0 + union * pair, decodes=True, messages=3)]
 
     def _server_round(self, comp, payload, lr, t):
         """001 Algorithm 1: sparse vectors up to rank 0, sparse w_{t+1} - w_t back down."""

@@ -30,6 +30,9 @@ class LocalSGD(Algorithm):
         super().__init__(ctx, params)
         self.period = ctx.cfg.sync_period
 
+    def steps_per_sync(self):
+        return self.period
+
     def step(self, params, grad, lr, t):
         params -= lr * grad
         if (t + 1) % self.period == 0:
@@ -55,6 +58,9 @@ class PRSGDMomentum(Algorithm):
         self.period = ctx.cfg.sync_period
         self.velocity = params * 0
         self.buf = ctx.xp.zeros(2 * params.size, dtype=params.dtype)
+
+    def steps_per_sync(self):
+        return self.period
 
     def step(self, params, grad, lr, t):
         local_momentum_step(params, self.velocity, grad, lr, self.momentum, self.nesterov)

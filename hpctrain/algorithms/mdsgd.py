@@ -13,7 +13,7 @@ constant lr the "eta inside the memory" form of Alistarh/Stich is identical (u' 
 With density 1 every coordinate is sent and M-DSGD is exactly ``dmsgd``.
 """
 
-from ._common import density_at, sparse_sum, sparse_sum_allreduce_sizes
+from ._common import density_at, sparse_sum, sparse_sum_allreduce_sizes, sparse_sum_pattern
 from .base import Algorithm
 
 __all__ = ["MDSGD"]
@@ -52,6 +52,10 @@ class MDSGD(Algorithm):
 
     def allreduce_sizes(self):
         return sparse_sum_allreduce_sizes(self.comp, self.ctx.dim, self.total.dtype.itemsize)
+
+    def comm_pattern(self, n=None):
+        """The sparse sum: the k values by allreduce (random-k), else the pairs gathered."""
+        return [sparse_sum_pattern(self)]
 
     def _sent(self, comp, payload, t):
         """Hook after compression (DGC masks the momentum of the sent coordinates)."""

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["PowerSGD", "matrix_plan", "orthogonalise"]
 
@@ -127,6 +127,11 @@ class PowerSGD(Algorithm):
         item = self.ps.dtype.itemsize
         sizes = [s * item for s in (self.p_size, self.q_size, self.flat_dense.size) if s]
         return tuple(sizes + ([self.ctx.dim * item] if self.start > 0 else []))
+
+    def comm_pattern(self, n=None):
+        """Once compressing: the allreduces of P, Q and the dense remainder."""
+        item = self.ps.dtype.itemsize
+        return [Exchange("allreduce", float(s * item)) for s in (self.p_size, self.q_size, self.flat_dense.size) if s]
 
     def wire_values(self):
         """Values one worker sends per compressed step: sum (n + m) r + the dense part."""

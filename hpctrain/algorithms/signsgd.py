@@ -19,7 +19,7 @@ import numpy as np
 from ..collectives.ps_round import server_round
 from ..collectives.sparse import ring_allgatherv
 from ..xp import get_array_module
-from .base import Algorithm
+from .base import Algorithm, Exchange
 
 __all__ = ["SignSGD", "majority_vote"]
 
@@ -100,6 +100,19 @@ class SignSGD(Algorithm):
     def allreduce_sizes(self):
         """None: the votes travel by allgather (or to the servers), never by allreduce."""
         return ()
+
+    def comm_pattern(self, n=None):
+        """The packed signs (d/8 bytes) gathered by every rank, or up to the server and the
+        packed vote down."""
+        if self.cfg.aggregation == "ps":
+            return [Exchange("ps", float(self.nbytes), down=float(self.nbytes), decodes=True)]
+        return [Exchange("allgather", float(self.nbytes), decodes=True)]
+
+    def decode_one(self):
+        """Count one more worker's packed signs into the vote."""
+        xp, d = self.ctx.xp, self.vote.size
+        row, ones = pack_signs(self.vote), xp.zeros(d, dtype=np.int32)
+        return lambda: ones.__iadd__(xp.unpackbits(row)[:d])
 
     def step(self, params, grad, lr, t):
         m = self.velocity

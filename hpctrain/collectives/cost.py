@@ -87,7 +87,7 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "PRIMITIVES"]
+           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
 
@@ -256,6 +256,108 @@ def crossover(a, b, n, fit, lo=8, hi=1 << 30, **kw):
             return s1
         prev = d
     return None
+
+
+#: the kinds of per-step communication an algorithm declares (``Algorithm.comm_pattern``),
+#: each priced by the module that implements it: ``allreduce`` (the ``--collective``),
+#: ``allgather`` (ring allgatherv of a payload, ``sparse.py``), ``ps`` (one server round,
+#: ``ps_round.py``), ``gossip`` (``gossip.py``), ``ring-hops`` (the payload passed around the
+#: ring and its result once more, ``naive_ring.py``).
+EXCHANGES = ("allreduce", "allgather", "ps", "gossip", "ring-hops")
+
+
+def _exchange_fns(kind, collective):
+    """``(cost_steps, sent_bytes, overhead key, sent_messages)`` of the module that implements
+    ``kind``."""
+    import importlib
+
+    gossip, naive_ring, ps_round, sparse = (importlib.import_module(f"{__package__}.{m}")
+                                            for m in ("gossip", "naive_ring", "ps_round", "sparse"))
+
+    if kind == "allreduce":
+        from . import ALLREDUCE
+
+        fn = ALLREDUCE.get(collective)
+        module = inspect.getmodule(getattr(fn, "func", fn)) if fn is not None else None
+        return (_cost_steps(collective), getattr(module, "sent_bytes", None), collective,
+                getattr(module, "sent_messages", None))
+    table = {"allgather": (sparse.allgather_cost_steps, sparse.allgather_sent_bytes, "ring",
+                           sparse.allgather_sent_messages),
+             "ps": (ps_round.cost_steps, ps_round.sent_bytes, "ps", ps_round.sent_messages),
+             "gossip": (gossip.cost_steps, gossip.sent_bytes, "ring", gossip.sent_messages),
+             "ring-hops": (naive_ring.cost_steps, naive_ring.sent_bytes, "ring-unpartitioned",
+                           naive_ring.sent_messages)}
+    if kind not in table:
+        raise ValueError(f"unknown exchange kind {kind!r}; choose from {', '.join(EXCHANGES)}")
+    return table[kind]
+
+
+def price(plan, fit, nodes=1):
+    """Seconds of a flat ``plan`` (``[(primitive, count, bytes), ...]``) under ``fit``: on
+    the node's link for one node, on the network's for several (a synchronous step waits
+    for its slowest message)."""
+    intra, inter = links(fit)
+    return _sum(plan, intra if nodes <= 1 else inter)
+
+
+def exchange_time(kind, n, nbytes, fit, nodes=1, collective="ring", **kw):
+    """Predicted seconds of one exchange of ``kind`` (:data:`EXCHANGES`) on ``n`` ranks
+    (on ``nodes`` nodes), ``nbytes`` per rank.
+
+    Args:
+        collective: the allreduce that runs an ``allreduce`` exchange (a modelled one).
+        kw: ``down`` (ps: reply bytes), ``degree`` (gossip), ``messages`` (and ``down_messages``
+            for ps: messages per transfer, the extra ones small).
+
+    Returns:
+        Seconds, or None when the collective has no model.
+    """
+    if kind == "allreduce":
+        return predict(collective, n, nbytes, fit, nodes=nodes)
+    if n <= 1:
+        return 0.0
+    steps_fn, _, key, _ = _exchange_fns(kind, collective)
+    over = (fit.get("overhead") or {}).get(key, 0.0)
+    return price(steps_fn(n, float(nbytes), **kw), fit, nodes) + over
+
+
+def exchange_bytes(kind, n, nbytes, collective="ring", **kw):
+    """Bytes all ``n`` ranks send together in one exchange of ``kind`` (payload bytes, as
+    the communicator counts them), or None when the collective does not say."""
+    if n <= 1:
+        return 0.0
+    _, sent, _, _ = _exchange_fns(kind, collective)
+    return None if sent is None else float(sent(n, float(nbytes), **kw))
+
+
+def exchange_messages(kind, n, nbytes, collective="ring", **kw):
+    """Point-to-point messages all ``n`` ranks send together in one exchange of ``kind`` (as
+    the communicator counts them), or None when the collective does not say."""
+    if n <= 1:
+        return 0
+    *_, sent = _exchange_fns(kind, collective)
+    return None if sent is None else int(sent(n, float(nbytes), **kw))
+
+
+def slowed(fit, factor):
+    """A copy of ``fit`` whose transfers are ``factor`` times slower per byte (every beta of
+    every transfer kind and of the network link; reductions unchanged): a link at 1/factor
+    of the fitted rate, such as the slowest node's."""
+    def scale(part):
+        out = dict(part)
+        if "beta" in out:
+            out["beta"] = out["beta"] * factor
+        if out.get("segments"):
+            out["segments"] = [{**seg, "beta": seg["beta"] * factor} for seg in out["segments"]]
+        return out
+
+    out = scale(fit)
+    for kind in PRIMITIVES:
+        if not kind.startswith("reduce") and fit.get(kind):
+            out[kind] = scale(fit[kind])
+    if fit.get("inter"):
+        out["inter"] = slowed(fit["inter"], factor)
+    return out
 
 
 def cache_path():

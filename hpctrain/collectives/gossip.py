@@ -66,3 +66,13 @@ def gossip(comm, buf, W):
 def cost_steps(n, S, degree=2, **_):
     """One exchange with each of ``degree`` neighbours, the weighted sum of their vectors."""
     return [("exchange", degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]
+
+
+def sent_bytes(n, S, degree=2, **_):
+    """Bytes all ranks send together: each rank sends its vector to ``degree`` neighbours."""
+    return float(n * degree * S)
+
+
+def sent_messages(n, S, degree=2, **_):
+    """Messages all ranks send together: one to each of ``degree`` neighbours per rank."""
+    return n * degree

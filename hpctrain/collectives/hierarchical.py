@@ -22,6 +22,7 @@ only; one rank per node: the flat ring over the nodes.
 """
 
 from .ring import cost_steps as ring_steps
+from .ring import sent_bytes as ring_sent_bytes
 from .ring import own_chunk, reduce_op, ring_allgather, ring_allreduce, ring_reduce_scatter
 
 __all__ = ["hierarchical_allreduce", "layout", "assign_nodes", "cost_steps", "cost_levels"]
@@ -141,3 +142,8 @@ def cost_levels(n, S, nodes):
     R = max(1, n // nodes)
     return [(ring_steps(R, S) if R > 1 else [], "intra", 1),
             (ring_steps(nodes, S / R) if nodes > 1 else [], "inter", R)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together: the ring's (both levels move 2(m-1)/m of their part)."""
+    return ring_sent_bytes(n, S)

@@ -229,3 +229,8 @@ def multi_ps_allreduce(comm, buf, op="sum"):
 
 #: the co-located multi-server PS moves and reduces exactly as the ring does
 cost_steps = _ring.cost_steps
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together (co-located servers): the ring's 2(n-1)/n S each."""
+    return 2.0 * (n - 1) * S

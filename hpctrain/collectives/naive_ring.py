@@ -45,6 +45,18 @@ def unpartitioned_ring_allreduce(comm, buf, op="sum"):
     return buf
 
 
-def cost_steps(n, S, **_):
-    """The whole vector n - 1 hops around (added at each), then n - 1 hops of the result."""
-    return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]
+def cost_steps(n, S, messages=1, **_):
+    """The whole vector n - 1 hops around (added at each), then n - 1 hops of the result;
+    ``messages`` per hop (the first ones a length of 8 bytes, as a payload travels)."""
+    return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S),
+            ("oneway", 2 * (n - 1) * (messages - 1), 8.0)]
+
+
+def sent_messages(n, S, messages=1, **_):
+    """Messages all ranks send together: 2(n - 1) hops of ``messages`` each."""
+    return 2 * (n - 1) * messages
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together: the vector n - 1 hops around, the result n - 1 hops."""
+    return 2.0 * (n - 1) * S

@@ -46,3 +46,13 @@ def cost_steps(n, S, **_):
     """n - 1 whole vectors into the server's scratch, added there, n - 1 results back
     into the workers' vectors (see :mod:`hpctrain.collectives.cost`)."""
     return [("oneway", n - 1, S), ("oneway-sent", n - 1, S), ("reduce", n - 1, S)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together: n - 1 vectors up, n - 1 results down."""
+    return 2.0 * (n - 1) * S
+
+
+def sent_messages(n, S, **_):
+    """Messages all ranks send together: n - 1 up, n - 1 down."""
+    return 2 * (n - 1)

@@ -42,3 +42,23 @@ def server_round(comm, mine, serve, up=PAYLOAD, down=PAYLOAD, server=SERVER):
         return reply
     up.send(comm, mine, server, TAGS["ps-up"])
     return down.recv(comm, server, TAGS["ps-down"])
+
+
+def cost_steps(n, S, down=None, messages=1, down_messages=None, **_):
+    """One server round: n - 1 messages of S bytes into the server one after another, n - 1
+    replies of ``down`` bytes (default S) out of it, into the workers' buffers; each in
+    ``messages`` (``down_messages``) messages, the extra ones small (a length, a version)."""
+    down = S if down is None else down
+    dm = messages if down_messages is None else down_messages
+    return [("oneway", n - 1, S), ("oneway-sent", n - 1, down), ("oneway", (n - 1) * (messages + dm - 2), 8.0)]
+
+
+def sent_bytes(n, S, down=None, **_):
+    """Bytes all ranks send together in one round: n - 1 up, n - 1 replies down."""
+    return (n - 1) * (S + (S if down is None else down))
+
+
+def sent_messages(n, S, down=None, messages=1, down_messages=None, **_):
+    """Messages all ranks send together in one round: n - 1 up and n - 1 down, of
+    ``messages`` and ``down_messages`` messages each."""
+    return (n - 1) * (messages + (messages if down_messages is None else down_messages))

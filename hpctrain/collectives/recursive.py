@@ -75,3 +75,15 @@ def cost_steps(n, S, **_):
     f = 0 if p == n else 1
     lg = int(math.log2(p))
     return [("oneway", f, S), ("oneway-sent", f, S), ("exchange", lg, S), ("reduce", f, S), ("reduce-sent", lg, S)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all ranks send together: p ranks log2 p whole vectors, plus the fold in and out."""
+    p = 1 << (n.bit_length() - 1)
+    return p * math.log2(p) * S + 2.0 * (n - p) * S
+
+
+def sent_messages(n, S, **_):
+    """Messages all ranks send together: p ranks log2 p exchanges, the fold in and out."""
+    p = 1 << (n.bit_length() - 1)
+    return p * int(math.log2(p)) + 2 * (n - p)

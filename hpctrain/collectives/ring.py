@@ -171,3 +171,16 @@ def cost_steps(n, S, **_):
         seg = chunk / k
         return [("exchange", (n - 1) * k, seg), ("exchange-sent", n - 1, chunk), ("reduce", (n - 1) * k, seg)]
     return [("exchange", n - 1, chunk), ("exchange-sent", n - 1, chunk), ("reduce", n - 1, chunk)]
+
+
+def sent_bytes(n, S, **_):
+    """Bytes all n ranks send together in one ring allreduce of S bytes: 2(n-1)/n S each."""
+    return 2.0 * (n - 1) * S
+
+
+def sent_messages(n, S, **_):
+    """Messages all n ranks send together: n - 1 reduce-scatter steps (in k segments each
+    above ``PIPELINE_MIN_BYTES`` chunks) and n - 1 allgather steps, on every rank."""
+    chunk = S / n
+    k = math.ceil(chunk / SEGMENT_BYTES) if chunk >= PIPELINE_MIN_BYTES else 1
+    return n * (n - 1) * (k + 1)

@@ -97,3 +97,20 @@ def cost_steps(n, S, payload_ratio=None, **_):
     sparse payload bytes per rank (``payload_ratio`` x S)."""
     P = S * (1.0 if payload_ratio is None else payload_ratio)
     return [("exchange", n - 1, 8.0), ("exchange", n - 1, P), ("reduce", n, P)]
+
+
+def allgather_cost_steps(n, S, messages=1, **_):
+    """The ring allgatherv of S bytes per rank (a gathered payload, decoded by its user):
+    one exchange of the lengths, n - 1 exchanges of a payload in ``messages`` messages (the
+    extra ones small: a count, the indices beside the values)."""
+    return [("exchange", 1, 8.0), ("exchange", n - 1, S), ("exchange", (n - 1) * (messages - 1), 8.0)]
+
+
+def allgather_sent_bytes(n, S, **_):
+    """Bytes all ranks send together in the ring allgatherv: each forwards n - 1 payloads."""
+    return float(n * (n - 1) * S)
+
+
+def allgather_sent_messages(n, S, messages=1, **_):
+    """Messages all ranks send together in the ring allgatherv: n - 1 steps of ``messages``."""
+    return n * (n - 1) * messages

@@ -29,24 +29,29 @@ def cases():
                 yield name, agg, comp
 
 
+def build(comm, name, agg, comp, allreduce):
+    """(algorithm, params) of one case: d = D float32, ``sync_period`` 1, density 0.05."""
+    over = {"algo": name, "aggregation": agg, "sync_period": 1, "collective": "ring", "density": 0.05}
+    if comp:
+        over["compressor"] = comp
+    cfg = load_config(None, over)
+    params = np.random.default_rng(0).normal(size=D).astype(np.float32)
+    layers = [("w", (30, 30), 0), ("b", (100,), 900)]  # a matrix (PowerSGD) and a dense rest
+    return ALGORITHMS[name](AlgoContext(cfg, comm, allreduce, D, 10, np, layers=layers), params), params
+
+
 def main():
     comm = world()
     ring = get_allreduce("ring")
     out = {}
     for name, agg, comp in cases():
-        over = {"algo": name, "aggregation": agg, "sync_period": 1, "collective": "ring", "density": 0.05}
-        if comp:
-            over["compressor"] = comp
-        cfg = load_config(None, over)
         seen = set()
 
         def recording(c, buf, op="sum"):
             seen.add(int(buf.size * buf.dtype.itemsize))
             return ring(c, buf, op)
 
-        params = np.random.default_rng(0).normal(size=D).astype(np.float32)
-        layers = [("w", (30, 30), 0), ("b", (100,), 900)]  # a matrix (PowerSGD) and a dense rest
-        alg = ALGORITHMS[name](AlgoContext(cfg, comm, recording, D, 10, np, layers=layers), params)
+        alg, params = build(comm, name, agg, comp, recording)
         rng = np.random.default_rng(comm.rank + 1)
         for t in range(2):
             alg.step(params, rng.normal(size=D).astype(np.float32), 0.01, t)
