@@ -72,6 +72,18 @@ def timed_steps(step, n):
     return float(med[0])
 
 
+def write_profile(path, c, engine):
+    """The per-bucket timeline of ``engine`` (every rank's), written by rank 0."""
+    import json
+
+    from hpctrain.overlap import profile_trace
+
+    doc = profile_trace(c, engine)
+    if c.rank == 0:
+        with open(path, "w") as f:
+            json.dump(doc, f)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -79,11 +91,17 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bucket-size", type=float, default=None)
     ap.add_argument("--density", type=float, default=0.01)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per rank (default 1)")
+    ap.add_argument("--poll-us", type=float, default=50.0,
+                    help="the communication thread's sleep between polls, microseconds (0: MPI's blocking wait)")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="write the overlap run's per-bucket timeline (Chrome trace JSON) to FILE")
     ap.add_argument("--ddp", action="store_true", help="also PyTorch DDP (gloo) in the same processes")
     ap.add_argument("--ddp-port", type=int, default=29533)
     args = ap.parse_args()
 
     c = ht.init()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = make_cnn((1, 28, 28), 10)
     ht.broadcast_parameters(model)
@@ -98,8 +116,9 @@ def main():
     base = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the model stays the same
     rows = {}
 
-    def grad_mode(overlap):
-        opt = ht.DistributedOptimizer(base, model=model, bucket_size=args.bucket_size, overlap=overlap)
+    def grad_mode(overlap, profile=False):
+        opt = ht.DistributedOptimizer(base, model=model, bucket_size=args.bucket_size, overlap=overlap,
+                                      poll_interval=args.poll_us * 1e-6 or None, profile=profile)
 
         def step():
             opt.zero_grad()
@@ -142,9 +161,11 @@ def main():
         rows.setdefault("comm alone", []).append(timed_steps(comm_only, args.steps))
         rows.setdefault("no overlap", []).append(timed_steps(step, args.steps))
         opt.close()
-        opt, step = grad_mode(True)
+        opt, step = grad_mode(True, profile=bool(args.profile))
         rows.setdefault("overlap" + ("" if opt.overlap else " (refused: off)"), []).append(
             timed_steps(step, args.steps))
+        if args.profile:
+            write_profile(args.profile, c, opt.engine)
         opt.close()
         if ddp is not None:
             rows.setdefault("DDP (gloo)", []).append(timed_steps(ddp, args.steps))
