@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 
-__all__ = ["OverlapEngine", "resolve_overlap", "profile_trace", "POLL_INTERVAL"]
+__all__ = ["OverlapEngine", "BucketedAllreduce", "resolve_overlap", "profile_trace", "POLL_INTERVAL"]
 
 #: seconds the communication thread sleeps between polls of a message in flight
 POLL_INTERVAL = 50e-6
@@ -229,9 +229,10 @@ class OverlapEngine:
         """Stop the communication thread (idempotent)."""
         with self._cv:
             self._closed = True
+            in_flight = self._active  # an error left a step's buckets in flight: do not wait long
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=0.5 if in_flight else 10)
             self._thread = None
             _restore_switch_interval()
 
@@ -303,3 +304,57 @@ def profile_trace(comm, engine):
                                 "wakeup_us": round((start - free) * 1e6, 3)})
             events.append(ev)
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"tool": "hpctrain overlap profile"}}
+
+
+class BucketedAllreduce:
+    """An algorithm's mean allreduce of the gradient, served by buckets reduced during
+    backward (``hpctrain train --overlap``).
+
+    Used as the algorithm's ``allreduce``: a call on the gradient buffer while a step's
+    buckets are in flight waits for them (:meth:`OverlapEngine.finish`) instead of reducing
+    the whole vector; any other call goes to ``allreduce`` itself. The buckets' bytes are
+    added to ``comm``'s counters when they land, so the run's traffic figures include them.
+
+    Args:
+        comm: the run's communicator.
+        grad: the flat gradient buffer the model's backward writes.
+        layers: ``(offset, length)`` of each layer in ``grad``.
+        allreduce: the configured collective, ``allreduce(comm, buf, op)``.
+        bucket_size: MiB (None: the default of :func:`hpctrain.buckets.make_buckets`).
+        overlap: True: a communication thread; False: the buckets one after another when
+            the algorithm asks (same bits).
+    """
+
+    def __init__(self, comm, grad, layers, allreduce, bucket_size, overlap):
+        from .buckets import make_buckets
+
+        self.comm, self.grad, self._allreduce = comm, grad, allreduce
+        self.buckets = make_buckets(layers, grad.dtype.itemsize, bucket_size)
+        self.engine = OverlapEngine(comm, self.buckets, lambda c, b: allreduce(c, b.view(grad), "mean"),
+                                    overlap=overlap)
+        self.layer_ready = self.engine.layer_ready
+
+    def begin(self):
+        """A step's backward starts: every bucket empty."""
+        self.engine.begin()
+
+    def __call__(self, comm, buf, op="sum"):
+        if not self.engine.active:
+            return self._allreduce(comm, buf, op)
+        if buf is not self.grad or op != "mean":
+            raise RuntimeError("the gradient buckets are in flight, but the algorithm reduces another buffer "
+                               f"first (op {op!r}); its bucketing must not be 'free'")
+        from . import trace
+
+        with trace.span("wait for buckets", "comm"):
+            self.engine.finish()
+        mine, c = self.engine.comm, self.comm
+        c.bytes_sent += mine.bytes_sent
+        c.bytes_recv += mine.bytes_recv
+        c.messages_sent += mine.messages_sent
+        mine.reset_counters()
+        return buf
+
+    def close(self):
+        """Stop the communication thread."""
+        self.engine.close()
