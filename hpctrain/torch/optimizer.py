@@ -38,11 +38,17 @@ def _device_comm(c, flat):
     return Communicator(c.mpi_comm, transport="auto")
 
 
-def _check_backward(comm, flat):
-    """Every rank ran backward since the last step (else ConfigError on every rank)."""
+def _check_backward(comm, flat, closure=None):
+    """Every rank ran exactly one backward since the last step and passed no closure (else
+    ConfigError on every rank)."""
     def check():
+        if closure is not None:
+            raise ConfigError("step() takes no closure here (LBFGS-style closures re-run backward)")
         if not flat.backward_seen:
             raise ConfigError("step() called before any backward(): compute a loss and call loss.backward() first")
+        if flat.repeated:
+            raise ConfigError("a second backward before step(): call step() after each backward "
+                              "(gradient accumulation over several backward passes is not supported)")
 
     agree_error(comm, check)
 
@@ -167,38 +173,48 @@ class DistributedOptimizer:
             self.engine.begin()
         self.engine.layer_ready(layer)
 
-    def _start_sync(self):
+    def _start_sync(self, closure=None):
         """The checks every rank agrees on before waiting for buckets; starts the step's
         buckets when no hook did (e.g. a model whose gradients all came without hooks)."""
         try:
-            _check_backward(self.comm, self.flat)
+            _check_backward(self.comm, self.flat, closure)
         except ConfigError as exc:
-            exc.agreed = exc.agreed and not self.engine.active  # my buckets are in flight: abort
+            exc.agreed = exc.agreed and self._drain_together()
             raise
         if not self.engine.active:
             self.engine.begin()
         if self.reducer is not None:
             self.reducer.step = self.steps
 
-    def synchronize(self):
+    def _drain_together(self):
+        """After an error every rank agreed on: True when every rank can leave together,
+        having finished its buckets in flight (all ranks have them) or having none; False
+        when only some ranks have buckets in flight (theirs could never complete: abort)."""
+        import numpy as np
+
+        active = self.comm.allgather_array(np.array([int(self.engine.active)], dtype=np.int64))[:, 0]
+        if active.all():
+            self.engine.finish()
+            self.flat.reset_step()
+        return bool(active.all() or not active.any())
+
+    def synchronize(self, closure=None):
         """Wait until every bucket is averaged (``step`` calls it; call it yourself before
         reading or clipping the averaged gradients)."""
-        self._start_sync()
+        self._start_sync(closure)
         self.engine.finish()
         self.flat.reset_step()
 
     def step(self, closure=None):
         """Average the gradients (wait for the buckets), then step the wrapped optimizer:
         bucket by bucket as each lands (``step_per_bucket``), or once after the last."""
-        if closure is not None:
-            raise ConfigError("DistributedOptimizer.step takes no closure (LBFGS-style closures re-run backward)")
         if not (self.step_per_bucket and self.engine.active):
-            self.synchronize()
+            self.synchronize(closure)
             self.flat.rebind_grads()
             out = self.optimizer.step()
             self.steps += 1
             return out
-        self._start_sync()
+        self._start_sync(closure)
         self.flat.rebind_grads()
         params = [p for group in self._bucket_params for p in group]
         grads = [p.grad for p in params]

@@ -81,3 +81,26 @@ def test_overlap_refused_with_one_line_and_the_run_unchanged(mpirun, tmp_path, a
     assert s_off["overlap_note"] == "overlap off"
     for a, b in zip(on, off):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("size,message", [("50", "bucket size 50 MiB is larger than the model"),
+                                          ("-1", "bucket_size must be >= 0")])
+def test_bad_bucket_size_is_one_line_and_status_2(mpirun, tmp_path, size, message):
+    data = image_h5(tmp_path / "img.h5", n=40, n_test=8)
+    res = mpirun(2, [HPCTRAIN, "train", "--model", SPEC, "--dataset", data, "--epochs", "1", "--max-steps", "1", "--batch-size", "8",
+                     "--bucket-size", size, "-q", "--out", tmp_path / "run"], timeout=120, check=False)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.mpi
+def test_without_thread_multiple_overlap_is_off_and_the_banner_says_why(mpirun, tmp_path):
+    data = image_h5(tmp_path / "img.h5", n=40, n_test=8)
+    res = mpirun(2, [HPCTRAIN, "train", "--model", SPEC, "--dataset", data, "--epochs", "1", "--max-steps", "2", "--batch-size", "8",
+                     "--out", tmp_path / "run"], timeout=120, env={"MPI4PY_RC_THREAD_LEVEL": "serialized"})
+    why = "overlap off: MPI granted thread level 'serialized', not 'multiple'"
+    assert why in res.stdout.splitlines()[0], res.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["overlap"] is False and summary["buckets"] == 0 and summary["overlap_note"] == why
