@@ -323,15 +323,16 @@ class BucketedAllreduce:
         bucket_size: MiB (None: the default of :func:`hpctrain.buckets.make_buckets`).
         overlap: True: a communication thread; False: the buckets one after another when
             the algorithm asks (same bits).
+        **engine_options: ``poll_interval``, ``profile`` of :class:`OverlapEngine`.
     """
 
-    def __init__(self, comm, grad, layers, allreduce, bucket_size, overlap):
+    def __init__(self, comm, grad, layers, allreduce, bucket_size, overlap, **engine_options):
         from .buckets import make_buckets
 
         self.comm, self.grad, self._allreduce = comm, grad, allreduce
         self.buckets = make_buckets(layers, grad.dtype.itemsize, bucket_size)
         self.engine = OverlapEngine(comm, self.buckets, lambda c, b: allreduce(c, b.view(grad), "mean"),
-                                    overlap=overlap)
+                                    overlap=overlap, **engine_options)
         self.layer_ready = self.engine.layer_ready
 
     def begin(self):
