@@ -451,10 +451,14 @@ _NO_BUCKETS = {
 def _gradient_buckets(cfg, comm, model, grad):
     """--overlap / --bucket-size: (a :class:`~hpctrain.overlap.BucketedAllreduce` or None,
     the banner's words saying what runs and, when overlap is off, why)."""
+    from .buckets import make_buckets
     from .comm import thread_multiple
     from .overlap import BucketedAllreduce
 
     bucketing = get_algorithm(cfg.algo).bucketing
+    layers = [(a, b - a) for a, b in getattr(model, "layer_slices", [])]
+    if cfg.bucket_size and layers:  # a size that could never work is refused wherever it runs
+        make_buckets(layers, grad.dtype.itemsize, cfg.bucket_size)
     why = None
     if bucketing != "free":
         why = f"algo {cfg.algo} {_NO_BUCKETS.get(bucketing, 'runs unbucketed')}"
@@ -470,7 +474,6 @@ def _gradient_buckets(cfg, comm, model, grad):
         return None, (f"overlap off: {why}" if cfg.overlap or cfg.bucket_size else "overlap off")
     if not cfg.overlap and not cfg.bucket_size:
         return None, "overlap off"
-    layers = [(a, b - a) for a, b in model.layer_slices]
     buckets = BucketedAllreduce(comm, grad, layers, get_allreduce(cfg.collective), cfg.bucket_size or None,
                                 overlap=cfg.overlap)
     n, big = len(buckets.buckets), max(b.size for b in buckets.buckets) * grad.dtype.itemsize / (1 << 20)
