@@ -13,7 +13,9 @@ threadpoolctl, which also works after NumPy has loaded.
 
 import os
 
-__all__ = ["THREAD_VARS", "local_ranks", "slurm_tasks_per_node", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
+from .errors import ConfigError
+
+__all__ = ["THREAD_VARS", "check_thread_env", "local_ranks", "slurm_tasks_per_node", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -109,6 +111,16 @@ def default_threads(environ=None):
     if forced.isdigit() and int(forced) > 0:
         return int(forced)
     return max(1, _cores() // local_ranks(env))
+
+
+def check_thread_env(environ=None):
+    """Raise ConfigError when ``HPCTRAIN_THREADS`` is set but is not a positive integer
+    (the import-time default ignores it; a run reports it)."""
+    env = os.environ if environ is None else environ
+    forced = env.get("HPCTRAIN_THREADS", "")
+    if forced and not (forced.isdigit() and 0 < int(forced) <= 1024):
+        raise ConfigError(f"HPCTRAIN_THREADS must be an integer in [1, 1024], got {forced!r}; unset it for the default "
+                          "(cores / ranks on the node)")
 
 
 def default_thread_env(environ=None):

@@ -42,7 +42,7 @@ from .memory import preflight_training
 from .metrics import Progress, RunWriter, StepClock, traffic_ratios
 from .models import build_model, model_state, param_layout, probe_output
 from .schedules import make_schedule
-from .threads import limit_threads, local_rank, local_ranks
+from .threads import check_thread_env, limit_threads, local_rank, local_ranks
 from .topology import build as build_topology
 from .xp import get_array_module, resolve_device, synchronize, to_numpy
 
@@ -151,6 +151,10 @@ def _setup(cfg, comm, xp):
     data.y_train, data.y_test = xp.asarray(data.y_train), xp.asarray(data.y_test)
     probe_output(model, model.init_params(xp, dtype, cfg.seed), data.x_train[:2])
     mixing = build_topology(path=cfg.topology_file, n=comm.size).matrix if cfg.topology_file else None
+    if cfg.batch_size < getattr(model, "min_batch", 1):
+        raise ConfigError(f"model {cfg.model}: batch norm on flat features needs batch_size >= {model.min_batch} "
+                          f"(a batch of {cfg.batch_size} normalises every feature to 0); raise --batch-size")
+    check_thread_env()
     steps_per_epoch = (data.n_train_total // comm.size) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(

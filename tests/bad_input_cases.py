@@ -280,6 +280,8 @@ CASES = [
     Case("lr-nonpositive", "lr <= 0", _train("--lr", "0"), "lr must be > 0"),
     Case("momentum-range", "momentum outside [0, 1)", _train("--momentum", "1.0"), "momentum must be in [0, 1)"),
     Case("threads-negative", "a negative thread count", _train("--threads", "-1"), "threads must be in [0, 1024]"),
+    Case("bn-batch-of-one", "batch norm on flat features with a batch of one sample",
+         _train("--model", "bn,linear:10", "--batch-size", "1"), "batch norm on flat features needs batch_size >= 2"),
     Case("checkpoint-period", "a malformed checkpoint period", _train("--checkpoint-every", "5minutes"),
          "checkpoint_every must look like"),
     Case("bad-toml", "a TOML syntax error", _toml("lr = = 1\n"), "invalid TOML"),

@@ -74,6 +74,10 @@ class Sequential:
             off += layer.n_params
         self.size = off
         self.step_counter = np.zeros(1, dtype=np.int64)
+        # batch norm on flat features normalises over the batch alone: a batch of one sample
+        # maps every feature to 0 and trains nothing
+        self.min_batch = 2 if any(isinstance(layer, BatchNorm) and len(layer.in_shape) == 1
+                                  for layer in _walk(self.layers)) else 1
         self.layers[0].first = True  # its backward may skip d(loss)/d(input)
         for i, layer in enumerate(_walk(self.layers)):
             layer.set_context(self, i)

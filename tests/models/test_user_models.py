@@ -327,4 +327,4 @@ def test_integer_outputs_meta_parameters_and_non_python_files_are_one_line(tmp_p
         """)
     _one_line(_train(tmp_path, f"torch:{tint}:make"), "torch.int64, not floating point")
     notpy = _write(tmp_path, "data.txt", "not python\n")
-    _one_line(_train(tmp_path, f"python:{notpy}:make"), "is not a Python file")
+    _one_line(_train(tmp_path, f"python:{notpy}:make"), "is not a Python source file")
