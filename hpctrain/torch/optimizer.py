@@ -53,6 +53,18 @@ def _check_backward(comm, flat, closure=None):
     agree_error(comm, check)
 
 
+def _on_device(reduce_bucket, index):
+    """``reduce_bucket`` run with GPU ``index`` current (the thread that calls it may not
+    have chosen it)."""
+    import cupy
+
+    def run(comm, bucket):
+        with cupy.cuda.Device(index):
+            reduce_bucket(comm, bucket)
+
+    return run
+
+
 class _ErrorFeedbackReducer:
     """Per-bucket compression with error feedback, then the mean over ranks.
 
@@ -149,6 +161,8 @@ class DistributedOptimizer:
             self.reducer = agree_error(c, lambda: _ErrorFeedbackReducer(compression, density, fl.grad_array,
                                                                         self.buckets, xp))
             reduce_bucket = self.reducer
+        if fl.device.type == "cuda":  # CuPy's current device is per thread: the comm thread's too
+            reduce_bucket = _on_device(reduce_bucket, fl.device.index or 0)
         self.engine = OverlapEngine(c, self.buckets, reduce_bucket, overlap=overlap,
                                     poll_interval=poll_interval, profile=profile)
         if step_per_bucket == "auto":
