@@ -423,7 +423,10 @@ class _Run:
         # or Slurm's placement), for the banner and summary.json
         self.nodes = node_layout(comm).describe() if cfg.collective in ("hierarchical", "auto") else None
         # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
-        self.allreduce_choice = chosen(comm, cfg.collective, self.algo.allreduce_sizes())
+        sizes = self.algo.allreduce_sizes()
+        if self.buckets is not None:  # the gradient's allreduce runs as one message per bucket
+            sizes = tuple(b.size * self.grad.dtype.itemsize for b in self.buckets.buckets)
+        self.allreduce_choice = chosen(comm, cfg.collective, sizes)
         self.collective_used = describe(cfg.collective, self.allreduce_choice)
 
     def banner(self, cursor, resumed_from):
