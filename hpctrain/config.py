@@ -103,6 +103,12 @@ class TrainConfig:
                         check=_nonneg)
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
+    overlap: bool = _f(True, "reduce the gradient bucket by bucket during backward on a communication thread "
+                       "(algorithms that average the gradient, e.g. dsgd, dmsgd, adagrad, on layer models such as "
+                       "cnn or resnet8, with MPI_THREAD_MULTIPLE); the banner says when it is off and why")
+    bucket_size: float = _f(0.0, "MiB per gradient bucket after a small first one of 0.25 MiB (0: 25 MiB as "
+                            "PyTorch DDP, or a quarter of a smaller model); with --no-overlap a size > 0 reduces "
+                            "the buckets one after another after backward", check=_nonneg)
     threads: int = _f(0, "BLAS threads per rank (0: the node's cores / ranks on the node; at most 1024)",
                       check=(lambda v: 0 <= v <= 1024, "must be in [0, 1024]"))
     stall_warning: float = _f(60.0, "seconds a rank may wait in a collective before rank 0 names the ranks that "

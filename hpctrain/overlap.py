@@ -16,6 +16,24 @@ stalls whenever one layer's backward is long; a thread inside a blocking MPI cal
 releases the GIL) progresses continuously. The trade-off is one core's worth of polling
 while a collective waits; ``jobs/bench_overlap.py`` measures both modes in one run.
 
+While a bucket is in flight the thread waits politely (``MPI_Testall`` and a short sleep,
+:attr:`Communicator.poll_interval <hpctrain.comm.Communicator>`): a blocking MPI wait
+busy-polls a core, and on a node whose cores all compute (torch's intra-op threads, several
+ranks) that polling thread takes a core from backward, which then runs slower by about
+as much as the communication it hides.
+
+The thread needs Python's GIL between MPI calls (each ring step, each poll), and a thread
+waiting for the GIL gets it only when the holder drops it, after up to
+``sys.getswitchinterval()`` (5 ms by default) while the main thread runs Python (forward's
+module calls, backward's hooks): measured with the profile below, buckets sat ready for 1-8
+ms before the thread could start them. While an overlapping engine lives, the interval is
+lowered to :data:`SWITCH_INTERVAL` (and restored when the last one closes).
+
+Where the time goes: ``OverlapEngine(..., profile=True)`` records, per step and bucket, when
+its last layer was announced (ready), when the thread started and ended its reduction, and
+how long the main thread waited; :func:`profile_trace` turns the records of every rank into
+a Chrome trace (one track for the main thread's waits, one for the thread's buckets).
+
 Buckets are always reduced in index order (bucket 0 = last layers) on every rank, whatever
 order their layers finish in, so the ranks' collectives always match. Each bucket's
 reduction is the same call on the same data with or without overlap: results are
@@ -26,7 +44,31 @@ import sys
 import threading
 import time
 
-__all__ = ["OverlapEngine", "resolve_overlap"]
+__all__ = ["OverlapEngine", "BucketedAllreduce", "resolve_overlap", "profile_trace", "POLL_INTERVAL"]
+
+#: seconds the communication thread sleeps between polls of a message in flight
+POLL_INTERVAL = 50e-6
+#: ``sys.setswitchinterval`` while an overlapping engine lives (seconds)
+SWITCH_INTERVAL = 1e-4
+_SWITCH = {"engines": 0, "saved": None}
+
+
+def _lower_switch_interval():
+    with _SWITCH_LOCK:
+        if _SWITCH["engines"] == 0:
+            _SWITCH["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_SWITCH["saved"], SWITCH_INTERVAL))
+        _SWITCH["engines"] += 1
+
+
+def _restore_switch_interval():
+    with _SWITCH_LOCK:
+        _SWITCH["engines"] -= 1
+        if _SWITCH["engines"] == 0:
+            sys.setswitchinterval(_SWITCH["saved"])
+
+
+_SWITCH_LOCK = threading.Lock()
 
 
 def resolve_overlap(overlap, comm, buckets, warn=True):
@@ -58,18 +100,30 @@ class OverlapEngine:
         reduce_bucket: ``reduce_bucket(comm, bucket)``: reduces one bucket in place (e.g.
             ``allreduce(comm, bucket.view(grad), "mean")``), with the communicator given.
         overlap: True / False / ``"auto"`` (see :func:`resolve_overlap`).
+        poll_interval: seconds between polls while the thread waits for a message (None:
+            MPI's own blocking wait, which busy-polls).
+        profile: record per-bucket timestamps (:attr:`profile`).
 
     Attributes:
         overlap: whether a communication thread is used.
-        wait_time: seconds :meth:`finish` waited for communication (last step).
+        wait_time: seconds :meth:`finish` (and :meth:`wait`) waited for communication
+            (last step).
         comm: the engine's own communicator (its byte counters are the buckets' traffic).
+        profile: None, or a list of ``(step, bucket, ready, start, end)`` (``perf_counter``
+            seconds; bucket -1: the main thread waiting, from ``ready`` = ``start`` to ``end``).
     """
 
-    def __init__(self, comm, buckets, reduce_bucket, overlap="auto"):
+    def __init__(self, comm, buckets, reduce_bucket, overlap="auto", poll_interval=POLL_INTERVAL,
+                 profile=False):
         self.buckets = list(buckets)
         self.reduce_bucket = reduce_bucket
         self.overlap = resolve_overlap(overlap, comm, self.buckets)
         self.comm = comm.dup()
+        if self.overlap:
+            self.comm.poll_interval = poll_interval
+        self.profile = [] if profile else None
+        self._step = -1
+        self._ready_at = [0.0] * len(self.buckets)
         self._owner = {}
         for b in self.buckets:
             for layer in b.layers:
@@ -85,6 +139,7 @@ class OverlapEngine:
         self.wait_time = 0.0
         self._thread = None
         if self.overlap:
+            _lower_switch_interval()
             self._thread = threading.Thread(target=self._run, name="hpctrain-comm", daemon=True)
             self._thread.start()
 
@@ -99,6 +154,8 @@ class OverlapEngine:
             self._ready = [False] * len(self.buckets)
             self._done = 0
             self._active = True
+            self._step += 1
+            self.wait_time = 0.0
             self._cv.notify_all()
 
     @property
@@ -115,39 +172,69 @@ class OverlapEngine:
             self._left[b] -= 1
             if self._left[b] == 0:
                 self._ready[b] = True
+                self._ready_at[b] = time.perf_counter()
                 self._cv.notify_all()
+
+    def wait(self, index):
+        """Wait until buckets ``0..index`` are reduced (reducing them here without overlap);
+        the other buckets may still be in flight. Re-raises a communication error."""
+        if not self._active:
+            raise RuntimeError("OverlapEngine.wait without begin")
+        t0 = time.perf_counter()
+        if self.overlap:
+            with self._cv:
+                for b in range(index + 1):  # from here on, whatever is missing counts as complete
+                    self._mark_ready(b, t0)
+                self._cv.notify_all()
+                while self._done <= index and self._error is None:
+                    self._cv.wait()
+        else:
+            while self._done <= index:
+                self._mark_ready(self._done, t0)
+                self._reduce(self.buckets[self._done])
+                self._done += 1
+        t1 = time.perf_counter()
+        self.wait_time += t1 - t0
+        if self.profile is not None:
+            self.profile.append((self._step, -1, t0, t0, t1))
+        self._raise_error()
+
+    def _mark_ready(self, b, t):
+        if not self._ready[b]:
+            self._ready[b] = True
+            self._ready_at[b] = t
+
+    def _reduce(self, b):
+        t0 = time.perf_counter()
+        self.reduce_bucket(self.comm, b)
+        if self.profile is not None:
+            self.profile.append((self._step, b.index, self._ready_at[b.index], t0, time.perf_counter()))
+
+    def _raise_error(self):
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
 
     def finish(self):
         """Wait until every bucket is reduced (buckets still incomplete, e.g. layers that
         got no gradient, are reduced now as they are). Re-raises a communication error."""
         if not self._active:
             raise RuntimeError("OverlapEngine.finish without begin")
-        t0 = time.perf_counter()
-        with self._cv:
-            self._ready = [True] * len(self.buckets)
-            self._cv.notify_all()
-        if self.overlap:
-            with self._cv:
-                while self._done < len(self.buckets) and self._error is None:
-                    self._cv.wait()
-        else:
-            for b in self.buckets:
-                self.reduce_bucket(self.comm, b)
-            self._done = len(self.buckets)
-        self._active = False
-        self.wait_time = time.perf_counter() - t0
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
+        try:
+            self.wait(len(self.buckets) - 1)
+        finally:
+            self._active = False
 
     def close(self):
         """Stop the communication thread (idempotent)."""
         with self._cv:
             self._closed = True
+            in_flight = self._active  # an error left a step's buckets in flight: do not wait long
             self._cv.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=0.5 if in_flight else 10)
             self._thread = None
+            _restore_switch_interval()
 
     # -- communication thread --------------------------------------------------------------
     def _run(self):
@@ -161,7 +248,7 @@ class OverlapEngine:
                     return
                 b = self.buckets[self._done]
             try:
-                self.reduce_bucket(self.comm, b)
+                self._reduce(b)
             except BaseException as exc:  # handed to the main thread by finish()
                 with cv:
                     self._error = exc
@@ -171,3 +258,104 @@ class OverlapEngine:
             with cv:
                 self._done += 1
                 cv.notify_all()
+
+
+def profile_trace(comm, engine):
+    """The Chrome trace (a dict for ``json.dump``) of every rank's ``engine.profile``
+    (collective; every rank gets it): per rank, track 0 holds the main thread's waits for
+    buckets, track 1 the communication thread's reductions (``bucket I``, with its ready
+    ready time, how long it queued behind earlier buckets, and ``wakeup_us``: how long the
+    thread took to start it once it was both ready and free, which should be tens of
+    microseconds), times in microseconds from the earliest record of the job.
+
+    Args:
+        comm: the communicator over the engine's ranks.
+        engine: an :class:`OverlapEngine` made with ``profile=True``.
+    """
+    import numpy as np
+
+    rows = np.array(engine.profile or [], dtype=np.float64).reshape(-1, 5)
+    counts = comm.allgather_array(np.array([rows.shape[0]], dtype=np.int64))[:, 0]
+    mine = np.zeros((int(counts.max()) if counts.size else 0, 5))
+    mine[: rows.shape[0]] = rows
+    everyone = comm.allgather_array(mine.reshape(-1)).reshape(comm.size, -1, 5)
+    used = [everyone[r, : counts[r]] for r in range(comm.size)]
+    origin = min((float(u[:, 2:].min()) for u in used if u.size), default=0.0)
+    sizes = {b.index: b.size for b in engine.buckets}
+    events = []
+    for r, recs in enumerate(used):
+        prev_end = {}  # step -> end of the thread's previous bucket
+        events.append({"name": "process_name", "ph": "M", "pid": r, "tid": 0, "args": {"name": f"rank {r}"}})
+        events.append({"name": "thread_name", "ph": "M", "pid": r, "tid": 0, "args": {"name": "main: waits"}})
+        events.append({"name": "thread_name", "ph": "M", "pid": r, "tid": 1, "args": {"name": "comm thread"}})
+        for step, b, ready, start, end in recs:
+            b = int(b)
+            ev = {"ph": "X", "pid": r, "ts": round((start - origin) * 1e6, 3),
+                  "dur": round((end - start) * 1e6, 3)}
+            if b < 0:
+                ev.update(name="wait for buckets", cat="wait", tid=0, args={"step": int(step)})
+            else:  # wakeup: from when the bucket could start (ready, thread free) to its start
+                free = max(ready, prev_end.get(step, ready))
+                prev_end[step] = end
+                ev.update(name=f"bucket {b}", cat="comm", tid=1,
+                          args={"step": int(step), "elements": sizes.get(b, 0),
+                                "ready_us": round((ready - origin) * 1e6, 3),
+                                "queued_us": round((start - ready) * 1e6, 3),
+                                "wakeup_us": round((start - free) * 1e6, 3)})
+            events.append(ev)
+    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"tool": "hpctrain overlap profile"}}
+
+
+class BucketedAllreduce:
+    """An algorithm's mean allreduce of the gradient, served by buckets reduced during
+    backward (``hpctrain train --overlap``).
+
+    Used as the algorithm's ``allreduce``: a call on the gradient buffer while a step's
+    buckets are in flight waits for them (:meth:`OverlapEngine.finish`) instead of reducing
+    the whole vector; any other call goes to ``allreduce`` itself. The buckets' bytes are
+    added to ``comm``'s counters when they land, so the run's traffic figures include them.
+
+    Args:
+        comm: the run's communicator.
+        grad: the flat gradient buffer the model's backward writes.
+        layers: ``(offset, length)`` of each layer in ``grad``.
+        allreduce: the configured collective, ``allreduce(comm, buf, op)``.
+        bucket_size: MiB (None: the default of :func:`hpctrain.buckets.make_buckets`).
+        overlap: True: a communication thread; False: the buckets one after another when
+            the algorithm asks (same bits).
+        **engine_options: ``poll_interval``, ``profile`` of :class:`OverlapEngine`.
+    """
+
+    def __init__(self, comm, grad, layers, allreduce, bucket_size, overlap, **engine_options):
+        from .buckets import make_buckets
+
+        self.comm, self.grad, self._allreduce = comm, grad, allreduce
+        self.buckets = make_buckets(layers, grad.dtype.itemsize, bucket_size)
+        self.engine = OverlapEngine(comm, self.buckets, lambda c, b: allreduce(c, b.view(grad), "mean"),
+                                    overlap=overlap, **engine_options)
+        self.layer_ready = self.engine.layer_ready
+
+    def begin(self):
+        """A step's backward starts: every bucket empty."""
+        self.engine.begin()
+
+    def __call__(self, comm, buf, op="sum"):
+        if not self.engine.active:
+            return self._allreduce(comm, buf, op)
+        if buf is not self.grad or op != "mean":
+            raise RuntimeError("the gradient buckets are in flight, but the algorithm reduces another buffer "
+                               f"first (op {op!r}); its bucketing must not be 'free'")
+        from . import trace
+
+        with trace.span("wait for buckets", "comm"):
+            self.engine.finish()
+        mine, c = self.engine.comm, self.comm
+        c.bytes_sent += mine.bytes_sent
+        c.bytes_recv += mine.bytes_recv
+        c.messages_sent += mine.messages_sent
+        mine.reset_counters()
+        return buf
+
+    def close(self):
+        """Stop the communication thread."""
+        self.engine.close()

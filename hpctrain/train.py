@@ -408,7 +408,9 @@ class _Run:
         self.grad = self.xp.zeros_like(self.params)
         allreduce = trace.wrap(get_allreduce(cfg.collective),
                                _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
-        ctx = AlgoContext(cfg, comm, allreduce, self.params.size, self.steps_per_epoch, self.xp,
+        # --overlap / --bucket-size: the gradient's allreduce served by buckets (None: one call)
+        self.buckets, self.overlap_note = agree(comm, lambda: _gradient_buckets(cfg, comm, self.model, self.grad))
+        ctx = AlgoContext(cfg, comm, self.buckets or allreduce, self.params.size, self.steps_per_epoch, self.xp,
                           layers=model_layers(self.model))
         if mixing is not None:
             ctx.extras["mixing"] = mixing
@@ -421,7 +423,10 @@ class _Run:
         # or Slurm's placement), for the banner and summary.json
         self.nodes = node_layout(comm).describe() if cfg.collective in ("hierarchical", "auto") else None
         # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
-        self.allreduce_choice = chosen(comm, cfg.collective, self.algo.allreduce_sizes())
+        sizes = self.algo.allreduce_sizes()
+        if self.buckets is not None:  # the gradient's allreduce runs as one message per bucket
+            sizes = tuple(b.size * self.grad.dtype.itemsize for b in self.buckets.buckets)
+        self.allreduce_choice = chosen(comm, cfg.collective, sizes)
         self.collective_used = describe(cfg.collective, self.allreduce_choice)
 
     def banner(self, cursor, resumed_from):
@@ -433,7 +438,54 @@ class _Run:
                 f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
                 + (f", {self.nodes['nodes']} node{'s' if self.nodes['nodes'] != 1 else ''} (ranks per node "
                    f"{', '.join(map(str, self.nodes['ranks_per_node']))})" if self.nodes else "")
+                + f", {self.overlap_note}"
                 + (f", resumed from {resumed_from} at step {cursor.t}" if resumed_from else ""))
+
+    def close(self):
+        """Stop the communication thread of --overlap."""
+        if self.buckets is not None:
+            self.buckets.close()
+
+
+#: why an algorithm's bucketing rules out --overlap (see Algorithm.bucketing)
+_NO_BUCKETS = {
+    "params": "averages the parameters after its local update, which cannot start during backward",
+    "layerwise": "compresses layer by layer (runs after backward)",
+    "whole": "needs the whole gradient at once",
+}
+
+
+def _gradient_buckets(cfg, comm, model, grad):
+    """--overlap / --bucket-size: (a :class:`~hpctrain.overlap.BucketedAllreduce` or None,
+    the banner's words saying what runs and, when overlap is off, why)."""
+    from .buckets import make_buckets
+    from .comm import thread_multiple
+    from .overlap import BucketedAllreduce
+
+    bucketing = get_algorithm(cfg.algo).bucketing
+    layers = [(a, b - a) for a, b in getattr(model, "layer_slices", [])]
+    if cfg.bucket_size and layers:  # a size that could never work is refused wherever it runs
+        make_buckets(layers, grad.dtype.itemsize, cfg.bucket_size)
+    why = None
+    if bucketing != "free":
+        why = f"algo {cfg.algo} {_NO_BUCKETS.get(bucketing, 'runs unbucketed')}"
+    elif not getattr(model, "announces_layers", False):
+        why = f"model {cfg.model} computes its gradient in one call (cnn, resnet8 and layer strings announce layers)"
+    elif cfg.device == "gpu":
+        why = "not on the GPU path yet"
+    elif comm.size == 1:
+        why = "one rank"
+    elif cfg.overlap and not thread_multiple()[0]:
+        why = f"MPI granted thread level {thread_multiple()[1]!r}, not 'multiple'"
+    if why is not None:
+        return None, (f"overlap off: {why}" if cfg.overlap or cfg.bucket_size else "overlap off")
+    if not cfg.overlap and not cfg.bucket_size:
+        return None, "overlap off"
+    buckets = BucketedAllreduce(comm, grad, layers, get_allreduce(cfg.collective), cfg.bucket_size or None,
+                                overlap=cfg.overlap)
+    n, big = len(buckets.buckets), max(b.size for b in buckets.buckets) * grad.dtype.itemsize / (1 << 20)
+    what = f"{n} bucket{'s' if n != 1 else ''} (largest {big:.3g} MiB)"
+    return buckets, (f"overlap on, {what}" if cfg.overlap else f"overlap off, {what} after backward")
 
 
 class _Checkpoints:
@@ -477,9 +529,15 @@ def _train_epoch(run, cursor, guard, ckpt):
                    samples_per_step=cfg.batch_size * comm.size, first=cursor.step_in_epoch)
     lr = run.lr_at(cursor.t, epoch)
 
+    buckets = run.buckets  # --overlap: backward announces each layer; its bucket starts when complete
+
     def forward_backward(idx):
         # take() is the same rows as x[idx], a little faster on NumPy (fewer index checks)
-        return model.loss_grad(params, xp.take(data.x_train, idx, axis=0), data.y_train[idx], grad, cfg.weight_decay)
+        x, y = xp.take(data.x_train, idx, axis=0), data.y_train[idx]
+        if buckets is None:
+            return model.loss_grad(params, x, y, grad, cfg.weight_decay)
+        buckets.begin()
+        return model.loss_grad(params, x, y, grad, cfg.weight_decay, on_layer=buckets.layer_ready)
 
     # timed by the run's StepClock (metrics.jsonl) and, while tracing, spans of the same parts
     loss_grad = run.clock.time_compute(trace.wrap(forward_backward, "compute", "compute"))
@@ -589,6 +647,10 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
         "nodes": run.nodes,  # {nodes, ranks_per_node, shards} of the two-level collective, else None
         # the allreduce the collective ran per message size (auto resolved); "" and {} when none is used
         "collective_used": run.collective_used,
+        # --overlap: whether the gradient's buckets were reduced during backward, and what ran
+        "overlap": bool(run.buckets is not None and run.buckets.engine.overlap),
+        "overlap_note": run.overlap_note,
+        "buckets": 0 if run.buckets is None else len(run.buckets.buckets),
         "allreduce_choice": {str(n): name for n, name in run.allreduce_choice.items()},
         "epochs": run.cfg.epochs,
         "steps": cursor.t,
@@ -669,6 +731,7 @@ def run_training(cfg, comm=None):
     finally:
         if inspector is not None:
             inspector.stop()
+        run.close()
         guard.close()
         writer.close()
     summary = _summary(run, cursor, history, t_start, ckpt, resumed_from)

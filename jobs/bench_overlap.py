@@ -1,5 +1,6 @@
-"""Step time of a torch CNN with hpctrain.torch: overlap on vs off, against compute alone,
-communication alone and PyTorch DDP (gloo), all in one run, medians.
+"""Step time of a torch CNN with hpctrain.torch and of a native model on ``hpctrain train``'s
+path: overlap on vs off, against compute alone, communication alone and PyTorch DDP (gloo),
+all in one run, medians.
 
     mpiexec -n 4 python jobs/bench_overlap.py                      # on one machine
     hpctrain cluster run -N 4 -R 1 --rate 100mbit -- python jobs/bench_overlap.py --ddp
@@ -14,6 +15,12 @@ configurations interleaved within each round so that drift hits them all alike):
   overlap            DistributedOptimizer(overlap=True): buckets during backward
   gmc s/d            DistributedAlgorithm(algo="gmc", density=--density)
   DDP (gloo)         torch.nn.parallel.DistributedDataParallel, same model and batch (--ddp)
+  native MODEL ...   the same four rows for the native cnn or resnet8 (--native; none skips):
+                     its backward announces each layer and the buckets serve the gradient's
+                     mean allreduce, as in ``hpctrain train --overlap`` (dsgd, dmsgd, adagrad)
+
+--profile FILE writes the overlap rows' per-bucket timelines (Chrome trace JSON; the native
+model's to FILE-MODEL.json); --poll-us 0 makes the communication thread wait inside MPI.
 
 and the target ratios: overlap / max(compute, comm) (target <= 1.15),
 no overlap / overlap (target >= 1.3 where comm ~ compute), and samples/s against DDP.
@@ -72,6 +79,68 @@ def timed_steps(step, n):
     return float(med[0])
 
 
+def write_profile(path, c, engine):
+    """The per-bucket timeline of ``engine`` (every rank's), written by rank 0."""
+    import json
+
+    from hpctrain.overlap import profile_trace
+
+    doc = profile_trace(c, engine)
+    if c.rank == 0:
+        with open(path, "w") as f:
+            json.dump(doc, f)
+
+
+def native_rows(args, c, rows):
+    """The rows of the native model (``--native``) on ``hpctrain train``'s path: its backward
+    announces each layer, :class:`~hpctrain.overlap.BucketedAllreduce` serves the gradient's
+    mean allreduce (what dsgd/dmsgd/adagrad call), with and without the thread."""
+    import numpy as np
+
+    from hpctrain.collectives import get_allreduce
+    from hpctrain.models import build_model
+    from hpctrain.overlap import BucketedAllreduce
+
+    shape = (1, 28, 28) if args.native == "cnn" else (3, 32, 32)
+    model = build_model(args.native, shape, 10)
+    params = model.init_params(np, np.float32, 0)
+    grad = np.zeros_like(params)
+    rng = np.random.default_rng(c.rank)
+    x = rng.standard_normal((args.batch, int(np.prod(shape)))).astype(np.float32)
+    y = rng.integers(0, 10, args.batch)
+    layers = [(a, b - a) for a, b in model.layer_slices]
+    allreduce = get_allreduce("auto")
+    name = f"native {args.native}"
+
+    def bucketed(overlap, profile=False):
+        return BucketedAllreduce(c, grad, layers, allreduce, args.bucket_size, overlap,
+                                 poll_interval=args.poll_us * 1e-6 or None, profile=profile)
+
+    def train_step(b):
+        def step():
+            b.begin()
+            model.loss_grad(params, x, y, grad, on_layer=b.layer_ready)
+            b(c, grad, "mean")
+        return step
+
+    rows.setdefault(f"{name} compute alone", []).append(timed_steps(lambda: model.loss_grad(params, x, y, grad),
+                                                                     args.steps))
+    off = bucketed(False)
+
+    def comm_only():
+        off.begin()
+        off(c, grad, "mean")
+    rows.setdefault(f"{name} comm alone", []).append(timed_steps(comm_only, args.steps))
+    rows.setdefault(f"{name} no overlap", []).append(timed_steps(train_step(off), args.steps))
+    off.close()
+    on = bucketed(True, profile=bool(args.profile))
+    rows.setdefault(f"{name} overlap" + ("" if on.engine.overlap else " (refused: off)"), []).append(
+        timed_steps(train_step(on), args.steps))
+    if args.profile:
+        write_profile(args.profile.replace(".json", "") + f"-{args.native}.json", c, on.engine)
+    on.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -79,11 +148,22 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bucket-size", type=float, default=None)
     ap.add_argument("--density", type=float, default=0.01)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads per rank (default 1)")
+    ap.add_argument("--poll-us", type=float, default=50.0,
+                    help="the communication thread's sleep between polls, microseconds (0: MPI's blocking wait)")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="write the overlap run's per-bucket timeline (Chrome trace JSON) to FILE")
+    ap.add_argument("--native", default="cnn", choices=("cnn", "resnet8", "none"),
+                    help="also the native model through hpctrain train's path (none: skip)")
     ap.add_argument("--ddp", action="store_true", help="also PyTorch DDP (gloo) in the same processes")
     ap.add_argument("--ddp-port", type=int, default=29533)
     args = ap.parse_args()
 
     c = ht.init()
+    torch.set_num_threads(args.threads)
+    from hpctrain.threads import limit_threads
+
+    blas = limit_threads(args.threads)  # the native model's BLAS pool, kept while referenced
     torch.manual_seed(0)
     model = make_cnn((1, 28, 28), 10)
     ht.broadcast_parameters(model)
@@ -98,8 +178,9 @@ def main():
     base = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the model stays the same
     rows = {}
 
-    def grad_mode(overlap):
-        opt = ht.DistributedOptimizer(base, model=model, bucket_size=args.bucket_size, overlap=overlap)
+    def grad_mode(overlap, profile=False):
+        opt = ht.DistributedOptimizer(base, model=model, bucket_size=args.bucket_size, overlap=overlap,
+                                      poll_interval=args.poll_us * 1e-6 or None, profile=profile)
 
         def step():
             opt.zero_grad()
@@ -142,12 +223,16 @@ def main():
         rows.setdefault("comm alone", []).append(timed_steps(comm_only, args.steps))
         rows.setdefault("no overlap", []).append(timed_steps(step, args.steps))
         opt.close()
-        opt, step = grad_mode(True)
+        opt, step = grad_mode(True, profile=bool(args.profile))
         rows.setdefault("overlap" + ("" if opt.overlap else " (refused: off)"), []).append(
             timed_steps(step, args.steps))
+        if args.profile:
+            write_profile(args.profile, c, opt.engine)
         opt.close()
         if ddp is not None:
             rows.setdefault("DDP (gloo)", []).append(timed_steps(ddp, args.steps))
+        if args.native != "none":
+            native_rows(args, c, rows)
     # gmc last: algorithm mode makes the parameters views of its own flat buffer
     alg = ht.DistributedAlgorithm(model, algo="gmc", lr=1e-9, momentum=0.9, density=args.density,
                                   compressor="topk")
@@ -165,15 +250,18 @@ def main():
         med = {k: statistics.median(v) for k, v in rows.items()}
         for k, v in med.items():
             print(f"{k:<24} {v * 1e3:>15.2f} {n * args.batch / v:>12.0f}")
-        ov = med.get("overlap")
-        if ov:
-            print(f"overlap / max(compute, comm) = {ov / max(med['compute alone'], med['comm alone']):.2f} "
-                  f"(target <= 1.15); no overlap / overlap = {med['no overlap'] / ov:.2f} (target >= 1.3)")
+        for pre in ("", f"native {args.native} "):
+            ov = med.get(pre + "overlap")
+            if ov:
+                print(f"{pre or 'torch '}overlap / max(compute, comm) = "
+                      f"{ov / max(med[pre + 'compute alone'], med[pre + 'comm alone']):.2f} (target <= 1.15); "
+                      f"no overlap / overlap = {med[pre + 'no overlap'] / ov:.2f} (target >= 1.3)")
         if "DDP (gloo)" in med:
             d = med["DDP (gloo)"]
-            print(f"samples/s vs DDP: dense overlap {d / (ov or med['no overlap']):.2f}x, "
+            print(f"samples/s vs DDP: dense overlap {d / (med.get('overlap') or med['no overlap']):.2f}x, "
                   f"gmc {d / med[f'gmc s/d {args.density:g}']:.2f}x")
     alg.close()
+    del blas
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class AdaGrad(Algorithm):
     """Distributed AdaGrad on the averaged gradient (every step synchronous)."""
 
     name = "adagrad"
+    bucketing = "free"
     state_names = ("accum_sq",)
     state_policies = {"accum_sq": "replicated"}
 
@@ -45,6 +46,7 @@ class LocalAdaAlter(Algorithm):
     """Local AdaAlter: lazy denominators, x and B^2 averaged every ``sync_period`` steps."""
 
     name = "local-adaalter"
+    bucketing = "params"
     replicated = False
     state_names = ("accum_sq", "denom_sq")
     state_policies = {"accum_sq": "mean", "denom_sq": "replicated"}

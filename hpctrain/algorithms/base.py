@@ -129,6 +129,13 @@ class Algorithm:
         compressors: the ``--compressor`` values it accepts, derived from the registry by
             capability (:meth:`refusal`; empty when it compresses nothing).
         aggregations: the ``--aggregation`` forms it implements.
+        bucketing: what cutting the gradient into layer-aligned buckets means for it (the
+            trainer's ``--overlap``): ``free`` - the step begins with one mean allreduce of
+            the gradient, a per-coordinate sum that buckets reduce during backward;
+            ``params`` - a per-coordinate average of the parameters after the local
+            update (bucketable, but it cannot start before backward ends); ``layerwise`` -
+            its compression works per layer; ``whole`` (default) - its math needs the
+            whole vector at once (e.g. a global top-k): it runs unbucketed.
         unbiased_with: compressors (``"none"`` for an algorithm that takes none) under
             which its update is unbiased, E[w_t - w_{t+1}] = lr * mean gradient, at
             momentum 0 (the Monte-Carlo test of tests/mpi/test_unbiased.py checks each).
@@ -148,6 +155,7 @@ class Algorithm:
     compressors = ()
     aggregations = ("allreduce",)
     unbiased_with = ()
+    bucketing = "whole"
 
     def __init__(self, ctx, params):
         self.ctx = ctx

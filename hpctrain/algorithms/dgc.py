@@ -29,6 +29,7 @@ class DGC(MDSGD):
     """
 
     name = "dgc"
+    bucketing = "layerwise"
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)

@@ -13,6 +13,7 @@ class DMSGD(Algorithm):
     """
 
     name = "dmsgd"
+    bucketing = "free"
     state_names = ("velocity",)
     state_policies = {"velocity": "replicated"}
 

@@ -13,6 +13,7 @@ class DSGD(Algorithm):
     """Distributed plain SGD: g <- (1/n) sum_k g_k (the configured allreduce); w <- w - lr g."""
 
     name = "dsgd"
+    bucketing = "free"
     unbiased_with = ("none",)
 
     def step(self, params, grad, lr, t):
@@ -25,6 +26,7 @@ class ModelAverage(Algorithm):
     """Model aggregation every step: w_k <- w_k - lr g_k locally, then w <- (1/n) sum_k w_k."""
 
     name = "model-avg"
+    bucketing = "params"
 
     def step(self, params, grad, lr, t):
         params -= lr * grad

@@ -23,6 +23,7 @@ class LocalSGD(Algorithm):
     """Local SGD: plain local steps, model averaging every ``sync_period`` steps."""
 
     name = "local-sgd"
+    bucketing = "params"
     replicated = False
     state_names = ()
 
@@ -44,6 +45,7 @@ class PRSGDMomentum(Algorithm):
     """Parallel restarted SGD with momentum: average x and u every ``sync_period`` steps."""
 
     name = "prsgd-momentum"
+    bucketing = "params"
     replicated = False
     state_names = ("velocity",)
     state_policies = {"velocity": "mean"}

@@ -88,6 +88,7 @@ class PowerSGD(Algorithm):
     """Rank-r PowerSGD with error feedback, warm start and momentum (see the module)."""
 
     name = "powersgd"
+    bucketing = "layerwise"
     state_names = ("velocity", "memory", "qs")
     state_policies = {"velocity": "replicated", "memory": "sum", "qs": "replicated"}
 

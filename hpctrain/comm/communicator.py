@@ -49,7 +49,14 @@ class Communicator:
         bytes_sent, bytes_recv: exact payload bytes this rank sent/received.
         messages_sent: number of point-to-point sends.
         comm_time: seconds spent inside communication calls.
+        poll_interval: None (default): blocking calls wait inside MPI, which busy-polls a
+            core. Seconds: :meth:`sendrecv` and :meth:`waitall` poll with ``MPI_Testall``
+            and sleep this long between polls after a short spin, leaving the core to
+            other threads (a communication thread that runs beside backward sets it).
     """
+
+    #: polls without sleeping before a polite wait starts sleeping (small messages finish here)
+    SPIN_POLLS = 32
 
     def __init__(self, mpi_comm=None, transport="host"):
         self._comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
@@ -58,6 +65,7 @@ class Communicator:
         self.transport = get_transport(transport) if isinstance(transport, str) else transport
         self._status = MPI.Status()  # reused by blocking calls (one thread drives a rank)
         self.buffers = Buffers()  # collectives' scratch and per-communicator caches
+        self.poll_interval = None
         self.reset_counters()
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -118,6 +126,9 @@ class Communicator:
         Returns:
             The number of bytes received.
         """
+        if self.poll_interval:  # polite: non-blocking pair completed by polling
+            rreq = self.irecv(recvbuf, source, sendtag if recvtag is None else recvtag)
+            return self.waitall([rreq, self.isend(sendbuf, dest, sendtag)])[0]
         t0 = time.perf_counter()
         status = self._status
         tr = self.transport
@@ -178,7 +189,10 @@ class Communicator:
         """
         t0 = time.perf_counter()
         statuses = [_SEND_STATUS if r._status is None else r._status for r in requests]
-        MPI.Request.Waitall([r._req for r in requests], statuses)
+        if self.poll_interval:
+            self._poll(requests, statuses)
+        else:
+            MPI.Request.Waitall([r._req for r in requests], statuses)
         counts = []
         tr = self.transport
         host = tr.name == "host"  # host buffers: no views to finish or release
@@ -195,6 +209,16 @@ class Communicator:
                 tr.release(r._view)
         self.comm_time += time.perf_counter() - t0
         return counts
+
+    def _poll(self, requests, statuses):
+        """Complete ``requests`` by ``MPI_Testall``: spin a little, then sleep
+        :attr:`poll_interval` between polls (no core busy while a long message flows)."""
+        reqs = [r._req for r in requests]
+        polls = 0
+        while not MPI.Request.Testall(reqs, statuses):
+            polls += 1
+            if polls > self.SPIN_POLLS:
+                time.sleep(self.poll_interval)
 
     def wait(self, request):
         """Complete one request; returns bytes received (0 for a send)."""

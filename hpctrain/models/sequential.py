@@ -1,9 +1,9 @@
 """A sequence of layers on one flat parameter buffer, the model spec parser, cnn and resnet8.
 
 Every layer's parameters (and gradient) are a contiguous slice ``[offset, offset + n)``
-of the one flat buffer the collectives reduce, kept in layer order (``layer_slices``),
-so later work can start a layer's communication while earlier layers are still in
-backward.
+of the one flat buffer the collectives reduce, kept in layer order (``layer_slices``).
+Backward announces each layer whose gradient is final (``loss_grad(..., on_layer=fn)``), so
+a bucket's communication can start while earlier layers are still in backward.
 """
 
 import numpy as np
@@ -66,10 +66,11 @@ class Sequential:
             raise ConfigError(f"model {name} ends with output shape {tuple(shape)}, but the data set has "
                               f"{self.n_classes} classes (end with linear:{self.n_classes})")
         self.layer_slices, off = [], 0
-        self.decay = []
+        self.decay, self.layer_decay = [], []
         for layer in self.layers:
             self.layer_slices.append((off, off + layer.n_params))
-            self.decay.extend((off + a, off + b) for a, b in layer.decay)
+            self.layer_decay.append([(off + a, off + b) for a, b in layer.decay])
+            self.decay.extend(self.layer_decay[-1])
             off += layer.n_params
         self.size = off
         self.step_counter = np.zeros(1, dtype=np.int64)
@@ -135,21 +136,35 @@ class Sequential:
         """Class scores for the rows of ``x`` (evaluation mode)."""
         return self.forward(params, x, train=False)
 
-    def loss_grad(self, params, x, y, grad, weight_decay=0.0):
+    #: ``loss_grad`` takes ``on_layer`` (train.py's --overlap asks for it)
+    announces_layers = True
+
+    def loss_grad(self, params, x, y, grad, weight_decay=0.0, on_layer=None):
         """Loss on the batch ``(x, y)`` in training mode; writes the gradient into ``grad``
         and advances the step counter (dropout masks).
+
+        Args:
+            on_layer: None, or ``on_layer(i)`` called as soon as layer ``i``'s gradient in
+                ``grad`` (weight decay included) is final, last layer first.
 
         Returns:
             The loss as a Python float (data term + weight decay on conv/linear weights).
         """
         logits = self.forward(params, x, train=True)
         loss, d = _log_softmax_grad(logits, y)
-        for layer, (a, b) in reversed(list(zip(self.layers, self.layer_slices))):
-            d = layer.backward(params[a:b], grad[a:b], d)
+        for i in reversed(range(len(self.layers))):
+            a, b = self.layer_slices[i]
+            d = self.layers[i].backward(params[a:b], grad[a:b], d)
+            if on_layer is not None:
+                if weight_decay:  # the same additions as below, element for element
+                    for a, b in self.layer_decay[i]:
+                        grad[a:b] += weight_decay * params[a:b]
+                on_layer(i)
         if weight_decay:
             for a, b in self.decay:
                 w = params[a:b]
-                grad[a:b] += weight_decay * w
+                if on_layer is None:
+                    grad[a:b] += weight_decay * w
                 loss += 0.5 * weight_decay * float((w * w).sum())
         self.step_counter[0] += 1
         return loss

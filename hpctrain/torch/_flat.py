@@ -97,6 +97,7 @@ class FlatModel:
         self._seen = np.zeros(len(named), dtype=bool)
         self._left = self._per_layer.copy()
         self.backward_seen = False
+        self.repeated = False  # a second backward before step()
         self.on_layer = None
 
     def _check_kinds(self, named):
@@ -158,9 +159,9 @@ class FlatModel:
         return hook
 
     def _param_ready(self, i):
-        if self._seen[i]:
-            raise ConfigError("a second backward before step(): call step() after each backward "
-                              "(gradient accumulation over several backward passes is not supported)")
+        if self._seen[i]:  # step() refuses it on every rank (an error here would end one rank)
+            self.repeated = True
+            return
         self._seen[i] = True
         self.backward_seen = True
         layer = self.layer_of[i]
@@ -173,6 +174,7 @@ class FlatModel:
         self._seen[:] = False
         self._left[:] = self._per_layer
         self.backward_seen = False
+        self.repeated = False
 
     def rebind_grads(self):
         """Point every ``.grad`` at the flat buffer again (after ``zero_grad(set_to_none)``

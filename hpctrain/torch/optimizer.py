@@ -10,7 +10,7 @@ parameter buffer, exactly as ``hpctrain train`` does.
 
 from ..buckets import make_buckets
 from ..errors import ConfigError
-from ..overlap import OverlapEngine
+from ..overlap import POLL_INTERVAL, OverlapEngine
 from ._flat import FlatModel
 from ._runtime import agree_error, comm as _world
 
@@ -18,6 +18,12 @@ __all__ = ["DistributedOptimizer", "DistributedAlgorithm", "ALGORITHM_MODE"]
 
 #: algorithms that algorithm mode runs (the decentralized ones need a mixing matrix and
 #: the asynchronous one a server loop: use ``hpctrain train`` for those)
+#: ``torch.optim`` optimizers whose update of a parameter reads only that parameter, its
+#: gradient and its own state: stepping them bucket by bucket (the other gradients set
+#: aside) gives the same bits as one step over all of them
+PER_PARAMETER = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "Rprop",
+                 "ASGD")
+
 ALGORITHM_MODE = ("dsgd", "dmsgd", "model-avg", "mdsgd", "dgc", "gmc", "csgd", "ecsgd", "doublesqueeze",
                   "prsgd-momentum", "local-sgd", "adagrad", "local-adaalter")
 
@@ -32,13 +38,31 @@ def _device_comm(c, flat):
     return Communicator(c.mpi_comm, transport="auto")
 
 
-def _check_backward(comm, flat):
-    """Every rank ran backward since the last step (else ConfigError on every rank)."""
+def _check_backward(comm, flat, closure=None):
+    """Every rank ran exactly one backward since the last step and passed no closure (else
+    ConfigError on every rank)."""
     def check():
+        if closure is not None:
+            raise ConfigError("step() takes no closure here (LBFGS-style closures re-run backward)")
         if not flat.backward_seen:
             raise ConfigError("step() called before any backward(): compute a loss and call loss.backward() first")
+        if flat.repeated:
+            raise ConfigError("a second backward before step(): call step() after each backward "
+                              "(gradient accumulation over several backward passes is not supported)")
 
     agree_error(comm, check)
+
+
+def _on_device(reduce_bucket, index):
+    """``reduce_bucket`` run with GPU ``index`` current (the thread that calls it may not
+    have chosen it)."""
+    import cupy
+
+    def run(comm, bucket):
+        with cupy.cuda.Device(index):
+            reduce_bucket(comm, bucket)
+
+    return run
 
 
 class _ErrorFeedbackReducer:
@@ -96,13 +120,23 @@ class DistributedOptimizer:
         overlap: True, False or ``"auto"`` (on when there are several ranks, several
             buckets and ``MPI_THREAD_MULTIPLE``).
         collective: the dense allreduce (``auto``, ``ring``, ``recursive``, ``ps``, ...).
+        step_per_bucket: ``"auto"`` (default): with overlap, ``step()`` runs the wrapped
+            optimizer on each bucket's parameters as soon as that bucket is averaged, while
+            the later buckets are still in flight, when the optimizer is one of
+            :data:`PER_PARAMETER` (same bits as one step over everything); True forces it
+            (your optimizer must update each parameter from its own gradient and state
+            only), False waits for every bucket and steps once.
+        poll_interval: seconds the communication thread sleeps between polls of a
+            message in flight (None: MPI's blocking wait, which keeps a core busy).
+        profile: record per-bucket timestamps (``opt.engine.profile``;
+            :func:`hpctrain.overlap.profile_trace` turns them into a Chrome trace).
 
     Use: ``loss.backward(); opt.step(); opt.zero_grad()``. Any other attribute is the
     wrapped optimizer's (``param_groups``, ``state_dict``, ...).
     """
 
     def __init__(self, optimizer, model=None, named_parameters=None, compression="none", density=0.01,
-                 bucket_size=None, overlap="auto", collective="auto"):
+                 bucket_size=None, overlap="auto", collective="auto", step_per_bucket="auto", poll_interval=POLL_INTERVAL, profile=False):
         from ..collectives import get_allreduce
         from ..xp import get_array_module
 
@@ -127,7 +161,18 @@ class DistributedOptimizer:
             self.reducer = agree_error(c, lambda: _ErrorFeedbackReducer(compression, density, fl.grad_array,
                                                                         self.buckets, xp))
             reduce_bucket = self.reducer
-        self.engine = OverlapEngine(c, self.buckets, reduce_bucket, overlap=overlap)
+        if fl.device.type == "cuda":  # CuPy's current device is per thread: the comm thread's too
+            reduce_bucket = _on_device(reduce_bucket, fl.device.index or 0)
+        self.engine = OverlapEngine(c, self.buckets, reduce_bucket, overlap=overlap,
+                                    poll_interval=poll_interval, profile=profile)
+        if step_per_bucket == "auto":
+            step_per_bucket = type(optimizer).__name__ in PER_PARAMETER and type(optimizer).__module__.startswith(
+                "torch.optim")
+        self.step_per_bucket = bool(step_per_bucket) and self.engine.overlap and len(self.buckets) > 1
+        bucket_of = {layer: b.index for b in self.buckets for layer in b.layers}
+        self._bucket_params = [[] for _ in self.buckets]  # parameters per bucket
+        for i, (_, p) in enumerate(fl.named):
+            self._bucket_params[bucket_of[fl.layer_of[i]]].append(p)
         fl.on_layer = self._layer_ready
         fl.install_hooks()
         self.steps = 0
@@ -142,27 +187,71 @@ class DistributedOptimizer:
             self.engine.begin()
         self.engine.layer_ready(layer)
 
-    def synchronize(self):
-        """Wait until every bucket is averaged (``step`` calls it)."""
+    def _start_sync(self, closure=None):
+        """The checks every rank agrees on before waiting for buckets; starts the step's
+        buckets when no hook did (e.g. a model whose gradients all came without hooks)."""
         try:
-            _check_backward(self.comm, self.flat)
+            _check_backward(self.comm, self.flat, closure)
         except ConfigError as exc:
-            exc.agreed = exc.agreed and not self.engine.active  # my buckets are in flight: abort
+            exc.agreed = exc.agreed and self._drain_together()
             raise
         if not self.engine.active:
             self.engine.begin()
         if self.reducer is not None:
             self.reducer.step = self.steps
+
+    def _drain_together(self):
+        """After an error every rank agreed on: True when every rank can leave together,
+        having finished its buckets in flight (all ranks have them) or having none; False
+        when only some ranks have buckets in flight (theirs could never complete: abort)."""
+        import numpy as np
+
+        active = self.comm.allgather_array(np.array([int(self.engine.active)], dtype=np.int64))[:, 0]
+        if active.all():
+            self.engine.finish()
+            self.flat.reset_step()
+        return bool(active.all() or not active.any())
+
+    def synchronize(self, closure=None):
+        """Wait until every bucket is averaged (``step`` calls it; call it yourself before
+        reading or clipping the averaged gradients)."""
+        self._start_sync(closure)
         self.engine.finish()
         self.flat.reset_step()
 
     def step(self, closure=None):
-        """Average the gradients (wait for the buckets), then step the wrapped optimizer."""
-        if closure is not None:
-            raise ConfigError("DistributedOptimizer.step takes no closure (LBFGS-style closures re-run backward)")
-        self.synchronize()
+        """Average the gradients (wait for the buckets), then step the wrapped optimizer:
+        bucket by bucket as each lands (``step_per_bucket``), or once after the last."""
+        if not (self.step_per_bucket and self.engine.active):
+            self.synchronize(closure)
+            self.flat.rebind_grads()
+            out = self.optimizer.step()
+            self.steps += 1
+            return out
+        self._start_sync(closure)
         self.flat.rebind_grads()
-        out = self.optimizer.step()
+        params = [p for group in self._bucket_params for p in group]
+        grads = [p.grad for p in params]
+        out = None
+        try:
+            for p in params:
+                p.grad = None  # the optimizer skips parameters without a gradient
+            k = 0
+            for b, group in zip(self.buckets, self._bucket_params):
+                self.engine.wait(b.index)
+                for p in group:
+                    p.grad = grads[k]
+                    k += 1
+                if group:
+                    out = self.optimizer.step()
+                for p in group:
+                    p.grad = None
+        finally:
+            for p, g in zip(params, grads):
+                p.grad = g
+            if self.engine.active:
+                self.engine.finish()  # an error above: leave no bucket in flight
+        self.flat.reset_step()
         self.steps += 1
         return out
 

@@ -16,15 +16,20 @@ if case == "dtype":
     model = model.half()
 if case == "device":
     model = model.to("meta")
+if case == "mixed-dtype":
+    model[2].double()
 if case == "shapes-broadcast":
     ht.broadcast_parameters(model)
-opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000},
+opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000}, "bucket-text": {"bucket_size": "big"},
+        "bucket-negative": {"bucket_size": -1},
         "overlap-refused": {"bucket_size": 0.0001, "overlap": True}}.get(case, {"bucket_size": 0.0001})
 opt = ht.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model=model, **opts)
 x, y = torch.randn(5, width), torch.tensor([0, 1, 2, 0, 1])
 if case != "step-before-backward":
     torch.nn.functional.cross_entropy(model(x), y).backward()
-opt.step()
+if case == "double-backward":
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+opt.step(closure=(lambda: 0.0) if case == "closure" else None)
 if case.startswith("ckpt-"):
     path = sys.argv[2]
     if case == "ckpt-corrupt":

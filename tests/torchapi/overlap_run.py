@@ -12,7 +12,7 @@ import numpy as np
 from hpctrain.buckets import make_buckets
 from hpctrain.collectives import get_allreduce
 from hpctrain.comm import world
-from hpctrain.overlap import OverlapEngine
+from hpctrain.overlap import OverlapEngine, profile_trace
 
 out, collective = sys.argv[1], sys.argv[2]
 comm = world()
@@ -71,5 +71,26 @@ try:
 except ValueError as exc:
     res["error"] = str(exc)
 eng.close()
+
+# the profile: one record per bucket per step (ready <= start <= end, in bucket order on
+# the thread), the main thread's waits, and a Chrome trace of every rank's records
+grad = np.ones(off, np.float32)
+buckets = make_buckets(layers, 4, bucket_size=0.05, first_size=0.01)
+eng = OverlapEngine(comm, buckets, lambda c, b: allreduce(c, b.view(grad), "sum"), overlap=True, profile=True)
+for step in range(2):
+    eng.begin()
+    for i in reversed(range(len(layers))):
+        eng.layer_ready(i)
+    eng.finish()
+eng.close()
+recs = [r for r in eng.profile if r[1] >= 0]
+doc = profile_trace(comm, eng)
+res["profile"] = {
+    "per_step": [sorted(int(r[1]) for r in recs if r[0] == s) == list(range(len(buckets))) for s in range(2)],
+    "ordered": all(r[2] <= r[3] <= r[4] for r in recs),
+    "waits": sum(1 for r in eng.profile if r[1] < 0),
+    "trace_ranks": sorted({e["pid"] for e in doc["traceEvents"] if e.get("ph") == "X"}),
+    "trace_buckets": sum(1 for e in doc["traceEvents"] if e.get("cat") == "comm"),
+}
 with open(f"{out}/overlap-{comm.rank}.json", "w") as f:
     json.dump(res, f)

@@ -51,7 +51,8 @@ if cfg["mode"] == "grad":
     opt = torch.optim.Adam(model.parameters(), lr=cfg.get("lr", 1e-2))
     opt = ht.DistributedOptimizer(opt, model=model, compression=cfg.get("compression", "none"),
                                   density=cfg.get("density", 0.1), bucket_size=cfg.get("bucket", 0.002),
-                                  overlap=cfg.get("overlap", "auto"), collective=cfg.get("collective", "auto"))
+                                  overlap=cfg.get("overlap", "auto"), collective=cfg.get("collective", "auto"),
+                                  step_per_bucket=cfg.get("step_per_bucket", "auto"))
     ht.broadcast_optimizer_state(opt, root_rank=0)
 elif cfg["mode"] == "algo":
     ht.broadcast_parameters(model, root_rank=0)
@@ -79,5 +80,6 @@ for t in range(start, steps):
 flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy()
 np.save(os.path.join(out, f"params-{rank}.npy"), flat)
 with open(os.path.join(out, f"result-{rank}.json"), "w") as f:
-    json.dump({"losses": losses, "overlap": bool(getattr(opt, "overlap", False))}, f)
+    json.dump({"losses": losses, "overlap": bool(getattr(opt, "overlap", False)),
+               "step_per_bucket": bool(getattr(opt, "step_per_bucket", False))}, f)
 '''

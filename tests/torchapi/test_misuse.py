@@ -20,6 +20,11 @@ CASES = {
     "step-before-backward": "step() called before any backward()",
     "bucket0": "bucket size must be > 0",
     "bucket-big": "larger than the model",
+    "bucket-text": "bucket size must be a number of MiB",
+    "bucket-negative": "bucket size must be > 0",
+    "mixed-dtype": "all parameters must share one dtype and device",
+    "double-backward": "a second backward before step()",
+    "closure": "step() takes no closure",
     "ckpt-corrupt": "not a readable checkpoint",
     "ckpt-other-wrapper": "was written by torch-gradient, this run uses dmsgd",
 }

@@ -22,3 +22,7 @@ def test_overlap_bit_identical_and_close_to_unbucketed(mpirun, tmp_path, ranks, 
                 assert step["rel_vs_unbucketed"] <= tol, (r, dtype, step)
                 assert step["rel_vs_float64_mpi"] <= (tol if dtype == "float64" else 1e-6), (r, dtype, step)
         assert res["error"] == "bucket 0 failed"
+        prof = res["profile"]
+        assert prof["per_step"] == [True, True] and prof["ordered"] and prof["waits"] == 2
+        assert prof["trace_ranks"] == list(range(ranks))
+        assert prof["trace_buckets"] == 2 * ranks * res["float32"][0]["n_buckets"]

@@ -26,10 +26,24 @@ def test_gradient_mode_float32_within_float_tolerance(user_script):
 
 
 def test_overlap_on_equals_off_bit_for_bit(user_script):
+    """With overlap, Adam steps bucket by bucket as each lands; without, once after the
+    last bucket: the same bits."""
     on, res_on, _ = user_script(4, mode="grad", overlap=True, dtype="float32", collective="ring")
     off, res_off, _ = user_script(4, mode="grad", overlap=False, dtype="float32", collective="ring")
     assert res_on[0]["overlap"] and not res_off[0]["overlap"]
+    assert res_on[0]["step_per_bucket"] and not res_off[0]["step_per_bucket"]
     for a, b in zip(on, off):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_step_per_bucket_off_equals_on_bit_for_bit(user_script):
+    """Overlap with one step after the last bucket (step_per_bucket=False) equals the
+    bucket-by-bucket steps."""
+    per, res_per, _ = user_script(2, mode="grad", overlap=True, dtype="float64", collective="ring")
+    once, res_once, _ = user_script(2, mode="grad", overlap=True, dtype="float64", collective="ring",
+                                    step_per_bucket=False)
+    assert res_per[0]["step_per_bucket"] and not res_once[0]["step_per_bucket"]
+    for a, b in zip(per, once):
         np.testing.assert_array_equal(a, b)
 
 

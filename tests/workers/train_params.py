@@ -16,6 +16,9 @@ out = sys.argv[1]
 overrides = {}
 for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
+    if v in ("true", "false"):
+        overrides[k] = v == "true"
+        continue
     for conv in (int, float):
         try:
             v = conv(v)
@@ -28,3 +31,8 @@ overrides.setdefault("out", f"{out}/run")
 overrides.setdefault("quiet", True)
 summary = run_training(load_config(None, overrides), comm)
 np.save(f"{out}/params{comm.rank}.npy", to_numpy(summary["params"]))
+if comm.rank == 0:
+    import json
+
+    with open(f"{out}/summary.json", "w") as f:
+        json.dump({k: v for k, v in summary.items() if k != "params"}, f, default=str)
