@@ -351,8 +351,14 @@ class Soak:
             print(f"recovery: mean {sum(recs) / len(recs):.1f} s, max {max(recs):.1f} s over {len(recs)} faults")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """Bad arguments: one line on stderr, exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = _Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--faults", type=int, default=10, help="number of faults [10]")
     ap.add_argument("--seed", type=int, default=1, help="seed of the fault sequence, nodes and pauses [1]")
     ap.add_argument("--out", help="directory for the run (kept); default: a temporary one, removed on PASS")
