@@ -130,6 +130,7 @@ class Soak:
         self.root = args.out or tempfile.mkdtemp(prefix="hpctrain-chaos-")
         os.makedirs(self.root, exist_ok=True)
         self.cluster = None
+        self.cluster_root = None
         self.mounts = []
         self.rows = []
         self.problems = []
@@ -160,8 +161,10 @@ class Soak:
                        check=True, timeout=30)
         self.mounts.append(ck)
         name = f"hpct-c{os.getpid() % 10**6}"
-        os.makedirs(os.path.join(self.root, "slurm"), exist_ok=True)
-        self.cluster = MultiNodeSlurm(os.path.join(self.root, "slurm"), nodes=NODES, cpus=2, name=name)
+        # the cluster's own directory: short, and every directory above munged's socket must be
+        # executable for all (a private --out may not be)
+        self.cluster_root = tempfile.mkdtemp(prefix="hpctrain-chaos-slurm-")
+        self.cluster = MultiNodeSlurm(self.cluster_root, nodes=NODES, cpus=2, name=name)
         self.cluster.start()
 
     # ------------------------------------------------------------------ waiting
@@ -232,7 +235,7 @@ class Soak:
             try:
                 time.sleep(rng.uniform(2, 5))
             finally:
-                c.set_rate(node, "10gbit")
+                c.set_rate(node, self.a.job_rate)
             return node
         if kind == "diskfull":
             self.fill_checkpoint_fs(run_dir)
@@ -284,6 +287,10 @@ class Soak:
         want, want_step = final_params(ref_dir)
         print(f"reference: {want_step} steps, uninterrupted", flush=True)
 
+        # pace the job (links only: the arithmetic, hence the result, is the same) so that it
+        # cannot finish between two faults
+        for name in c.names:
+            c.set_rate(name, a.job_rate)
         job, run_dir, out = self.submit("chaos")
         seen = set()
         t0 = time.monotonic()
@@ -335,6 +342,12 @@ class Soak:
             finally:
                 left = {k: v for k, v in self.cluster.left_behind().items() if v}
             self.cluster = None
+        if self.cluster_root:
+            if self.a.out:  # the Slurm logs stay with the run
+                shutil.copytree(os.path.join(self.cluster_root, "log"), os.path.join(self.root, "slurm-logs"),
+                                dirs_exist_ok=True)
+            shutil.rmtree(self.cluster_root, ignore_errors=True)
+            self.cluster_root = None
         while self.mounts:
             m = self.mounts.pop()
             if self.a.out:  # the checkpoints live on the tmpfs: keep a copy
@@ -366,7 +379,9 @@ def parse(argv=None):
     ap.add_argument("--epochs", type=int, help="epochs of the job [max(6, 3 x faults)]")
     ap.add_argument("--every", type=int, default=5, help="checkpoint every this many steps [5]")
     ap.add_argument("--ckpt-fs", default="64m", help="size of the checkpoint directory's tmpfs [64m]")
-    ap.add_argument("--slow-rate", default="5mbit", help="rate of a slowed link (tc notation) [5mbit]")
+    ap.add_argument("--job-rate", default="5mbit",
+                    help="link rate of every node during the soaked job (tc notation; paces it) [5mbit]")
+    ap.add_argument("--slow-rate", default="500kbit", help="rate of a slowed link (tc notation) [500kbit]")
     ap.add_argument("--recover-timeout", type=float, default=240, help="seconds a fault may take to recover [240]")
     ap.add_argument("--job-timeout", type=float, default=900, help="seconds a job may run [900]")
     a = ap.parse_args(argv)
