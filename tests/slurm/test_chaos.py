@@ -54,3 +54,17 @@ def test_chaos_soak_refuses_bad_arguments():
         res = subprocess.run([sys.executable, SOAK, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
         assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and "error:" in res.stderr, (args, res.stderr)
+
+
+def test_fault_plan_is_seeded_and_covers_every_kind():
+    sys.path.insert(0, os.path.dirname(SOAK))
+    try:
+        import chaos_soak
+    finally:
+        sys.path.remove(os.path.dirname(SOAK))
+    seq, _ = chaos_soak.plan(12, 5, chaos_soak.KINDS)
+    assert len(seq) == 12 and set(seq) == set(chaos_soak.KINDS)  # every kind at least once
+    assert seq == chaos_soak.plan(12, 5, chaos_soak.KINDS)[0]  # the same seed, the same faults
+    assert any(chaos_soak.plan(12, s, chaos_soak.KINDS)[0] != seq for s in range(6, 10))
+    three, _ = chaos_soak.plan(3, 1, KINDS)
+    assert sorted(three) == sorted(KINDS)  # fewer faults than kinds: all different
