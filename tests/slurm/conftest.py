@@ -55,10 +55,8 @@ def _running(cluster, what):
 NODES = 4
 
 
-@pytest.fixture(scope="session")
-def slurm_nodes():
-    """A running :class:`MultiNodeSlurm` of ``NODES`` emulated nodes (2 CPUs each, 10 Gbit/s
-    links); torn down at the end: jobs cancelled, daemons stopped, namespaces deleted."""
+def multinode_possible():
+    """Skip (fail in CI) with the reason when a multi-node Slurm cannot run here."""
     reason = slurm_unavailable_reason()
     if reason is None:
         from hpctrain.emulator import available
@@ -68,6 +66,20 @@ def slurm_nodes():
             reason = f"the multi-node Slurm runs on the cluster emulator: {reason}"
     if reason:
         _unavailable(reason)
+
+
+@pytest.fixture
+def multinode_slurm_possible():
+    """For tests that start a multi-node Slurm of their own (jobs/chaos_soak.py): skips
+    where :func:`slurm_nodes` would."""
+    multinode_possible()
+
+
+@pytest.fixture(scope="session")
+def slurm_nodes():
+    """A running :class:`MultiNodeSlurm` of ``NODES`` emulated nodes (2 CPUs each, 10 Gbit/s
+    links); torn down at the end: jobs cancelled, daemons stopped, namespaces deleted."""
+    multinode_possible()
     cluster = MultiNodeSlurm(tempfile.mkdtemp(prefix="hpctrain-slurmN-"), nodes=NODES, cpus=2)
     yield from _running(cluster, "a multi-node Slurm cluster")
     left = cluster.left_behind()
