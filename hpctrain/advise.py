@@ -33,6 +33,7 @@ import numpy as np
 from .algorithms import ALGORITHMS, AlgoContext
 from .collectives import get_allreduce
 from .collectives import cost
+from .compress import is_half_precision, is_lossless
 from .collectives.hierarchical import layout as node_layout
 from .compress import COMPRESSORS
 from .config import load_config
@@ -78,7 +79,7 @@ def method_label(c):
     """``ecsgd+topk(0.01) ps`` style name of a candidate dict."""
     comp = c.get("compressor", "none")
     text = c["algo"]
-    if comp != "none" or ALGORITHMS[c["algo"]].compressors:
+    if not is_lossless(comp) or ALGORITHMS[c["algo"]].compressors:
         text += f"+{comp}"
         if "density" in c:
             text += f"({c['density']:g})"
@@ -215,7 +216,7 @@ def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES, slow=1.0):
                          "converged": m.get("converged")})
     rows.sort(key=lambda r: r["step_s"])
     fp32 = min((r["step_s"] for r in rows if r["algo"] == "dmsgd"), default=None)
-    fp16 = min((r["step_s"] for r in rows if r.get("compressor") == "fp16"), default=None)
+    fp16 = min((r["step_s"] for r in rows if is_half_precision(r.get("compressor"))), default=None)
     for i, r in enumerate(rows, 1):
         r["rank"] = i
         r["speedup_fp32"] = fp32 / r["step_s"] if fp32 and r["step_s"] > 0 else None

@@ -49,6 +49,8 @@ from .threshold import Threshold
 from .topk import TopK
 
 __all__ = [
+    "is_half_precision",
+    "is_lossless",
     "HEADER_BYTES",
     "CAPABILITIES",
     "Payload",
@@ -99,6 +101,17 @@ for _cls in OPERATORS:
     register(_cls)
     COMPRESSORS[_cls.name] = _cls
 del _cls
+
+
+def is_half_precision(name):
+    """Whether operator ``name`` sends every coordinate as an IEEE half: the dense 16-bit
+    baseline that compression is judged against."""
+    return COMPRESSORS.get(name) is FP16
+
+
+def is_lossless(name):
+    """Whether operator ``name`` sends the values unchanged (``none``)."""
+    return bool(getattr(COMPRESSORS.get(name), "lossless", False))
 
 
 def compressor_names(accepted_by=None):
