@@ -107,20 +107,24 @@ def default_threads(environ=None):
     ``HPCTRAIN_THREADS`` overrides the computed value.
     """
     env = os.environ if environ is None else environ
-    forced = env.get("HPCTRAIN_THREADS", "")
-    if forced.isdigit() and int(forced) > 0:
-        return int(forced)
-    return max(1, _cores() // local_ranks(env))
+    try:
+        forced = check_thread_env(env)
+    except ConfigError:
+        forced = None  # the import-time default never raises; a run reports the bad value
+    return forced or max(1, _cores() // local_ranks(env))
 
 
 def check_thread_env(environ=None):
-    """Raise ConfigError when ``HPCTRAIN_THREADS`` is set but is not a positive integer
-    (the import-time default ignores it; a run reports it)."""
+    """``HPCTRAIN_THREADS`` as an int, None when unset; ConfigError when it is set but is
+    not an integer in [1, 1024] (the import-time default ignores it; a run reports it)."""
     env = os.environ if environ is None else environ
     forced = env.get("HPCTRAIN_THREADS", "")
-    if forced and not (forced.isdigit() and 0 < int(forced) <= 1024):
+    if not forced:
+        return None
+    if not (forced.isdigit() and 0 < int(forced) <= 1024):
         raise ConfigError(f"HPCTRAIN_THREADS must be an integer in [1, 1024], got {forced!r}; unset it for the default "
                           "(cores / ranks on the node)")
+    return int(forced)
 
 
 def default_thread_env(environ=None):
