@@ -5,6 +5,7 @@ all in one run, medians.
     mpiexec -n 4 python jobs/bench_overlap.py                      # on one machine
     hpctrain cluster run -N 4 -R 1 --rate 100mbit -- python jobs/bench_overlap.py --ddp
     hpctrain cluster run -N 2 -R 1 --rate 1gbit -- python jobs/bench_overlap.py --ddp
+    hpctrain cluster run -N 2 -R 1 --rate 100mbit -- python jobs/bench_overlap.py --ddp --torch-model mlp --native none
 
 Rows (per rank batch --batch, --steps steps per measurement, --repeats rounds, the
 configurations interleaved within each round so that drift hits them all alike):
@@ -41,6 +42,14 @@ import torch  # noqa: E402
 
 import hpctrain.torch as ht  # noqa: E402
 from torch_cnn import make_cnn  # noqa: E402
+
+
+def make_mlp(input_shape=(1, 28, 28), n_classes=10, hidden=1270):
+    """The MLP of ``--model mlp --hidden 1270`` in torch (d = 1,009,660 for Fashion-MNIST)."""
+    import math
+
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), hidden),
+                               torch.nn.ReLU(), torch.nn.Linear(hidden, n_classes))
 
 
 def my_address():
@@ -155,6 +164,9 @@ def main():
                     help="write the overlap run's per-bucket timeline (Chrome trace JSON) to FILE")
     ap.add_argument("--native", default="cnn", choices=("cnn", "resnet8", "none"),
                     help="also the native model through hpctrain train's path (none: skip)")
+    ap.add_argument("--torch-model", default="cnn", choices=("cnn", "mlp"),
+                    help="the torch model: cnn (jobs/torch_cnn.py) or mlp (784-1270-10, d = 1,009,660: "
+                         "communication-bound on a slow link)")
     ap.add_argument("--ddp", action="store_true", help="also PyTorch DDP (gloo) in the same processes")
     ap.add_argument("--ddp-port", type=int, default=29533)
     args = ap.parse_args()
@@ -165,7 +177,8 @@ def main():
 
     blas = limit_threads(args.threads)  # the native model's BLAS pool, kept while referenced
     torch.manual_seed(0)
-    model = make_cnn((1, 28, 28), 10)
+    make = make_cnn if args.torch_model == "cnn" else make_mlp
+    model = make((1, 28, 28), 10)
     ht.broadcast_parameters(model)
     x = torch.randn(args.batch, 1, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
@@ -200,7 +213,7 @@ def main():
         os.environ.setdefault("MASTER_ADDR", addr.decode())
         os.environ.setdefault("MASTER_PORT", str(args.ddp_port))
         dist.init_process_group("gloo", rank=c.rank, world_size=c.size)
-        ddp_model = torch.nn.parallel.DistributedDataParallel(make_cnn((1, 28, 28), 10))
+        ddp_model = torch.nn.parallel.DistributedDataParallel(make((1, 28, 28), 10))
         ddp_opt = torch.optim.SGD(ddp_model.parameters(), lr=0.0)
 
         def ddp():
@@ -244,7 +257,7 @@ def main():
     rows[f"gmc s/d {args.density:g}"] = [timed_steps(gmc_step, args.steps) for _ in range(args.repeats)]
     if c.rank == 0:
         n = c.size
-        print(f"# {n} ranks, batch {args.batch}/rank, {args.steps} steps x {args.repeats} repeats; "
+        print(f"# torch {args.torch_model}, {n} ranks, batch {args.batch}/rank, {args.steps} steps x {args.repeats} repeats; "
               f"{' '.join(sys.argv)}")
         print(f"{'configuration':<24} {'median step ms':>15} {'samples/s':>12}")
         med = {k: statistics.median(v) for k, v in rows.items()}
