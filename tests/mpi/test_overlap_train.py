@@ -5,6 +5,7 @@ bit-identical; algorithms and models that cannot bucket say so and run as before
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -104,3 +105,60 @@ def test_without_thread_multiple_overlap_is_off_and_the_banner_says_why(mpirun, 
     assert why in res.stdout.splitlines()[0], res.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["overlap"] is False and summary["buckets"] == 0 and summary["overlap_note"] == why
+
+
+TASKSET = shutil.which("taskset")
+AUTO_OFF = "2 ranks share 1 core on this node (overlap needs a free core per rank{})"
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(TASKSET is None, reason="taskset (util-linux) is not installed")
+def test_auto_is_off_where_the_ranks_fill_the_cores_and_an_explicit_overlap_runs_and_says_so(mpirun, tmp_path):
+    data = image_h5(tmp_path / "img.h5", n=40, n_test=8)
+    # every rank pinned to one core: 2 ranks on 1 core, whatever the machine has
+    cmd = [TASKSET, "-c", "0", HPCTRAIN, "train", "--model", SPEC, "--dataset", data, "--epochs", "1",
+           "--max-steps", "2", "--batch-size", "8"]
+    res = mpirun(2, cmd + ["--out", tmp_path / "auto"], timeout=120)
+    why = "overlap off: " + AUTO_OFF.format("; --overlap forces it")
+    assert why in res.stdout.splitlines()[0], res.stdout
+    summary = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert summary["overlap"] is False and summary["buckets"] == 0 and summary["overlap_note"] == why
+    assert summary["config"]["overlap"] is False  # what auto chose, recorded
+    toml = (tmp_path / "auto" / "config.toml").read_text()
+    assert "overlap = false" in toml and f"# --overlap auto: {why}" in toml
+
+    res = mpirun(2, cmd + ["--overlap", "--bucket-size", "0.002", "--out", tmp_path / "forced"], timeout=120)
+    banner = res.stdout.splitlines()[0]
+    assert "overlap on, " in banner and "although " + AUTO_OFF.format("") in banner, banner
+    summary = json.loads((tmp_path / "forced" / "summary.json").read_text())
+    assert summary["overlap"] is True and summary["buckets"] > 1
+    toml = (tmp_path / "forced" / "config.toml").read_text()
+    assert "overlap = true" in toml and "# --overlap auto" not in toml
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores: one rank per node with a free one")
+def test_auto_overlaps_with_a_free_core_per_rank_bit_identical_to_forced(mpirun, tmp_path):
+    data = image_h5(tmp_path / "img.h5", n=80, n_test=16)
+    common = dict(model=SPEC, dataset=data, algo="dmsgd", epochs=1, max_steps=3, batch_size=10, lr=0.05,
+                  collective="ring", bucket_size=0.002, own_nodes=True)  # 2 "nodes" of 1 rank, 2 cores each
+    auto, s_auto = _run(mpirun, tmp_path / "auto", 2, **common)
+    on, s_on = _run(mpirun, tmp_path / "on", 2, overlap=True, **common)
+    assert s_auto["overlap"] and s_auto["overlap_note"].startswith("overlap on, ") and "although" not in \
+        s_auto["overlap_note"]
+    assert s_auto["config"]["overlap"] is True and s_on["config"]["overlap"] is True
+    for a, b in zip(auto, on):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.mpi
+def test_spare_cores_is_one_verdict_on_every_rank(mpirun, tmp_path):
+    mpirun(2, [os.path.join(WORKERS, "spare_cores.py"), str(tmp_path)], timeout=120)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert got[0] == got[1]  # rank-divergent inputs, one decision: a divergent one would hang the job
+    res = got[0]
+    assert res["own-node, 2 cores"] == [True, ""]
+    assert res["own-node, rank 1 has 1 core"] == [
+        False, "1 rank has 1 core on the node of rank 1 (overlap needs a free core per rank; --overlap forces it)"]
+    assert res["one node, 2 per rank"] == [True, ""]
+    assert res["one node, one short"] == [False, "2 ranks share 3 cores on this node (overlap needs a free core per rank)"]
