@@ -118,7 +118,9 @@ class DistributedOptimizer:
             DDP, or a quarter of a smaller model; an explicit size larger than the model
             is refused).
         overlap: True, False or ``"auto"`` (on when there are several ranks, several
-            buckets and ``MPI_THREAD_MULTIPLE``).
+            buckets, ``MPI_THREAD_MULTIPLE`` and a free core per rank for the
+            communication thread: :func:`hpctrain.overlap.overlap_auto`, the rule of
+            ``hpctrain train --overlap`` auto too; ``opt.overlap`` says what it chose).
         collective: the dense allreduce (``auto``, ``ring``, ``recursive``, ``ps``, ...).
         step_per_bucket: ``"auto"`` (default): with overlap, ``step()`` runs the wrapped
             optimizer on each bucket's parameters as soon as that bucket is averaged, while

@@ -2,6 +2,7 @@
 outside an MPI launch it runs as one rank and says so."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,3 +55,17 @@ def test_mpi_without_thread_multiple_falls_back_to_no_overlap_with_one_line(mpir
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "overlap off: MPI granted thread level 'serialized'" in lines[0], res.stderr
     assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_auto_overlap_is_off_where_the_ranks_fill_the_cores(mpirun):
+    """overlap="auto" (the default) on 2 ranks pinned to one core: no communication thread."""
+    res = mpirun(2, [shutil.which("taskset"), "-c", "0", sys.executable, SCRIPT, "auto"], timeout=60)
+    assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
+    assert not res.stderr.strip(), res.stderr  # auto says nothing: opt.overlap tells
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores: one rank per node with a free one")
+def test_auto_overlap_is_on_with_a_free_core_per_rank(mpirun):
+    res = mpirun(2, [SCRIPT, "auto-own-nodes"], timeout=60)
+    assert "trained one step on 2 rank(s), overlap [1, 1]" in res.stdout, res.stdout
