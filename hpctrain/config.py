@@ -112,10 +112,10 @@ class TrainConfig:
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
     overlap: BoolOrAuto = _f("auto", "reduce the gradient bucket by bucket during backward on a communication "
                              "thread (algorithms that average the gradient, e.g. dsgd, dmsgd, adagrad, on layer models "
-                             "such as cnn or resnet8, with MPI_THREAD_MULTIPLE); auto (config value \"auto\"): on "
-                             "where every rank has a free core for the thread (its cores >= 2 x the ranks on its "
-                             "node), since with one core per rank overlap ran slower; the banner says when it is off "
-                             "and why")
+                             "such as cnn or resnet8, with MPI_THREAD_MULTIPLE). Neither flag: auto, on where every "
+                             "rank has a free core for the thread (its cores >= 2 x the ranks on its node; with the "
+                             "cores full it measured slower); --overlap forces it, --no-overlap turns it off (config: "
+                             "true, false or \"auto\"); the banner says when it is off and why")
     bucket_size: float = _f(0.0, "MiB per gradient bucket after a small first one of 0.25 MiB (0: 25 MiB as "
                             "PyTorch DDP, or a quarter of a smaller model); with --no-overlap a size > 0 reduces "
                             "the buckets one after another after backward", check=_nonneg)
