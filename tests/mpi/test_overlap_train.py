@@ -1,7 +1,9 @@
 """``hpctrain train --overlap``: the gradient's buckets reduced during the native model's
 backward equal the same buckets reduced after backward bit for bit, and the unbucketed
 allreduce to 1e-6 relative (float32) / 1e-12 (float64); resume with overlap on is
-bit-identical; algorithms and models that cannot bucket say so and run as before."""
+bit-identical; algorithms and models that cannot bucket say so and run as before; the
+default auto overlaps only with a free core per rank (ranks pinned to one core: off, and an
+explicit --overlap runs and says how the cores are shared), one decision on every rank."""
 
 import json
 import os
