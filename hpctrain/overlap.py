@@ -133,26 +133,34 @@ def spare_cores(comm, force="--overlap", cores=None):
 
 
 def resolve_overlap(overlap, comm, buckets, warn=True):
-    """Whether to overlap: ``overlap`` True / False / ``"auto"``.
+    """Whether to overlap: ``overlap`` True / False / ``"auto"``, and why.
 
     ``auto`` overlaps where it can help: more than one rank, more than one bucket,
     ``MPI_THREAD_MULTIPLE``, and a free core per rank for the thread
     (:func:`spare_cores`; collective). True without ``MPI_THREAD_MULTIPLE`` falls back to
-    no overlap with one line on stderr (rank 0).
+    no overlap with one line on stderr (rank 0); True where the ranks fill the cores
+    overlaps, and the note says how the cores are shared.
+
+    Returns:
+        ``(overlap, note)``: ``note`` is ``"overlap on"``, ``"overlap off"`` or either
+        followed by the reason, e.g. ``"overlap off: 4 ranks share 2 cores on this node
+        (...)"``; the same on every rank.
     """
     from .comm import thread_multiple
 
     ok, level = thread_multiple()
-    if overlap == "auto":
-        if comm.size == 1 or len(buckets) <= 1 or not ok:
-            return False
-        return spare_cores(comm, force="overlap=True")[0]
-    if overlap and not ok:
-        if warn and comm.rank == 0:
-            print(f"hpctrain: overlap off: MPI granted thread level {level!r}, not 'multiple'; "
-                  "buckets are reduced after backward", file=sys.stderr)
-        return False
-    return bool(overlap) and comm.size > 1
+    why = "one rank" if comm.size == 1 else (
+        f"MPI granted thread level {level!r}, not 'multiple'" if not ok else "")
+    if not overlap or (overlap == "auto" and len(buckets) <= 1):
+        return False, "overlap off" + (": one bucket" if overlap else "")
+    if why:
+        if warn and comm.rank == 0 and overlap != "auto" and comm.size > 1:
+            print(f"hpctrain: overlap off: {why}; buckets are reduced after backward", file=sys.stderr)
+        return False, f"overlap off: {why}"
+    spare, crowded = spare_cores(comm, force="overlap=True" if overlap == "auto" else None)
+    if overlap == "auto" and not spare:
+        return False, f"overlap off: {crowded}"
+    return True, "overlap on" + (f", although {crowded}" if crowded else "")
 
 
 class OverlapEngine:
@@ -170,6 +178,8 @@ class OverlapEngine:
 
     Attributes:
         overlap: whether a communication thread is used.
+        note: what was decided and why (:func:`resolve_overlap`), e.g. ``"overlap off: 4
+            ranks share 2 cores on this node (...)"``.
         wait_time: seconds :meth:`finish` (and :meth:`wait`) waited for communication
             (last step).
         comm: the engine's own communicator (its byte counters are the buckets' traffic).
@@ -181,7 +191,7 @@ class OverlapEngine:
                  profile=False):
         self.buckets = list(buckets)
         self.reduce_bucket = reduce_bucket
-        self.overlap = resolve_overlap(overlap, comm, self.buckets)
+        self.overlap, self.note = resolve_overlap(overlap, comm, self.buckets)
         self.comm = comm.dup()
         if self.overlap:
             self.comm.poll_interval = poll_interval

@@ -55,6 +55,7 @@ def test_mpi_without_thread_multiple_falls_back_to_no_overlap_with_one_line(mpir
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "overlap off: MPI granted thread level 'serialized'" in lines[0], res.stderr
     assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
+    assert "note: overlap off: MPI granted thread level 'serialized', not 'multiple'" in res.stdout, res.stdout
 
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
@@ -62,10 +63,21 @@ def test_auto_overlap_is_off_where_the_ranks_fill_the_cores(mpirun):
     """overlap="auto" (the default) on 2 ranks pinned to one core: no communication thread."""
     res = mpirun(2, [shutil.which("taskset"), "-c", "0", sys.executable, SCRIPT, "auto"], timeout=60)
     assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
-    assert not res.stderr.strip(), res.stderr  # auto says nothing: opt.overlap tells
+    assert not res.stderr.strip(), res.stderr  # auto says nothing: opt.overlap and opt.overlap_note tell
+    assert ("note: overlap off: 2 ranks share 1 core on this node (overlap needs a free core per rank; "
+            "overlap=True forces it)") in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_explicit_overlap_where_the_ranks_fill_the_cores_runs_and_says_so(mpirun):
+    res = mpirun(2, [shutil.which("taskset"), "-c", "0", sys.executable, SCRIPT, "forced"], timeout=60)
+    assert "trained one step on 2 rank(s), overlap [1, 1]" in res.stdout, res.stdout
+    assert ("note: overlap on, although 2 ranks share 1 core on this node (overlap needs a free core per "
+            "rank)") in res.stdout, res.stdout
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores: one rank per node with a free one")
 def test_auto_overlap_is_on_with_a_free_core_per_rank(mpirun):
     res = mpirun(2, [SCRIPT, "auto-own-nodes"], timeout=60)
     assert "trained one step on 2 rank(s), overlap [1, 1]" in res.stdout, res.stdout
+    assert "note: overlap on\n" in res.stdout, res.stdout
