@@ -113,8 +113,9 @@ class TrainConfig:
     overlap: BoolOrAuto = _f("auto", "reduce the gradient bucket by bucket during backward on a communication "
                              "thread (algorithms that average the gradient, e.g. dsgd, dmsgd, adagrad, on layer models "
                              "such as cnn or resnet8, with MPI_THREAD_MULTIPLE). Neither flag: auto, on where every "
-                             "rank has a free core for the thread (its cores >= 2 x the ranks on its node; with the "
-                             "cores full it measured slower); --overlap forces it, --no-overlap turns it off (config: "
+                             "rank has a free core for the thread (the ranks sharing its cores have at least 2 cores "
+                             "each; unbound ranks: cores >= 2 x ranks on the node; with the cores full it measured "
+                             "slower); --overlap forces it, --no-overlap turns it off (config: "
                              "true, false or \"auto\"); the banner says when it is off and why")
     bucket_size: float = _f(0.0, "MiB per gradient bucket after a small first one of 0.25 MiB (0: 25 MiB as "
                             "PyTorch DDP, or a quarter of a smaller model); with --no-overlap a size > 0 reduces "

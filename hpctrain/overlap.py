@@ -72,24 +72,24 @@ def _restore_switch_interval():
 _SWITCH_LOCK = threading.Lock()
 
 
-def overlap_auto(cores, ranks_on_node, where="this node", force="--overlap"):
+def overlap_auto(cores, ranks_on_node, where="this machine", force="--overlap"):
     """The core rule of ``overlap="auto"``: the communication thread needs a free core.
 
     Each rank's thread polls and reduces while backward computes; where the ranks already
-    fill the node's cores, the thread takes its core from backward. Measured with
-    ``jobs/bench_overlap.py`` on 2-core machines: with one core per rank, overlap ran a
-    torch CNN 0.73x and 0.39x as fast as without (4 ranks, 100 Mbit/s and 1 Gbit/s links),
-    and won 1.33x with a spare one.
+    fill the cores, the thread takes its core from backward. Measured with
+    ``jobs/bench_overlap.py`` on four emulated nodes of one 2-core machine (4 ranks on 2
+    cores): overlap ran a torch CNN 0.73x and 0.39x as fast as without (100 Mbit/s and
+    1 Gbit/s links), the native cnn 1.08x and 0.84x.
 
     Args:
-        cores: cores the rank may run on (its affinity mask).
-        ranks_on_node: ranks sharing that node.
-        where: the node, in the reason (``"this node"``, ``"the node of rank 4"``).
+        cores: cores the ranks may run on (their affinity masks together).
+        ranks_on_node: ranks on the machine sharing those cores.
+        where: the machine, in the reason (``"this machine"``, ``"the machine of rank 4"``).
         force: how the user forces overlap on anyway, in the reason (None: not said).
 
     Returns:
         ``(ok, reason)``: ok when ``cores >= 2 * ranks_on_node``; reason ("" when ok) says
-        how the ranks share the cores, e.g. ``"4 ranks share 2 cores on this node
+        how the ranks share the cores, e.g. ``"4 ranks share 2 cores on this machine
         (overlap needs a free core per rank; --overlap forces it)"``.
     """
     if cores >= 2 * ranks_on_node:
@@ -100,33 +100,61 @@ def overlap_auto(cores, ranks_on_node, where="this node", force="--overlap"):
                    f"(overlap needs a free core per rank{hint})")
 
 
-def spare_cores(comm, force="--overlap", cores=None):
-    """Whether every rank has a free core for the communication thread
-    (:func:`overlap_auto` on each rank's cores and the ranks on its node), agreed by all
+def _machine_key(comm):
+    """Two int64 naming this rank's machine: the kernel's boot id, shared by every rank
+    under one kernel (emulated nodes and containers on one host included, which share its
+    cores), else MPI's node (:func:`hpctrain.collectives.hierarchical.layout`; collective)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            value = int(f.read().strip().replace("-", ""), 16)
+        return [(value >> 64) - (1 << 63), (value & ((1 << 64) - 1)) - (1 << 63)]
+    except (OSError, ValueError):
+        from .collectives.hierarchical import layout
+
+        return [-1, layout(comm).node]
+
+
+def spare_cores(comm, force="--overlap", mask=None):
+    """Whether every rank has a free core for the communication thread, agreed by all
     ranks. Collective.
+
+    A rank's sharers are the ranks on its machine whose affinity masks (the cores each may
+    run on; Slurm and cgroup cpusets set them) overlap its own; :func:`overlap_auto` asks
+    for twice as many cores in their masks together as sharers. Ranks started without
+    binding share the machine's cores (the rule is then cores >= 2 x ranks on the node);
+    ranks bound to cores of their own (``srun --cpu-bind=cores -c 2``) need two each.
 
     Args:
         comm: the :class:`~hpctrain.comm.Communicator`.
         force: as in :func:`overlap_auto`.
-        cores: this rank's cores (default: its affinity mask,
-            :func:`hpctrain.threads.available_cores`).
+        mask: this rank's CPU ids (default: ``os.sched_getaffinity(0)``).
 
     Returns:
         ``(ok, reason)``, the same on every rank: the reason of the lowest rank without a
         free core ("" when every rank has one).
     """
+    import os
+
     import numpy as np
 
-    from .collectives.hierarchical import layout
-    from .threads import available_cores
-
-    cores = available_cores() if cores is None else cores
+    if mask is None:
+        try:
+            mask = os.sched_getaffinity(0)
+        except (AttributeError, OSError):  # pragma: no cover - non-Linux
+            mask = range(os.cpu_count() or 1)
+    ids = np.array(sorted(mask), dtype=np.int64)
     if comm.size == 1:
-        return overlap_auto(cores, 1, force=force)
-    lay = layout(comm)  # MPI's node-local communicators (memoised)
-    rows = comm.allgather_array(np.array([cores, lay.local.size], dtype=np.int64)).reshape(comm.size, 2)
-    for r, (c, k) in enumerate(rows.tolist()):
-        ok, why = overlap_auto(c, k, "this node" if lay.nodes == 1 else f"the node of rank {r}", force)
+        return overlap_auto(len(ids), 1, force=force)
+    head = comm.allgather_array(np.array([ids.max() + 1, *_machine_key(comm)], dtype=np.int64))
+    bits = np.zeros(int(head[:, 0].max()), dtype=bool)
+    bits[ids] = True
+    masks = np.unpackbits(comm.allgather_array(np.packbits(bits)), axis=1, count=bits.size).astype(bool)
+    machines = np.unique(head[:, 1:], axis=0).shape[0]
+    for r in range(comm.size):
+        sharers = (head[:, 1:] == head[r, 1:]).all(axis=1) & (masks & masks[r]).any(axis=1)
+        cores = int(masks[sharers].any(axis=0).sum())
+        ok, why = overlap_auto(cores, int(sharers.sum()), "this machine" if machines == 1 else f"the machine of rank {r}",
+                               force)
         if not ok:
             return False, why
     return True, ""
@@ -143,7 +171,7 @@ def resolve_overlap(overlap, comm, buckets, warn=True):
 
     Returns:
         ``(overlap, note)``: ``note`` is ``"overlap on"``, ``"overlap off"`` or either
-        followed by the reason, e.g. ``"overlap off: 4 ranks share 2 cores on this node
+        followed by the reason, e.g. ``"overlap off: 4 ranks share 2 cores on this machine
         (...)"``; the same on every rank.
     """
     from .comm import thread_multiple
@@ -179,7 +207,7 @@ class OverlapEngine:
     Attributes:
         overlap: whether a communication thread is used.
         note: what was decided and why (:func:`resolve_overlap`), e.g. ``"overlap off: 4
-            ranks share 2 cores on this node (...)"``.
+            ranks share 2 cores on this machine (...)"``.
         wait_time: seconds :meth:`finish` (and :meth:`wait`) waited for communication
             (last step).
         comm: the engine's own communicator (its byte counters are the buckets' traffic).

@@ -15,7 +15,7 @@ import os
 
 from .errors import ConfigError
 
-__all__ = ["THREAD_VARS", "available_cores", "check_thread_env", "local_ranks", "slurm_tasks_per_node", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
+__all__ = ["THREAD_VARS", "check_thread_env", "local_ranks", "slurm_tasks_per_node", "local_rank", "default_threads", "default_thread_env", "limit_threads"]
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -57,9 +57,7 @@ def local_rank(environ=None):
     return 0
 
 
-def available_cores():
-    """The cores this process may run on (its affinity mask, which respects Slurm's and
-    cgroups' cpusets), or the machine's count where the mask is unknown."""
+def _cores():
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
@@ -113,7 +111,7 @@ def default_threads(environ=None):
         forced = check_thread_env(env)
     except ConfigError:
         forced = None  # the import-time default never raises; a run reports the bad value
-    return forced or max(1, available_cores() // local_ranks(env))
+    return forced or max(1, _cores() // local_ranks(env))
 
 
 def check_thread_env(environ=None):

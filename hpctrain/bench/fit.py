@@ -216,9 +216,9 @@ def _add_fresh(comm, a, b, target, dt, reps):
 
 def _ranks_per_core():
     """Ranks on this node per core this rank may run on (> 1: ranks share cores)."""
-    from ..threads import available_cores, local_ranks
+    from ..threads import _cores, local_ranks
 
-    return local_ranks() / max(available_cores(), 1)
+    return local_ranks() / max(_cores(), 1)
 
 
 def _slowest(comm, seconds):

@@ -188,7 +188,7 @@ class DistributedOptimizer:
     @property
     def overlap_note(self):
         """What ``overlap`` decided and why, e.g. ``"overlap off: 4 ranks share 2 cores on
-        this node (overlap needs a free core per rank; overlap=True forces it)"``."""
+        this machine (overlap needs a free core per rank; overlap=True forces it)"``."""
         return self.engine.note
 
     def _layer_ready(self, layer):

@@ -1,5 +1,5 @@
 """Worker: one misuse of hpctrain.torch per case (argv[1]); each must end the job with one
-clear line and exit status 2. Cases ``ok``, ``auto``, ``auto-own-nodes``, ``forced`` and
+clear line and exit status 2. Cases ``ok``, ``auto``, ``forced`` and
 ``overlap-refused`` train one step and print every rank's overlap choice and rank 0's note."""
 
 import sys
@@ -21,10 +21,6 @@ if case == "mixed-dtype":
     model[2].double()
 if case == "shapes-broadcast":
     ht.broadcast_parameters(model)
-if case == "auto-own-nodes":  # every rank a node of its own: one rank per node (overlap auto's rule)
-    from hpctrain.collectives.hierarchical import assign_nodes
-
-    assign_nodes(ht.comm(), ht.rank())
 opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000}, "bucket-text": {"bucket_size": "big"},
         "bucket-negative": {"bucket_size": -1},
         "overlap-refused": {"bucket_size": 0.0001, "overlap": True},

@@ -1,7 +1,6 @@
 """mpiexec worker: train with the given CLI-style overrides, save each rank's weights.
 
 usage: train_params.py OUTDIR key=value [key=value ...]
-``own_nodes=true`` declares every rank a node of its own (assign_nodes), as one rank per node.
 """
 
 import sys
@@ -28,10 +27,6 @@ for kv in sys.argv[2:]:
             pass
     overrides[k] = v
 comm = world()
-if overrides.pop("own_nodes", False):
-    from hpctrain.collectives.hierarchical import assign_nodes
-
-    assign_nodes(comm, comm.rank)
 overrides.setdefault("out", f"{out}/run")
 overrides.setdefault("quiet", True)
 summary = run_training(load_config(None, overrides), comm)
