@@ -149,12 +149,12 @@ def spare_cores(comm, force="--overlap", mask=None):
     bits = np.zeros(int(head[:, 0].max()), dtype=bool)
     bits[ids] = True
     masks = np.unpackbits(comm.allgather_array(np.packbits(bits)), axis=1, count=bits.size).astype(bool)
-    machines = np.unique(head[:, 1:], axis=0).shape[0]
+    one_machine = np.unique(head[:, 1:], axis=0).shape[0] == 1
     for r in range(comm.size):
         sharers = (head[:, 1:] == head[r, 1:]).all(axis=1) & (masks & masks[r]).any(axis=1)
         cores = int(masks[sharers].any(axis=0).sum())
-        ok, why = overlap_auto(cores, int(sharers.sum()), "this machine" if machines == 1 else f"the machine of rank {r}",
-                               force)
+        where = "this machine" if one_machine else f"the machine of rank {r}"
+        ok, why = overlap_auto(cores, int(sharers.sum()), where, force)
         if not ok:
             return False, why
     return True, ""
@@ -176,11 +176,10 @@ def resolve_overlap(overlap, comm, buckets, warn=True):
     """
     from .comm import thread_multiple
 
-    ok, level = thread_multiple()
-    why = "one rank" if comm.size == 1 else (
-        f"MPI granted thread level {level!r}, not 'multiple'" if not ok else "")
     if not overlap or (overlap == "auto" and len(buckets) <= 1):
         return False, "overlap off" + (": one bucket" if overlap else "")
+    ok, level = thread_multiple()
+    why = "one rank" if comm.size == 1 else "" if ok else f"MPI granted thread level {level!r}, not 'multiple'"
     if why:
         if warn and comm.rank == 0 and overlap != "auto" and comm.size > 1:
             print(f"hpctrain: overlap off: {why}; buckets are reduced after backward", file=sys.stderr)

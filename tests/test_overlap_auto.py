@@ -24,8 +24,10 @@ def test_auto_reason_says_how_the_cores_are_shared_and_how_to_force_it():
     assert overlap_auto(2, 4) == (False, "4 ranks share 2 cores on this machine (overlap needs a free core per rank; "
                                          "--overlap forces it)")
     assert overlap_auto(1, 1, where="the machine of rank 3", force="overlap=True") == (
-        False, "1 rank has 1 core on the machine of rank 3 (overlap needs a free core per rank; overlap=True forces it)")
-    assert overlap_auto(3, 2, force=None)[1] == "2 ranks share 3 cores on this machine (overlap needs a free core per rank)"
+        False, "1 rank has 1 core on the machine of rank 3 (overlap needs a free core per rank; "
+               "overlap=True forces it)")
+    assert overlap_auto(3, 2, force=None)[1] == ("2 ranks share 3 cores on this machine (overlap needs a free core "
+                                                 "per rank)")
 
 
 def test_overlap_defaults_to_auto_and_takes_true_false_auto_from_toml(tmp_path):
