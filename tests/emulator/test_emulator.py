@@ -217,5 +217,5 @@ def test_emulated_nodes_share_the_hosts_cores_and_overlap_auto_counts_them_toget
         assert summary["overlap"] is True, summary["overlap_note"]
     else:
         assert summary["overlap"] is False
-        assert summary["overlap_note"] == (f"overlap off: 4 ranks share {cores} core{'s' if cores != 1 else ''} on this "
-                                           "machine (overlap needs a free core per rank; --overlap forces it)")
+        shared = f"4 ranks share {cores} core{'s' if cores != 1 else ''} on this machine"
+        assert summary["overlap_note"] == f"overlap off: {shared} (overlap needs a free core per rank; --overlap forces it)"
