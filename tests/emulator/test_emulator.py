@@ -2,7 +2,8 @@
 
 Every hand-made allreduce against MPI's own Allreduce across nodes (2 x 1, 2 x 2), the node
 layout MPI and hpctrain see, a lower bound on transfer time from the configured rate (which
-noise cannot fail), and teardown: idempotent, after a failure and after an interrupted run.
+noise cannot fail), overlap auto counting the emulated nodes' ranks as sharing the host's cores, and
+teardown: idempotent, after a failure and after an interrupted run.
 """
 
 import json
