@@ -150,13 +150,13 @@ def _job_layout(comm):
 def _train_options(f):
     """The flags of ``hpctrain train``, one per TrainConfig field (generated: a new config
     key is a new flag); each overrides the same key of the TOML file."""
-    from .config import option_specs
+    from .config import BoolOrAuto, option_specs
 
     for spec in reversed(option_specs()):
         key, flag = spec["name"], spec["flag"]
         help_ = f"{spec['help']} [config key {key}; default {spec['default']!r}]"
         names = [spec["short"]] if spec["short"] else []
-        if spec["type"] is bool:  # --nesterov/--no-nesterov: either overrides the file
+        if spec["type"] in (bool, BoolOrAuto):  # --nesterov/--no-nesterov: either overrides the file
             f = click.option(f"{flag}/--no-{flag[2:]}", *names, key, default=None, help=help_)(f)
         else:
             typ = click.Choice(spec["choices"]) if spec["choices"] else spec["type"]

@@ -23,11 +23,18 @@ from .compress import COMPRESSORS, RENAMED
 from .errors import ConfigError
 from .memory import parse_memory
 
-__all__ = ["TrainConfig", "load_config", "config_to_toml", "validate", "parse_period", "option_specs", "ALGO_NAMES"]
+__all__ = ["TrainConfig", "BoolOrAuto", "load_config", "config_to_toml", "validate", "parse_period", "option_specs",
+           "ALGO_NAMES"]
 
 
 def _f(default, help, choices=None, check=None, short=None):
     return field(default=default, metadata={"help": help, "choices": choices, "check": check, "short": short})
+
+
+class BoolOrAuto:
+    """Field type of a switch with a third setting: ``true``, ``false`` or ``"auto"`` (the
+    run decides; what it chose is recorded in the run's config.toml). On the command line
+    ``--NAME/--no-NAME``; not giving either keeps the file's value or the default."""
 
 
 #: every --algo name, from the registry (each class declares its compressors and aggregations)
@@ -103,9 +110,13 @@ class TrainConfig:
                         check=_nonneg)
     seed: int = _f(0, "random seed (data order, initialisation)", check=_nonneg)
     dtype: str = _f("float32", "parameter/gradient precision", choices=("float32", "float64"))
-    overlap: bool = _f(True, "reduce the gradient bucket by bucket during backward on a communication thread "
-                       "(algorithms that average the gradient, e.g. dsgd, dmsgd, adagrad, on layer models such as "
-                       "cnn or resnet8, with MPI_THREAD_MULTIPLE); the banner says when it is off and why")
+    overlap: BoolOrAuto = _f("auto", "reduce the gradient bucket by bucket during backward on a communication "
+                             "thread (algorithms that average the gradient, e.g. dsgd, dmsgd, adagrad, on layer models "
+                             "such as cnn or resnet8, with MPI_THREAD_MULTIPLE). Neither flag: auto, on where every "
+                             "rank has a free core for the thread (the ranks sharing its cores have at least 2 cores "
+                             "each; unbound ranks: cores >= 2 x ranks on the node; with the cores full it measured "
+                             "slower); --overlap forces it, --no-overlap turns it off (config: "
+                             "true, false or \"auto\"); the banner says when it is off and why")
     bucket_size: float = _f(0.0, "MiB per gradient bucket after a small first one of 0.25 MiB (0: 25 MiB as "
                             "PyTorch DDP, or a quarter of a smaller model); with --no-overlap a size > 0 reduces "
                             "the buckets one after another after backward", check=_nonneg)
@@ -148,20 +159,28 @@ def option_specs():
 INT_RANGE = (-(2**63), 2**63 - 1)
 
 
+def _shown(value):
+    """A value's type and repr for an error line, at most 60 characters of repr."""
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
 def _check_type(name, value):
     """``value`` as field ``name``'s declared type: no bool for int or int for bool, no
     list or table for a string, integers within 64 bits, strings without NUL bytes."""
     want = _FIELDS[name].type
     want = _TYPES.get(want, want)
+    if want is BoolOrAuto:
+        if isinstance(value, bool) or (isinstance(value, str) and value == "auto"):
+            return value
+        raise ConfigError(f"{name} must be true, false or \"auto\", got {_shown(value)}")
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > 2**1023:
             raise ConfigError(f"{name} must be a finite number, got an integer of {value.bit_length()} bits")
         return float(value)
     if (want is int and isinstance(value, bool)) or (want is bool and not isinstance(value, bool)) or \
             not isinstance(value, want):
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise ConfigError(f"{name} must be {want.__name__}, got {type(value).__name__} {shown}")
+        raise ConfigError(f"{name} must be {want.__name__}, got {_shown(value)}")
     if want is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
         raise ConfigError(f"{name} must fit in 64 bits (|{name}| < 2^63), got an integer of {value.bit_length()} bits")
     if want is str and "\0" in value:

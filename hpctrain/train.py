@@ -41,6 +41,7 @@ from .checkpoint import mark_latest, new_lineage
 from .memory import preflight_training
 from .metrics import Progress, RunWriter, StepClock, traffic_ratios
 from .models import build_model, model_state, param_layout, probe_output
+from .overlap import spare_cores
 from .schedules import make_schedule
 from .threads import check_thread_env, limit_threads, local_rank, local_ranks
 from .topology import build as build_topology
@@ -409,7 +410,14 @@ class _Run:
         allreduce = trace.wrap(get_allreduce(cfg.collective),
                                _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
         # --overlap / --bucket-size: the gradient's allreduce served by buckets (None: one call)
-        self.buckets, self.overlap_note = agree(comm, lambda: _gradient_buckets(cfg, comm, self.model, self.grad))
+        # (auto: on where every rank has a free core for the thread; collective, so outside agree)
+        spare = spare_cores(comm, force="--overlap" if cfg.overlap == "auto" else None) \
+            if cfg.overlap and comm.size > 1 else (True, "")
+        self.buckets, self.overlap_note = agree(comm, lambda: _gradient_buckets(cfg, comm, self.model, self.grad,
+                                                                                spare))
+        self.overlap_auto = cfg.overlap == "auto"
+        if self.overlap_auto:  # config.toml records what auto chose
+            cfg.overlap = bool(self.buckets is not None and self.buckets.engine.overlap)
         ctx = AlgoContext(cfg, comm, self.buckets or allreduce, self.params.size, self.steps_per_epoch, self.xp,
                           layers=model_layers(self.model))
         if mixing is not None:
@@ -455,9 +463,11 @@ _NO_BUCKETS = {
 }
 
 
-def _gradient_buckets(cfg, comm, model, grad):
+def _gradient_buckets(cfg, comm, model, grad, spare=(True, "")):
     """--overlap / --bucket-size: (a :class:`~hpctrain.overlap.BucketedAllreduce` or None,
-    the banner's words saying what runs and, when overlap is off, why)."""
+    the banner's words saying what runs and, when overlap is off, why). ``spare``: the
+    :func:`~hpctrain.overlap.spare_cores` verdict (auto overlaps only with a free core per
+    rank; an explicit --overlap runs anyway, and the words say the cores are shared)."""
     from .buckets import make_buckets
     from .comm import thread_multiple
     from .overlap import BucketedAllreduce
@@ -477,15 +487,21 @@ def _gradient_buckets(cfg, comm, model, grad):
         why = "one rank"
     elif cfg.overlap and not thread_multiple()[0]:
         why = f"MPI granted thread level {thread_multiple()[1]!r}, not 'multiple'"
-    if why is not None:
+    crowded = why is None and cfg.overlap == "auto" and not spare[0]  # auto: as --no-overlap
+    if crowded:
+        why = spare[1]
+    elif why is not None:
         return None, (f"overlap off: {why}" if cfg.overlap or cfg.bucket_size else "overlap off")
-    if not cfg.overlap and not cfg.bucket_size:
-        return None, "overlap off"
+    overlap = bool(cfg.overlap) and not crowded
+    if not overlap and not cfg.bucket_size:
+        return None, f"overlap off: {why}" if crowded else "overlap off"
     buckets = BucketedAllreduce(comm, grad, layers, get_allreduce(cfg.collective), cfg.bucket_size or None,
-                                overlap=cfg.overlap)
+                                overlap=overlap)
     n, big = len(buckets.buckets), max(b.size for b in buckets.buckets) * grad.dtype.itemsize / (1 << 20)
     what = f"{n} bucket{'s' if n != 1 else ''} (largest {big:.3g} MiB)"
-    return buckets, (f"overlap on, {what}" if cfg.overlap else f"overlap off, {what} after backward")
+    if overlap:
+        return buckets, f"overlap on, {what}" + (f", although {spare[1]}" if spare[1] else "")
+    return buckets, f"overlap off{': ' + why if crowded else ''}, {what} after backward"
 
 
 class _Checkpoints:
@@ -672,12 +688,13 @@ def _summary(run, cursor, history, t_start, ckpt, resumed_from):
 
 def _choice_comment(run):
     """A comment for config.toml saying what ``--collective auto`` chose (or that the
-    algorithm uses no allreduce)."""
+    algorithm uses no allreduce) and what ``--overlap`` auto chose."""
+    said = f"# --overlap auto: {run.overlap_note}\n" if run.overlap_auto else ""
     if not run.collective_used:
-        return f"# {run.cfg.algo} uses no allreduce: --collective does not apply\n"
+        return said + f"# {run.cfg.algo} uses no allreduce: --collective does not apply\n"
     if run.cfg.collective == "auto":
-        return f"# --collective auto chose: {run.collective_used.removeprefix('auto (').removesuffix(')')}\n"
-    return ""
+        return said + f"# --collective auto chose: {run.collective_used.removeprefix('auto (').removesuffix(')')}\n"
+    return said
 
 
 def run_training(cfg, comm=None):

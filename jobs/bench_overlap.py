@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import hpctrain.torch as ht  # noqa: E402
+from hpctrain.overlap import spare_cores  # noqa: E402
 from torch_cnn import make_cnn  # noqa: E402
 
 
@@ -255,10 +256,12 @@ def main():
         loss_fn(model(x), y).backward()
         alg.step()
     rows[f"gmc s/d {args.density:g}"] = [timed_steps(gmc_step, args.steps) for _ in range(args.repeats)]
+    spare, crowded = spare_cores(c, force=None)  # what overlap="auto" decides here (collective)
     if c.rank == 0:
         n = c.size
         print(f"# torch {args.torch_model}, {n} ranks, batch {args.batch}/rank, {args.steps} steps x {args.repeats} repeats; "
               f"{' '.join(sys.argv)}")
+        print(f"# overlap auto (hpctrain train's default) here: {'on' if spare else 'off: ' + crowded}")
         print(f"{'configuration':<24} {'median step ms':>15} {'samples/s':>12}")
         med = {k: statistics.median(v) for k, v in rows.items()}
         for k, v in med.items():

@@ -118,7 +118,10 @@ class DistributedOptimizer:
             DDP, or a quarter of a smaller model; an explicit size larger than the model
             is refused).
         overlap: True, False or ``"auto"`` (on when there are several ranks, several
-            buckets and ``MPI_THREAD_MULTIPLE``).
+            buckets, ``MPI_THREAD_MULTIPLE`` and a free core per rank for the
+            communication thread: :func:`hpctrain.overlap.overlap_auto`, the rule of
+            ``hpctrain train --overlap`` auto too; ``opt.overlap`` says what it chose,
+            ``opt.overlap_note`` why).
         collective: the dense allreduce (``auto``, ``ring``, ``recursive``, ``ps``, ...).
         step_per_bucket: ``"auto"`` (default): with overlap, ``step()`` runs the wrapped
             optimizer on each bucket's parameters as soon as that bucket is averaged, while
@@ -181,6 +184,12 @@ class DistributedOptimizer:
     def overlap(self):
         """Whether a communication thread overlaps communication with backward."""
         return self.engine.overlap
+
+    @property
+    def overlap_note(self):
+        """What ``overlap`` decided and why, e.g. ``"overlap off: 4 ranks share 2 cores on
+        this machine (overlap needs a free core per rank; overlap=True forces it)"``."""
+        return self.engine.note
 
     def _layer_ready(self, layer):
         if not self.engine.active:

@@ -2,7 +2,8 @@
 
 Every hand-made allreduce against MPI's own Allreduce across nodes (2 x 1, 2 x 2), the node
 layout MPI and hpctrain see, a lower bound on transfer time from the configured rate (which
-noise cannot fail), and teardown: idempotent, after a failure and after an interrupted run.
+noise cannot fail), overlap auto counting the emulated nodes' ranks as sharing the host's cores, and
+teardown: idempotent, after a failure and after an interrupted run.
 """
 
 import json
@@ -197,3 +198,26 @@ def test_bench_fit_on_2x2_fits_the_network_apart_from_the_node(cluster, tmp_path
     # the network cannot beat its configured rate (2 tbf buckets of slack over the sizes fitted)
     assert fit["inter"]["beta"] > fit["beta"] and 1 / fit["inter"]["beta"] < 1.25 * 10**8 / 8
     assert "# network: 1/beta = " in res.stdout and "configured link 0.0125 GB/s" in res.stdout
+
+
+@pytest.mark.mpi
+def test_emulated_nodes_share_the_hosts_cores_and_overlap_auto_counts_them_together(cluster, tmp_path):
+    """Four emulated nodes of one rank: MPI sees four hosts, but their ranks share this
+    machine's cores, and overlap auto counts them together (where overlap measured slower)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "mpi"))
+    from test_models_train import image_h5
+
+    c = cluster(4, 1, "1gbit")
+    data = image_h5(tmp_path / "img.h5", n=64, n_test=16)
+    _run(c, [os.path.join(WORKERS, "train_params.py"), tmp_path, "model=conv:4:3,relu,maxpool:2,flatten,linear:4",
+             f"dataset={data}", "epochs=1", "max_steps=1", "batch_size=8"], tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["nodes"]["nodes"] == 4
+    cores = len(os.sched_getaffinity(0))  # the ranks inherit this process's mask
+    if cores >= 8:
+        assert summary["overlap"] is True, summary["overlap_note"]
+    else:
+        assert summary["overlap"] is False
+        shared = f"4 ranks share {cores} core{'s' if cores != 1 else ''} on this machine"
+        need = "(overlap needs a free core per rank; --overlap forces it)"
+        assert summary["overlap_note"] == f"overlap off: {shared} {need}"

@@ -1,10 +1,14 @@
 """``hpctrain train --overlap``: the gradient's buckets reduced during the native model's
 backward equal the same buckets reduced after backward bit for bit, and the unbucketed
 allreduce to 1e-6 relative (float32) / 1e-12 (float64); resume with overlap on is
-bit-identical; algorithms and models that cannot bucket say so and run as before."""
+bit-identical; algorithms and models that cannot bucket say so and run as before; the
+default auto overlaps only with a free core per rank (ranks pinned to one core: off, and an
+explicit --overlap runs and says how the cores are shared), one decision on every rank."""
 
 import json
 import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -104,3 +108,83 @@ def test_without_thread_multiple_overlap_is_off_and_the_banner_says_why(mpirun, 
     assert why in res.stdout.splitlines()[0], res.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["overlap"] is False and summary["buckets"] == 0 and summary["overlap_note"] == why
+
+
+TASKSET = shutil.which("taskset")
+AUTO_OFF = "2 ranks share 1 core on this machine (overlap needs a free core per rank{})"
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(TASKSET is None, reason="taskset (util-linux) is not installed")
+def test_auto_is_off_where_the_ranks_fill_the_cores_and_an_explicit_overlap_runs_and_says_so(mpirun, tmp_path):
+    data = image_h5(tmp_path / "img.h5", n=40, n_test=8)
+    # every rank pinned to one core: 2 ranks on 1 core, whatever the machine has
+    cmd = [TASKSET, "-c", "0", HPCTRAIN, "train", "--model", SPEC, "--dataset", data, "--epochs", "1",
+           "--max-steps", "2", "--batch-size", "8"]
+    res = mpirun(2, cmd + ["--out", tmp_path / "auto"], timeout=120)
+    why = "overlap off: " + AUTO_OFF.format("; --overlap forces it")
+    assert why in res.stdout.splitlines()[0], res.stdout
+    summary = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert summary["overlap"] is False and summary["buckets"] == 0 and summary["overlap_note"] == why
+    assert summary["config"]["overlap"] is False  # what auto chose, recorded
+    toml = (tmp_path / "auto" / "config.toml").read_text()
+    assert "overlap = false" in toml and f"# --overlap auto: {why}" in toml
+
+    res = mpirun(2, cmd + ["--overlap", "--bucket-size", "0.002", "--out", tmp_path / "forced"], timeout=120)
+    banner = res.stdout.splitlines()[0]
+    assert "overlap on, " in banner and "although " + AUTO_OFF.format("") in banner, banner
+    summary = json.loads((tmp_path / "forced" / "summary.json").read_text())
+    assert summary["overlap"] is True and summary["buckets"] > 1
+    toml = (tmp_path / "forced" / "config.toml").read_text()
+    assert "overlap = true" in toml and "# --overlap auto" not in toml
+
+
+def _bound_run(mpirun, out, per_rank, **kw):
+    """2 ranks of train_params.py, rank r bound to cores [r*per_rank, (r+1)*per_rank) (as
+    ``srun --cpu-bind=cores -c per_rank`` would)."""
+    bind = f'exec {TASKSET} -c $((PMI_RANK*{per_rank}))-$((PMI_RANK*{per_rank}+{per_rank}-1)) "$0" "$@"'
+    args = ["sh", "-c", bind, sys.executable, os.path.join(WORKERS, "train_params.py"), str(out)] + [
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in kw.items()]
+    mpirun(2, args, timeout=240)
+    summary = json.loads((out / "summary.json").read_text())
+    return [np.load(out / f"params{r}.npy") for r in range(2)], summary
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(TASKSET is None, reason="taskset (util-linux) is not installed")
+@pytest.mark.parametrize("per_rank", [1, 2])
+def test_auto_counts_the_cores_each_rank_is_bound_to(mpirun, tmp_path, per_rank):
+    """Ranks bound to cores of their own: one core each leaves none for the thread (off),
+    two each do (on, and the same bits as a forced --overlap)."""
+    if not set(range(2 * per_rank)) <= os.sched_getaffinity(0):
+        pytest.skip(f"needs cores 0-{2 * per_rank - 1}")
+    data = image_h5(tmp_path / "img.h5", n=80, n_test=16)
+    common = dict(model=SPEC, dataset=data, algo="dmsgd", epochs=1, max_steps=3, batch_size=10, lr=0.05,
+                  collective="ring", bucket_size=0.002)
+    auto, s_auto = _bound_run(mpirun, tmp_path / "auto", per_rank, **common)
+    if per_rank == 1:
+        assert s_auto["overlap"] is False
+        assert s_auto["overlap_note"].startswith("overlap off: 1 rank has 1 core on this machine (overlap needs a free "
+                                                 "core per rank; --overlap forces it), ")
+        return
+    on, s_on = _bound_run(mpirun, tmp_path / "on", per_rank, overlap=True, **common)
+    assert s_auto["overlap"] and s_auto["overlap_note"].startswith("overlap on, ") and "although" not in \
+        s_auto["overlap_note"]
+    assert s_auto["config"]["overlap"] is True and s_on["config"]["overlap"] is True
+    for a, b in zip(auto, on):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.mpi
+def test_spare_cores_is_one_verdict_on_every_rank(mpirun, tmp_path):
+    mpirun(2, [os.path.join(WORKERS, "spare_cores.py"), str(tmp_path)], timeout=120)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert got[0] == got[1]  # rank-divergent inputs, one decision: a divergent one would hang the job
+    res, need = got[0], "(overlap needs a free core per rank; --overlap forces it)"
+    assert res["own 2 cores each"] == [True, ""]  # bound to cores of its own: nobody shares them
+    assert res["own 1 core each"] == [False, f"1 rank has 1 core on this machine {need}"]
+    assert res["one mask of 2n cores"] == [True, ""]  # unbound: cores >= 2 x ranks on the node
+    assert res["one mask of 2n-1 cores"] == [False, "2 ranks share 3 cores on this machine "
+                                                    "(overlap needs a free core per rank)"]
+    assert res["masks overlapping in one core"] == [False, f"2 ranks share 3 cores on this machine {need}"]
+    assert res["rank 1 short, rank 0 plenty"] == [False, f"1 rank has 1 core on this machine {need}"]

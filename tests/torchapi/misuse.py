@@ -1,5 +1,6 @@
 """Worker: one misuse of hpctrain.torch per case (argv[1]); each must end the job with one
-clear line and exit status 2."""
+clear line and exit status 2. Cases ``ok``, ``auto``, ``forced`` and
+``overlap-refused`` train one step and print every rank's overlap choice and rank 0's note."""
 
 import sys
 
@@ -22,7 +23,8 @@ if case == "shapes-broadcast":
     ht.broadcast_parameters(model)
 opts = {"bucket0": {"bucket_size": 0}, "bucket-big": {"bucket_size": 1000}, "bucket-text": {"bucket_size": "big"},
         "bucket-negative": {"bucket_size": -1},
-        "overlap-refused": {"bucket_size": 0.0001, "overlap": True}}.get(case, {"bucket_size": 0.0001})
+        "overlap-refused": {"bucket_size": 0.0001, "overlap": True},
+        "forced": {"bucket_size": 0.0001, "overlap": True}}.get(case, {"bucket_size": 0.0001})
 opt = ht.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model=model, **opts)
 x, y = torch.randn(5, width), torch.tensor([0, 1, 2, 0, 1])
 if case != "step-before-backward":
@@ -46,3 +48,4 @@ if case.startswith("ckpt-"):
 flags = ht.comm().allgather_array(np.array([int(opt.overlap)]))[:, 0].tolist()  # every rank's choice
 if ht.rank() == 0:  # one writer: ranks' stdout would interleave
     print("trained one step on", ht.size(), "rank(s), overlap", flags)
+    print("note:", opt.overlap_note)

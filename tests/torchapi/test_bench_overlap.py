@@ -19,6 +19,8 @@ def test_bench_overlap_runs_with_native_rows_and_profiles(mpirun, tmp_path):
                 "native cnn comm alone", "native cnn no overlap", "native cnn overlap", "gmc s/d 0.01"):
         assert any(line.startswith(row + " ") for line in res.stdout.splitlines()), (row, res.stdout)
     assert "native cnn overlap / max(compute, comm)" in res.stdout
+    auto = "on" if len(os.sched_getaffinity(0)) >= 4 else "off: 2 ranks share "  # 2 unbound ranks
+    assert f"# overlap auto (hpctrain train's default) here: {auto}" in res.stdout, res.stdout
     for path in (prof, tmp_path / "prof-cnn.json"):
         events = json.loads(path.read_text())["traceEvents"]
         buckets = [e for e in events if e.get("cat") == "comm"]

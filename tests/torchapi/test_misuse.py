@@ -2,6 +2,7 @@
 outside an MPI launch it runs as one rank and says so."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,3 +55,37 @@ def test_mpi_without_thread_multiple_falls_back_to_no_overlap_with_one_line(mpir
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "overlap off: MPI granted thread level 'serialized'" in lines[0], res.stderr
     assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
+    assert "note: overlap off: MPI granted thread level 'serialized', not 'multiple'" in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_auto_overlap_is_off_where_the_ranks_fill_the_cores(mpirun):
+    """overlap="auto" (the default) on 2 ranks pinned to one core: no communication thread."""
+    res = mpirun(2, [shutil.which("taskset"), "-c", "0", sys.executable, SCRIPT, "auto"], timeout=60)
+    assert "trained one step on 2 rank(s), overlap [0, 0]" in res.stdout, res.stdout
+    assert not res.stderr.strip(), res.stderr  # auto says nothing: opt.overlap and opt.overlap_note tell
+    assert ("note: overlap off: 2 ranks share 1 core on this machine (overlap needs a free core per rank; "
+            "overlap=True forces it)") in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_explicit_overlap_where_the_ranks_fill_the_cores_runs_and_says_so(mpirun):
+    res = mpirun(2, [shutil.which("taskset"), "-c", "0", sys.executable, SCRIPT, "forced"], timeout=60)
+    assert "trained one step on 2 rank(s), overlap [1, 1]" in res.stdout, res.stdout
+    assert ("note: overlap on, although 2 ranks share 1 core on this machine (overlap needs a free core per "
+            "rank)") in res.stdout, res.stdout
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+@pytest.mark.parametrize("per_rank", [1, 2])
+def test_auto_overlap_counts_the_cores_each_rank_is_bound_to(mpirun, per_rank):
+    """Rank r bound to cores [r*per_rank, (r+1)*per_rank): on with two of its own, off with one."""
+    if not set(range(2 * per_rank)) <= os.sched_getaffinity(0):
+        pytest.skip(f"needs cores 0-{2 * per_rank - 1}")
+    bind = f'exec {shutil.which("taskset")} -c $((PMI_RANK*{per_rank}))-$((PMI_RANK*{per_rank}+{per_rank}-1)) "$0" "$@"'
+    res = mpirun(2, ["sh", "-c", bind, sys.executable, SCRIPT, "auto"], timeout=60)
+    if per_rank == 2:
+        assert "trained one step on 2 rank(s), overlap [1, 1]\nnote: overlap on\n" in res.stdout, res.stdout
+    else:
+        assert "trained one step on 2 rank(s), overlap [0, 0]\nnote: overlap off: 1 rank has 1 core on this machine" \
+            in res.stdout, res.stdout
