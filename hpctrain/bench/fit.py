@@ -64,8 +64,8 @@ import numpy as np
 from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
 
-__all__ = ["measure_round", "concurrent_sizes", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy",
-           "headline", "crossings",
+__all__ = ["measure_round", "concurrent_sizes", "fit_line", "fit_segments", "interpolate_segments", "run_fit",
+           "format_fit", "accuracy", "headline", "crossings",
            "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS", "KEYS"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
@@ -282,8 +282,9 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
     Returns:
         A dict with the :data:`KEYS` (``add``: a received buffer into a fresh one;
         ``add-sent``: into the buffer just sent), lists of seconds per size; ``concurrent``
-        (with ``csizes``): seconds of the all-to-all per size of ``csizes``; ``algos``: {algo: list of seconds per size of
-        [8] + compare_sizes} (median over fresh calls of the slowest rank's time).
+        (with ``csizes``): seconds of the all-to-all per size of ``csizes``; ``algos``:
+        {algo: list of seconds per size of [8] + compare_sizes} (median over fresh calls of
+        the slowest rank's time).
     """
     parts = ["primitives", *algos]
     peer = _inter_peer(comm)
@@ -429,7 +430,8 @@ def _stack(samples, key):
 
 
 def _quantities(samples):
-    return [*KEYS, *(k for k in ("inter", "concurrent") if k in samples[0]), *(("algos", a) for a in samples[0]["algos"])]
+    return [*KEYS, *(k for k in ("inter", "concurrent") if k in samples[0]),
+            *(("algos", a) for a in samples[0]["algos"])]
 
 
 def _settled(samples, window=5, tol=0.03):

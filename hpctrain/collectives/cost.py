@@ -111,7 +111,8 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "check_fit", "concurrent_note", "PRIMITIVES", "CONCURRENT_FALLBACK", "EXCHANGES", "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
+           "save_fit", "check_fit", "concurrent_note", "PRIMITIVES", "CONCURRENT_FALLBACK", "EXCHANGES",
+           "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
 
 PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "concurrent", "concurrent-sent", "reduce",
               "reduce-sent")
