@@ -125,6 +125,10 @@ def load_fit_file(path):
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"--fit {path}: no alpha and beta in it (write one with: hpctrain bench fit --json FILE)") from None
+    try:
+        cost.check_fit(fit)
+    except ValueError as exc:
+        raise ConfigError(f"--fit {path}: {exc} (write a new one with: hpctrain bench fit --json FILE)") from None
     return fit
 
 
@@ -431,7 +435,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                                        _knob(m["config"])))
     out = {"job": {"ranks": n, "nodes": lay.nodes, "ranks_per_node": per_node, "dim": int(params.size),
                    "model": base.model, "batch_size": base.batch_size},
-           "fit_source": fit_source, "fit": fit, "compute_s": compute, "straggler_factor": slow,
+           "fit_source": fit_source, "fit": fit, "fit_note": cost.concurrent_note(fit), "compute_s": compute,
+           "straggler_factor": slow,
            "rows": rank_rows(measured, n, lay.nodes, fit, collectives, slow),
            "whatif": {}, "skipped": skipped}
     for N in nodes_list:
@@ -493,6 +498,7 @@ def format_report(res, top=None):
              f"{job['ranks']} ranks on {job['nodes']} node(s); network fit {res['fit_source']}"
              + (f", slowest link {slow:.1f}x slower" if slow > 1 else "")
              + f"; compute {1e3 * res['compute_s']:.3f} ms/step",
+             *([f"note: {res['fit_note']}"] if res.get("fit_note") else []),
              format_table(res["rows"], f"\npredicted on this job ({job['ranks']} ranks):", top)]
     for N, rows in res["whatif"].items():
         parts.append(format_table(rows, f"\nwhat-if: {N} nodes x {job['ranks_per_node']} ranks:", top))

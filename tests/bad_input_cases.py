@@ -417,6 +417,15 @@ CASES += [
     Case("advise-fit-not-a-fit", "advise with a --fit file holding no alpha and beta",
          _advise("--fit", "{tmp}/fit.json", files={"fit.json": '{"rows": []}'}), "no alpha and beta"),
     Case("advise-fit-directory", "advise with a directory as --fit", _advise("--fit", "{tmp}"), "is a directory"),
+    Case("advise-fit-concurrent-missing", "advise with a --fit file whose concurrent term has no segments",
+         _advise("--fit", "{tmp}/fit.json",
+                 files={"fit.json": '{"alpha": 1e-5, "beta": 1e-8, "concurrent": {"peers": 3}}'}),
+         "concurrent: no segments"),
+    Case("advise-fit-concurrent-nan", "advise with a --fit file whose concurrent beta is not a number",
+         _advise("--fit", "{tmp}/fit.json", files={"fit.json": '{"alpha": 1e-5, "beta": 1e-8, "concurrent": '
+                                                               '{"segments": [{"alpha": 1e-5, "beta": "fast", '
+                                                               '"max_bytes": null}], "peers": 3}}'}),
+         "segment 0's beta is not a finite number"),
     Case("advise-unknown-algo", "advise --algo that does not exist", _advise("--algo", "no-such-algo"),
          "no-such-algo"),
     Case("advise-one-rank-no-fit", "advise on one rank without a fit", _advise(), "give --fit FILE"),

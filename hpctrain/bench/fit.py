@@ -29,6 +29,14 @@ the exchanges), in the state a collective's step finds its buffers in:
 * ``reduce-sent``: the same add into the buffer just sent (a += b), not below
   ``reduce``: how recursive doubling and gossip add (the peer has just read a, so every
   write may first invalidate its copy).
+* ``concurrent``: an all-to-all, every rank sending m bytes to each of the n-1 others at once
+  and receiving m bytes from each (nonblocking isend/irecv, all posted together, as the
+  co-located multi-PS does), fresh data into a receiver-only buffer, per call after a
+  rewrite and a barrier. Fitted per message, (time / (n-1)) = alpha_c + m beta_c, so beta_c
+  is the seconds per byte a rank sends while all its flows run. Timed at every other size
+  (from the largest down) up to (n-1) m <= the largest size, on 3 ranks or more, and only
+  where one kind of link carries every flow (one node, or one rank per node). Its receives
+  reuse the largest size's buffer, so the fit needs no more memory.
 * per-call overhead of each collective: its time at 8 bytes minus the model's.
 
 The transfer lines are fitted piecewise (:func:`fit_segments`): MPI switches protocol with
@@ -56,8 +64,8 @@ import numpy as np
 from ..collectives import ALLREDUCE, cost
 from ..errors import ConfigError
 
-__all__ = ["measure_round", "fit_line", "fit_segments", "interpolate_segments", "run_fit", "format_fit", "accuracy",
-           "headline", "crossings",
+__all__ = ["measure_round", "concurrent_sizes", "fit_line", "fit_segments", "interpolate_segments", "run_fit",
+           "format_fit", "accuracy", "headline", "crossings",
            "time_fresh", "COMPARE", "OVERHEAD_BYTES", "TOLERANCE", "DRIFT_WARN", "TRANSFERS", "KEYS"]
 
 COMPARE = ("ring", "multi-ps", "ps", "ring-unpartitioned", "recursive")
@@ -195,6 +203,34 @@ def _exchange_sent(comm, a, b, it):
     return (time.perf_counter() - t0) / it
 
 
+def concurrent_sizes(sizes, n, ranks_per_node=1, nodes=1):
+    """The message sizes m (per peer) of the concurrent all-to-all: every other size from
+    the largest that fits (n-1) m <= max(sizes) down, all that fit when that leaves fewer
+    than 3 (a line needs them); none where fewer than 3 fit, on 2 ranks (one peer: that is
+    the exchange) or where flows would mix the node's link with the network (several ranks
+    on each of several nodes)."""
+    fits = [s for s in sizes if (n - 1) * s <= max(sizes)]
+    if n < 3 or (nodes > 1 and ranks_per_node > 1) or len(fits) < 3:
+        return []
+    every_other = fits[::-1][::2][::-1]
+    return every_other if len(every_other) >= 3 else fits
+
+
+def _alltoall_fresh(comm, a, recv, reps):
+    """Seconds of one concurrent all-to-all of ``a`` (m bytes to each of the other ranks,
+    m bytes from each into its own slice of ``recv``), every receive and send posted at
+    once as the co-located multi-PS does, per call after a rewrite and a barrier."""
+    n, r, m = comm.size, comm.rank, a.size
+    slices = [recv[j * m : (j + 1) * m] for j in range(n - 1)]
+    sources = [(r - i) % n for i in range(1, n)]
+
+    def alltoall():
+        reqs = [comm.irecv(slices[j], src, tag=62) for j, src in enumerate(sources)]
+        reqs += [comm.isend(a, (r + i) % n, tag=62) for i in range(1, n)]
+        comm.waitall(reqs)
+    return time_fresh(comm, _zero(a, recv[: (n - 1) * m]), alltoall, reps)
+
+
 def _add_fresh(comm, a, b, target, dt, reps):
     """Seconds of ``target += b`` (as ``dt``) right after a fresh a was sent to the peer and
     b received from it (untimed, with the rewrite of a, b and target).
@@ -228,7 +264,7 @@ def _slowest(comm, seconds):
 KEYS = ("oneway", "oneway-sent", "exchange", "exchange-sent", "add", "add-sent")  # per-size lists of a round
 
 
-def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=0):
+def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=0, csizes=()):
     """One round: every primitive at every size, every algorithm at 8 B and ``compare_sizes``.
 
     The round's parts (the primitives as one part, then each algorithm) run in an order
@@ -240,19 +276,27 @@ def measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, 
         iters: fresh calls of each algorithm per size (more at small sizes: :func:`_reps`).
         bufs: dict size -> (a, b, c) uint8 buffers of the primitives (reused across rounds).
         cbufs: dict size -> ``dtype`` buffer of the collectives (reused across rounds).
+        csizes: message sizes of the concurrent all-to-all (:func:`concurrent_sizes`; its
+            receives go to the largest size's third buffer, (n-1) m <= that size).
 
     Returns:
         A dict with the :data:`KEYS` (``add``: a received buffer into a fresh one;
-        ``add-sent``: into the buffer just sent), lists of seconds per size; ``algos``: {algo: list of seconds per size of
-        [8] + compare_sizes} (median over fresh calls of the slowest rank's time).
+        ``add-sent``: into the buffer just sent), lists of seconds per size; ``concurrent``
+        (with ``csizes``): seconds of the all-to-all per size of ``csizes``; ``algos``:
+        {algo: list of seconds per size of [8] + compare_sizes} (median over fresh calls of
+        the slowest rank's time).
     """
     parts = ["primitives", *algos]
     peer = _inter_peer(comm)
-    out = {**{k: [] for k in KEYS}, **({"inter": []} if peer is not None else {}), "algos": {}}
+    out = {**{k: [] for k in KEYS}, **({"inter": []} if peer is not None else {}),
+           **({"concurrent": []} if csizes else {}), "algos": {}}
     for i in range(len(parts)):
         part = parts[(i + rotate) % len(parts)]
         if part == "primitives":
             _primitives(comm, sizes, np.dtype(dtype), bufs, iters, out)
+            recv = bufs[max(sizes)][2]  # the largest buffer, free between the primitives
+            for m in csizes:
+                out["concurrent"].append(_alltoall_fresh(comm, bufs[m][0], recv, _reps((comm.size - 1) * m, iters)))
         else:
             out["algos"][part] = _collective(comm, ALLREDUCE[part], [OVERHEAD_BYTES, *compare_sizes], iters, cbufs)
     return out
@@ -386,7 +430,8 @@ def _stack(samples, key):
 
 
 def _quantities(samples):
-    return [*KEYS, *(["inter"] if "inter" in samples[0] else []), *(("algos", a) for a in samples[0]["algos"])]
+    return [*KEYS, *(k for k in ("inter", "concurrent") if k in samples[0]),
+            *(("algos", a) for a in samples[0]["algos"])]
 
 
 def _settled(samples, window=5, tol=0.03):
@@ -413,10 +458,11 @@ def summary_alpha_beta(segments):
     return max(0.0, float(segments[0]["alpha"])), float(segments[-1]["beta"])
 
 
-def _build_fit(n, sizes, tables, algo_times, nodes=1):
+def _build_fit(n, sizes, tables, algo_times, nodes=1, csizes=()):
     """The cost model's fit (see :mod:`hpctrain.collectives.cost`) from one table per
     :data:`KEYS` entry (seconds per size) and each algorithm's times ([8 B] + compared
-    sizes), which give its per-call overhead."""
+    sizes), which give its per-call overhead; with ``csizes``, ``tables["concurrent"]``
+    (seconds of the all-to-all per size of ``csizes``) gives ``fit["concurrent"]``."""
     lines = {k: fit_segments(sizes, tables[k]) for k in TRANSFERS}
     one_segs, r2 = lines["oneway"]
     red_segs = interpolate_segments(sizes, tables["add"])
@@ -432,6 +478,9 @@ def _build_fit(n, sizes, tables, algo_times, nodes=1):
     if "inter" in tables:  # the network, measured between nodes (ranks 0 and 1 share one)
         segs, r2i = fit_segments(sizes, tables["inter"])
         fit["inter"] = {"alpha": segs[-1]["alpha"], "beta": segs[-1]["beta"], "segments": segs, "r2": r2i}
+    if len(csizes) and "concurrent" in tables:  # per message: the all-to-all's time over its n-1 messages
+        segs, r2c = fit_segments(csizes, np.asarray(tables["concurrent"], float) / (n - 1))
+        fit["concurrent"] = {"segments": segs, "r2": r2c, "peers": n - 1, "sizes": [int(c) for c in csizes]}
     for algo, times in algo_times.items():
         fit["overhead"][algo] = max(0.0, float(times[0]) - cost.predict(algo, n, OVERHEAD_BYTES, fit, nodes=nodes))
     return fit
@@ -470,21 +519,24 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
     bufs = {s: tuple(np.zeros(s, np.uint8) for _ in range(3)) for s in sizes}
     cbufs = {s: np.zeros(max(s // np.dtype(dtype).itemsize, 1), dtype=dtype) for s in [OVERHEAD_BYTES, *compare_sizes]}
     max_rounds = max(rounds, max_rounds or 3 * rounds)
+    facts = _layout_facts(comm)
+    nodes = facts["nodes"]
+    csizes = concurrent_sizes(sizes, comm.size, facts["ranks_per_node"], nodes)
     samples = []
     while len(samples) < max_rounds and (len(samples) < rounds or not _settled(samples)):
-        samples.append(measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=len(samples)))
+        samples.append(measure_round(comm, sizes, algos, compare_sizes, dtype, iters, bufs, cbufs, rotate=len(samples),
+                                     csizes=csizes))
     rounds = len(samples)
     stacks = {k: _stack(samples, k) for k in _quantities(samples)}
     median = {k: np.median(st, axis=0) for k, st in stacks.items()}
     fastest = {k: st.min(axis=0) for k, st in stacks.items()}
-    facts = _layout_facts(comm)
-    nodes = facts["nodes"]
-    fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos}, nodes)
+    fit = _build_fit(comm.size, sizes, median, {a: median[("algos", a)] for a in algos}, nodes, csizes)
     fit.update(facts)
     fit.update({"fit_ranks": comm.size, "ranks_per_core": _ranks_per_core(), "dtype": dtype, "sizes": sizes,
                 "rounds": rounds, "created": datetime.datetime.now().isoformat(timespec="seconds")})
     # the same model from each quantity's fastest round: the second view
-    fit_fastest = {**_build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos}, nodes), **facts}
+    fit_fastest = {**_build_fit(comm.size, sizes, fastest, {a: fastest[("algos", a)] for a in algos}, nodes, csizes),
+                   **facts}
     rows = []
     for algo in algos:
         st = stacks[("algos", algo)][:, 1:]
@@ -505,7 +557,9 @@ def run_fit(comm, sizes, compare_sizes, algos=COMPARE, dtype="float32", iters=10
         where = cost.save_fit(fit, path)
     points = {"sizes": sizes, **{k: median[k].tolist() for k in TRANSFERS},
               **{f"{k}_fastest": fastest[k].tolist() for k in TRANSFERS},
-              "reduce": median["add"].tolist(), "reduce_sent": _reduce_sent(median).tolist()}
+              "reduce": median["add"].tolist(), "reduce_sent": _reduce_sent(median).tolist(),
+              **({"concurrent_sizes": [int(c) for c in csizes], "concurrent": median["concurrent"].tolist()}
+                 if csizes else {})}
     return {"fit": fit, "points": points, "rows": rows, "crossovers": cross, "path": where,
             "compare_sizes": [int(c) for c in compare_sizes], "rounds": samples}
 
@@ -614,6 +668,26 @@ def _network_lines(f):
     return out
 
 
+def _concurrent_lines(f, pts):
+    """The concurrent all-to-all's fit and points, or one line on why there is none."""
+    conc = f.get("concurrent")
+    if not conc:
+        return ["# concurrent all-to-all: not measured (it needs 3 ranks or more, on one node or one rank per node, "
+                "and 3 sizes m with (ranks-1) m <= --max-bytes); concurrent flows are priced like exchanges"]
+    lines = _segment_lines(f"concurrent all-to-all ({conc['peers']} peers at once, isend/irecv; per message: "
+                           f"time / {conc['peers']}): alpha_c-beta_c", conc["segments"], conc["r2"],
+                           max(conc["sizes"]))
+    exchange = cost.link(f, max(conc["sizes"]), "exchange")[1]
+    if exchange > 0 and conc["segments"][-1]["beta"] > 0:
+        lines.append(f"  beta_c / the exchange's beta at {max(conc['sizes'])} B: "
+                     f"{conc['segments'][-1]['beta'] / exchange:.2f}")
+    lines.append(f"#{'size':>11} {'all-to-all(us)':>15} {'fit':>11} {'err%':>6}")
+    for s, t in zip(pts.get("concurrent_sizes", []), pts.get("concurrent", [])):
+        p = conc["peers"] * cost.primitive(f, "concurrent", s)
+        lines.append(f"{s:>12} {t * 1e6:>15.2f} {p * 1e6:>11.2f} {100 * (p - t) / t:>6.1f}")
+    return lines
+
+
 def format_fit(res):
     """Text report of :func:`run_fit`: the fits, the points, predicted vs measured, crossovers."""
     f, pts = res["fit"], res["points"]
@@ -628,6 +702,7 @@ def format_fit(res):
         if k in f:
             lines += _segment_lines(titles[k], f[k]["segments"], f[k]["r2"], max(pts["sizes"]))
     lines += _network_lines(f)
+    lines += _concurrent_lines(f, pts)
     lines += [f"reduce (a += b, {f['dtype']}) and reduce-sent (into the buffer just sent): measured at each size"
               " below, linear in between",
               *([f"WARNING: {f['ranks_per_core']:.1f} ranks per core: ranks take turns on the cores, which the "

@@ -21,6 +21,18 @@ vector, which it has just sent), so each transfer primitive comes in both kinds:
   prices it like a one-way message (a full-duplex link); ``fit["exchange"]``.
 * ``exchange-sent``: the same into the buffer just sent (a ring allgather step, the multi-PS
   return). ``fit["exchange-sent"]``.
+* ``concurrent``: every rank sends m bytes to each of several peers *at once* and receives
+  m bytes from each (nonblocking sends and receives posted together: the co-located
+  multi-PS, gossip with degree > 1). Concurrent flows share a node's link worse than one
+  flow each way (an emulated 100 Mbit/s link measured 1.8x the exchange's time per byte),
+  so ``bench fit`` times an all-to-all of its n ranks and fits ``fit["concurrent"]``: one
+  line (per message) alpha_c + m beta_c, where beta_c is the seconds per byte a rank sends
+  while its n-1 flows run (``peers`` in the fit says how many). Without it (a fit from an
+  older ``bench fit``, from 2 ranks, or from several ranks on each of several nodes, where
+  the all-to-all mixes the two links) it is priced like ``exchange``: today's model.
+* ``concurrent-sent``: the same into the buffers just sent (the multi-PS return), priced
+  like ``concurrent`` (on a network the destination's cache does not matter; the fit does
+  not time it apart, to stay short); without a concurrent fit, like ``exchange-sent``.
 * ``reduce``: one element-wise pass over m bytes (``fit["reduce"]``, measured per size;
   without it, m x ``fit["gamma"]``), its operands in this core's cache: the ring, the PS
   and multi-PS add a received chunk into their fresh vector.
@@ -28,8 +40,9 @@ vector, which it has just sent), so each transfer primitive comes in both kinds:
   (``fit["reduce-sent"]``, else as ``reduce``): recursive doubling and gossip. Measured here
   at 2-6x a hot add for 64-512 KiB.
 
-A fit without the ``-sent`` entries prices them like the plain ones, and one without
-``exchange`` prices it like ``oneway``: the survey's single link.
+A fit without the ``-sent`` entries prices them like the plain ones, one without
+``exchange`` prices it like ``oneway`` (the survey's single link), and one without
+``concurrent`` prices the concurrent kinds like ``exchange`` and ``exchange-sent``.
 
 Per call, each hand-made collective also spends a constant software overhead (Python
 glue, rank synchronisation between dependent steps): ``fit["overhead"][algo]`` seconds,
@@ -38,17 +51,28 @@ measured by ``bench fit`` at 8 bytes, where messages cost almost nothing (LogP's
 n ranks, S bytes per rank (the whole vector); each algorithm receives as many times into
 its own vector (``-sent``) as into its scratch:
 
-=====================  =========================  =========================  ======================
-algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) reduce
-=====================  =========================  =========================  ======================
-ring                                              (n-1) + (n-1) x S/n (*)    (n-1) x S/n (*)
-multi-ps (co-located)                             (n-1) + (n-1) x S/n (*)    (n-1) x S/n (*)
-ps (rank 0 serves)     (n-1) + (n-1) x S                                     (n-1) x S
-ring-unpartitioned     (n-1) + (n-1) x S                                     (n-1) x S
-recursive              f + f x S                  log2 p x S (scratch only)  f x S, sent: log2 p x S
-gossip (degree d)                                 d x S (scratch only)       2d x S, sent: 1 x S
-sparse-allgather                                  (n-1) x 8 + (n-1) x P      n x P
-=====================  =========================  =========================  ======================
+=====================  =========================  =========================  ===========================  ======================
+algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) concurrent (+ conc.-sent)    reduce
+=====================  =========================  =========================  ===========================  ======================
+ring                                              (n-1) + (n-1) x S/n (*)                                 (n-1) x S/n (*)
+multi-ps (co-located)                             n = 2: as the ring         (n-1) + (n-1) x S/n (*)      (n-1) x S/n (*)
+ps (rank 0 serves)     (n-1) + (n-1) x S                                                                  (n-1) x S
+ring-unpartitioned     (n-1) + (n-1) x S                                                                  (n-1) x S
+recursive              f + f x S                  log2 p x S (scratch only)                               f x S, sent: log2 p x S
+gossip (degree d)                                 d = 1: 1 x S               d > 1: d x S (scratch only)  2d x S, sent: 1 x S
+sparse-allgather                                  (n-1) x 8 + (n-1) x P                                   n x P
+=====================  =========================  =========================  ===========================  ======================
+
+The multi-PS's concurrent terms are (n-1) x (alpha_c + S/n beta_c) per phase: each rank's
+n-1 shards leave at once (and n-1 arrive at once), where the ring sends one chunk per
+step. Recursive doubling stays on ``exchange``: its step is one Sendrecv with one peer,
+which is exactly what the exchange primitive times (one flow each way, every pair at
+once), so its beta already is that pattern's; beta_c describes n-1 flows into and out of
+every node at once, which recursive doubling never has. The ring, the sparse allgather
+and the ring hops talk to one neighbour each way per step (exchange); the single PS's
+server matches its workers' messages one at a time (the up phase is serial) and its
+replies leave one link whose bytes the model already adds up (oneway), so neither uses
+the concurrent term.
 
 (*) pipelined above ``PIPELINE_MIN_BYTES`` per chunk, see below. p is the largest power of
 two <= n, f = 1 if n != p (the fold), P the sparse payload bytes per rank. With one link
@@ -87,9 +111,13 @@ import math
 import os
 
 __all__ = ["steps", "modelled", "predict", "links", "crossover", "link", "primitive", "cache_path", "load_fit",
-           "save_fit", "PRIMITIVES", "EXCHANGES", "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
+           "save_fit", "check_fit", "concurrent_note", "PRIMITIVES", "CONCURRENT_FALLBACK", "EXCHANGES",
+           "exchange_time", "exchange_bytes", "exchange_messages", "price", "slowed"]
 
-PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent")
+PRIMITIVES = ("oneway", "oneway-sent", "exchange", "exchange-sent", "concurrent", "concurrent-sent", "reduce",
+              "reduce-sent")
+#: what the concurrent kinds cost under a fit without ``concurrent``: today's model
+CONCURRENT_FALLBACK = {"concurrent": "exchange", "concurrent-sent": "exchange-sent"}
 
 
 def _cost_steps(algo):
@@ -134,13 +162,16 @@ def link(fit, msg_bytes, kind="oneway"):
     ``kind`` ``oneway`` reads the ping-pong fit (``segments``, else the single
     ``alpha``/``beta``); the other :data:`PRIMITIVES` read ``fit[kind]["segments"]`` when
     present. Without them, each ``-sent`` kind falls back to its plain kind, ``exchange``
-    to the one-way link (the survey's full-duplex link), and ``reduce`` to
-    ``(0, fit["gamma"])``.
+    to the one-way link (the survey's full-duplex link), ``reduce`` to
+    ``(0, fit["gamma"])``, and without ``fit["concurrent"]`` the concurrent kinds to
+    :data:`CONCURRENT_FALLBACK` (the exchange's).
 
     A fit may hold ``segments`` (list of dicts with ``alpha``, ``beta``, ``max_bytes``;
     the last has ``max_bytes`` None): MPI switches protocol (eager -> rendezvous) at some
     size, and caches run out at others, so the line changes.
     """
+    if kind in CONCURRENT_FALLBACK and not fit.get("concurrent"):
+        return link(fit, msg_bytes, CONCURRENT_FALLBACK[kind])
     if kind != "oneway":
         part = fit.get(kind)
         if part:
@@ -366,15 +397,79 @@ def cache_path():
     return os.path.join(root, "alpha_beta.json")
 
 
+def _finite(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} is not a finite number ({value!r})")
+    return float(value)
+
+
+def _check_segments(segs, what):
+    if not isinstance(segs, list) or not segs:
+        raise ValueError(f"{what}: no segments")
+    for i, seg in enumerate(segs):
+        if not isinstance(seg, dict):
+            raise ValueError(f"{what}: segment {i} is not an object")
+        for key in ("alpha", "beta"):
+            if key not in seg:
+                raise ValueError(f"{what}: segment {i} has no {key}")
+            _finite(seg[key], f"{what}: segment {i}'s {key}")
+        if seg.get("max_bytes") is not None:
+            _finite(seg["max_bytes"], f"{what}: segment {i}'s max_bytes")
+
+
+def check_fit(fit):
+    """Check that ``fit`` (a dict read from a file) holds what :func:`predict` reads, as
+    numbers: ``alpha``, ``beta``, the segments of every transfer kind, ``inter`` and
+    ``concurrent`` (each optional but ``alpha``/``beta``; ``concurrent`` needs ``peers``).
+
+    Raises:
+        ValueError: one line naming the first bad field.
+    """
+    if not isinstance(fit, dict):
+        raise ValueError("not a JSON object")
+    for key in ("alpha", "beta"):
+        if key not in fit:
+            raise ValueError(f"no {key}")
+        _finite(fit[key], key)
+    if fit.get("segments") is not None:
+        _check_segments(fit["segments"], "segments")
+    for kind in (*PRIMITIVES[1:], "inter"):
+        part = fit.get(kind)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise ValueError(f"{kind} is not an object")
+        if kind == "inter" and "segments" not in part:
+            for key in ("alpha", "beta"):
+                _finite(part.get(key), f"inter's {key}")
+            continue
+        _check_segments(part.get("segments"), kind)
+    if fit.get("concurrent") is not None:
+        peers = fit["concurrent"].get("peers")
+        if _finite(peers, "concurrent's peers") < 1:
+            raise ValueError(f"concurrent's peers is below 1 ({peers!r})")
+
+
+def concurrent_note(fit):
+    """One line on how ``fit`` prices concurrent flows when it cannot measure them (no
+    ``concurrent`` entry), else None."""
+    if fit.get("concurrent"):
+        return None
+    return ("the fit has no concurrent-exchange term (bench fit on 3 ranks or more, one node or one rank per node, "
+            "measures it): multi-ps and gossip with several neighbours are priced like the ring's exchanges, "
+            "which may be optimistic")
+
+
 def load_fit(path=None):
-    """The cached fit as a dict, or None when there is none (or it is unreadable)."""
+    """The cached fit as a dict, or None when there is none (or it is unreadable, or a
+    field :func:`check_fit` reads is missing or not a number)."""
     path = path or cache_path()
     try:
         with open(path, encoding="utf-8") as f:
             fit = json.load(f)
-        float(fit["alpha"]), float(fit["beta"])
+        check_fit(fit)
         return fit
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

@@ -64,8 +64,13 @@ def gossip(comm, buf, W):
 
 
 def cost_steps(n, S, degree=2, **_):
-    """One exchange with each of ``degree`` neighbours, the weighted sum of their vectors."""
-    return [("exchange", degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]
+    """One exchange with each of ``degree`` neighbours, the weighted sum of their vectors.
+
+    The sends and receives of all neighbours are posted at once: with more than one
+    neighbour they are concurrent flows (the ``concurrent`` primitive, fitted on an
+    all-to-all of the fit's ranks), with one a plain exchange."""
+    kind = "concurrent" if degree > 1 else "exchange"
+    return [(kind, degree, S), ("reduce-sent", 1, S), ("reduce", 2 * degree, S)]
 
 
 def sent_bytes(n, S, degree=2, **_):

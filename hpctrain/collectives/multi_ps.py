@@ -1,6 +1,8 @@
 """Multi-server parameter server: the vector is sharded over S servers; every worker sends
 shard s to server s, the servers reduce and send the result back (survey 003, §1.3.4:
-2(n-1)(alpha + S/n beta) when every rank is also a server, the ring's cost).
+2(n-1)(alpha + S/n beta) when every rank is also a server, the ring's cost; here the n-1
+transfers of a rank run at once, priced on the concurrent all-to-all's fit, see
+:func:`cost_steps`).
 
 Two placements:
 
@@ -227,8 +229,22 @@ def multi_ps_allreduce(comm, buf, op="sum"):
     return mps.allreduce(buf, op)
 
 
-#: the co-located multi-server PS moves and reduces exactly as the ring does
-cost_steps = _ring.cost_steps
+#: the ring's transfer kinds and what they become when a rank's transfers run at once
+_CONCURRENT = {"exchange": "concurrent", "exchange-sent": "concurrent-sent"}
+
+
+def cost_steps(n, S, **_):
+    """The ring's bytes, messages and adds (see :mod:`hpctrain.collectives.cost`), but each
+    phase's n - 1 transfers of a rank run at once: phase 1 sends a shard (in segments above
+    ``PIPELINE_MIN_BYTES``) to every server and receives every worker's copy of its own
+    shard into scratch, phase 2 returns the reduced shard to everyone into the shards each
+    rank has sent. So their steps are ``concurrent`` (into scratch) and ``concurrent-sent``
+    (into the buffer just sent): (n-1) (alpha_c + S/n beta_c) each, on the all-to-all's fit.
+    Two ranks have one peer: the ring's exchanges."""
+    plan = _ring.cost_steps(n, S)
+    if n <= 2:
+        return plan
+    return [(_CONCURRENT.get(kind, kind), count, m) for kind, count, m in plan]
 
 
 def sent_bytes(n, S, **_):

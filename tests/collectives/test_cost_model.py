@@ -171,13 +171,13 @@ def test_steps_move_the_survey_bytes():
     # the ring and multi-PS move 2(n-1)/n S per rank (bandwidth-optimal); the PS 2(n-1) S
     S = 12345.0
     for n in range(2, 7):
-        transfers = ("oneway", "oneway-sent", "exchange", "exchange-sent")
+        transfers = ("oneway", "oneway-sent", "exchange", "exchange-sent", "concurrent", "concurrent-sent")
         moved = lambda algo, kinds=transfers: sum(c * m for k, c, m in cost.steps(algo, n, S) if k in kinds)  # noqa: E731
         assert moved("ring") == pytest.approx(2 * (n - 1) / n * S) == moved("multi-ps")
         assert moved("ps") == pytest.approx(2 * (n - 1) * S) == moved("ring-unpartitioned")
         # half of those bytes land in the receiver's scratch, half in the vector it has sent
         for algo in ("ring", "multi-ps", "ps", "ring-unpartitioned"):
-            assert moved(algo, ("oneway-sent", "exchange-sent")) == pytest.approx(moved(algo) / 2)
+            assert moved(algo, ("oneway-sent", "exchange-sent", "concurrent-sent")) == pytest.approx(moved(algo) / 2)
     assert cost.steps("mpi", 4, S) is None and cost.predict("auto", 4, S, FIT) is None
 
 

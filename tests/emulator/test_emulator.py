@@ -195,6 +195,7 @@ def test_bench_fit_on_2x2_fits_the_network_apart_from_the_node(cluster, tmp_path
     assert res.returncode == 0, res.stderr[-3000:]
     fit = json.loads((tmp_path / "fit.json").read_text())["fit"]
     assert fit["nodes"] == 2 and fit["ranks_per_node"] == 2 and fit["link_rate_bits"] == 10**8
+    assert "concurrent" not in fit  # an all-to-all here would mix the node's link with the network's
     # the network cannot beat its configured rate (2 tbf buckets of slack over the sizes fitted)
     assert fit["inter"]["beta"] > fit["beta"] and 1 / fit["inter"]["beta"] < 1.25 * 10**8 / 8
     assert "# network: 1/beta = " in res.stdout and "configured link 0.0125 GB/s" in res.stdout

@@ -25,6 +25,7 @@ def test_bench_fit_then_collective_with_prediction_and_plot(mpirun, tmp_path):
     assert cached["sizes"] == sizes and 3 <= cached["rounds"] <= 9  # at least --rounds, at most 3x
     for kind in ("oneway-sent", "exchange", "exchange-sent", "reduce", "reduce-sent"):
         assert cached[kind]["segments"][0]["min_bytes"] == 1024 and cached[kind]["segments"][-1]["max_bytes"] is None
+    assert "concurrent" not in cached  # 2 ranks: one peer each, no concurrent flows to time
     algos = {"ring", "multi-ps", "ps", "ring-unpartitioned", "recursive"}
     assert set(cached["overhead"]) == algos and all(o >= 0 for o in cached["overhead"].values())
     res = json.loads((tmp_path / "fit.json").read_text())
