@@ -4,7 +4,6 @@ fit file's round trip and its validation (no MPI job)."""
 
 import json
 
-import numpy as np
 import pytest
 
 from hpctrain.advise import format_report, load_fit_file
