@@ -459,8 +459,10 @@ class MultiNodeSlurm(SlurmCluster):
         with open(epilog, "w") as f:
             f.write(EPILOG)
         os.chmod(epilog, 0o755)
-        # a node whose slurmd stops answering is DOWN after 10 s (default 300 s)
-        return ["SlurmdTimeout=10", "MessageTimeout=5", f"Epilog={epilog}"]
+        # a node whose slurmd stops answering is DOWN after 30 s (default 300 s); not less: on a
+        # loaded machine (the whole suite beside two busy loops on 2 cores) a live slurmd's reply
+        # took over 10 s and the job step ended "Node failure"
+        return ["SlurmdTimeout=30", "MessageTimeout=10", f"Epilog={epilog}"]
 
     def namespace(self, name):
         """The network namespace of node ``name`` (None: the switch, where slurmctld runs)."""
