@@ -5,6 +5,7 @@ arrays; nothing here pickles. The counters are exact: bytes sent are the sizes o
 buffers handed to MPI, bytes received are read from each completed receive's status.
 """
 
+import sys
 import time
 
 import numpy as np
@@ -337,7 +338,7 @@ class Communicator:
 
     def abort(self, code=1):
         """Abort every process of the job (use when one rank cannot continue)."""
-        MPI.COMM_WORLD.Abort(code)
+        _abort(code)
 
 
 #: a duplicate of COMM_WORLD for the exit agreement only (made by the first world() call,
@@ -413,8 +414,25 @@ def finalize():
         MPI.Finalize()
 
 
+#: seconds a rank waits between writing its last line and MPI_Abort: the abort makes the
+#: launcher tear the job down, and on a loaded machine its forwarder had not yet passed the
+#: rank's last stderr line on (the job ended with the right status but without its message)
+ABORT_GRACE = 1.5
+
+
+def _abort(code):
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    time.sleep(ABORT_GRACE)
+    MPI.COMM_WORLD.Abort(code)
+
+
 def abort_world(code=1):
-    """End every rank of the job (``MPI_Abort`` on COMM_WORLD) when MPI is running with
-    more than one rank; a no-op otherwise (one rank just exits)."""
+    """End every rank of the job (``MPI_Abort`` on COMM_WORLD, after :data:`ABORT_GRACE`
+    seconds for the launcher to forward what this rank has written) when MPI is running
+    with more than one rank; a no-op otherwise (one rank just exits)."""
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        MPI.COMM_WORLD.Abort(code)
+        _abort(code)

@@ -24,6 +24,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from .communicator import ABORT_GRACE
+
 __all__ = ["StallInspector", "start", "WAIT_CALLS"]
 
 #: the communicator's blocking calls: a rank inside one of them is waiting for others
@@ -176,6 +178,7 @@ class StallInspector:
         self._say(f"hpctrain: error: {line}; aborting after --stall-timeout {self.timeout:g} s "
                   f"(exit {EXIT_STALLED})")
         sys.stdout.flush()
+        time.sleep(ABORT_GRACE)  # before the banner is silenced: the launcher forwards the line
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the MPI library's abort banner: the line says it
         MPI.COMM_WORLD.Abort(EXIT_STALLED)
 
