@@ -160,7 +160,7 @@ def spare_cores(comm, force="--overlap", mask=None):
     return True, ""
 
 
-def resolve_overlap(overlap, comm, buckets, warn=True):
+def resolve_overlap(overlap, comm, buckets, warn=True, spare=None):
     """Whether to overlap: ``overlap`` True / False / ``"auto"``, and why.
 
     ``auto`` overlaps where it can help: more than one rank, more than one bucket,
@@ -168,6 +168,9 @@ def resolve_overlap(overlap, comm, buckets, warn=True):
     (:func:`spare_cores`; collective). True without ``MPI_THREAD_MULTIPLE`` falls back to
     no overlap with one line on stderr (rank 0); True where the ranks fill the cores
     overlaps, and the note says how the cores are shared.
+
+    ``spare``: a :func:`spare_cores` verdict the caller already holds (``hpctrain train``
+    agrees on it before it builds the buckets), so that it is not asked again.
 
     Returns:
         ``(overlap, note)``: ``note`` is ``"overlap on"``, ``"overlap off"`` or either
@@ -184,8 +187,8 @@ def resolve_overlap(overlap, comm, buckets, warn=True):
         if warn and comm.rank == 0 and overlap != "auto" and comm.size > 1:
             print(f"hpctrain: overlap off: {why}; buckets are reduced after backward", file=sys.stderr)
         return False, f"overlap off: {why}"
-    spare, crowded = spare_cores(comm, force="overlap=True" if overlap == "auto" else None)
-    if overlap == "auto" and not spare:
+    ok, crowded = spare if spare is not None else spare_cores(comm, force="overlap=True" if overlap == "auto" else None)
+    if overlap == "auto" and not ok:
         return False, f"overlap off: {crowded}"
     return True, "overlap on" + (f", although {crowded}" if crowded else "")
 
@@ -202,6 +205,7 @@ class OverlapEngine:
         poll_interval: seconds between polls while the thread waits for a message (None:
             MPI's own blocking wait, which busy-polls).
         profile: record per-bucket timestamps (:attr:`profile`).
+        spare: a :func:`spare_cores` verdict already agreed on (see :func:`resolve_overlap`).
 
     Attributes:
         overlap: whether a communication thread is used.
@@ -215,10 +219,10 @@ class OverlapEngine:
     """
 
     def __init__(self, comm, buckets, reduce_bucket, overlap="auto", poll_interval=POLL_INTERVAL,
-                 profile=False):
+                 profile=False, spare=None):
         self.buckets = list(buckets)
         self.reduce_bucket = reduce_bucket
-        self.overlap, self.note = resolve_overlap(overlap, comm, self.buckets)
+        self.overlap, self.note = resolve_overlap(overlap, comm, self.buckets, spare=spare)
         self.comm = comm.dup()
         if self.overlap:
             self.comm.poll_interval = poll_interval

@@ -496,7 +496,7 @@ def _gradient_buckets(cfg, comm, model, grad, spare=(True, "")):
     if not overlap and not cfg.bucket_size:
         return None, f"overlap off: {why}" if crowded else "overlap off"
     buckets = BucketedAllreduce(comm, grad, layers, get_allreduce(cfg.collective), cfg.bucket_size or None,
-                                overlap=overlap)
+                                overlap=overlap, spare=spare)  # the verdict agreed above: no second collective
     n, big = len(buckets.buckets), max(b.size for b in buckets.buckets) * grad.dtype.itemsize / (1 << 20)
     what = f"{n} bucket{'s' if n != 1 else ''} (largest {big:.3g} MiB)"
     if overlap:
