@@ -14,7 +14,7 @@ from mpi4py import MPI
 from .buffers import Buffers
 from .transport import get_transport
 
-__all__ = ["Communicator", "Request", "world", "exit_together", "abort_world", "finalize"]
+__all__ = ["Communicator", "Request", "world", "exit_together", "abort_world", "abort_now", "finalize"]
 
 _OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
 _SEND_STATUS = MPI.Status()  # sends' statuses are never read: one object serves them all
@@ -338,7 +338,7 @@ class Communicator:
 
     def abort(self, code=1):
         """Abort every process of the job (use when one rank cannot continue)."""
-        _abort(code)
+        abort_now(code)
 
 
 #: a duplicate of COMM_WORLD for the exit agreement only (made by the first world() call,
@@ -420,7 +420,8 @@ def finalize():
 ABORT_GRACE = 1.5
 
 
-def _abort(code):
+def abort_now(code):
+    """Flush this rank's output, wait :data:`ABORT_GRACE`, then ``MPI_Abort`` the job."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -435,4 +436,4 @@ def abort_world(code=1):
     seconds for the launcher to forward what this rank has written) when MPI is running
     with more than one rank; a no-op otherwise (one rank just exits)."""
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-        _abort(code)
+        abort_now(code)

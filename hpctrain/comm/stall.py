@@ -24,7 +24,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from .communicator import ABORT_GRACE
+from .communicator import abort_now
 
 __all__ = ["StallInspector", "start", "WAIT_CALLS"]
 
@@ -178,9 +178,8 @@ class StallInspector:
         self._say(f"hpctrain: error: {line}; aborting after --stall-timeout {self.timeout:g} s "
                   f"(exit {EXIT_STALLED})")
         sys.stdout.flush()
-        time.sleep(ABORT_GRACE)  # before the banner is silenced: the launcher forwards the line
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # the MPI library's abort banner: the line says it
-        MPI.COMM_WORLD.Abort(EXIT_STALLED)
+        abort_now(EXIT_STALLED)  # after the grace in which the launcher forwards the line
 
     def stop(self):
         """Stop the thread and restore the communicator's methods (no communication)."""
