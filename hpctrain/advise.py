@@ -49,6 +49,13 @@ BITS = (2, 4, 8)
 MAX_JSON_BYTES = 64 << 20  # a bench fit file with every round's raw times is well below this
 
 
+#: operators whose payload size follows the gradients' scale during training, not the
+#: method: the few probe steps cannot price the run. Left out of the table unless named
+#: with ``--compressor`` (then priced at the probe steps' payload).
+UNPRICED = {"threshold": "its payload (every |g| above a fixed threshold) follows the gradients' scale as "
+                         "training goes on; --compressor threshold prices it at the probe steps' payload"}
+
+
 def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
     """Every (algorithm, aggregation, compressor, density or bits) the registry allows.
 
@@ -66,6 +73,8 @@ def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
         for agg in cls.aggregations:
             for comp in cls.compressors or (None,):
                 if compressors and comp not in compressors:
+                    continue
+                if not compressors and comp in UNPRICED:  # priced only when asked for by name
                     continue
                 params = getattr(COMPRESSORS.get(comp), "config_params", ())
                 grid = ([{"density": d} for d in densities] if "density" in params
@@ -438,7 +447,10 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
            "fit_source": fit_source, "fit": fit, "fit_note": cost.concurrent_note(fit), "compute_s": compute,
            "straggler_factor": slow,
            "rows": rank_rows(measured, n, lay.nodes, fit, collectives, slow),
-           "whatif": {}, "skipped": skipped}
+           "whatif": {}, "skipped": skipped,
+           "left_out": [] if "compressor" in given else [
+               {"compressor": k, "why": v} for k, v in UNPRICED.items()
+               if any(k in (ALGORITHMS[a].compressors or ()) for a in ([base.algo] if "algo" in given else ALGORITHMS))]}
     for N in nodes_list:
         out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives, slow)
     del threads
@@ -505,6 +517,8 @@ def format_report(res, top=None):
     if res["skipped"]:
         parts.append(f"\n{len(res['skipped'])} method(s) cannot run this model: "
                      + "; ".join(f"{s['method']}: {s['why']}" for s in res["skipped"][:5]))
+    for x in res.get("left_out", ()):
+        parts.append(f"left out: {x['compressor']}: {x['why']}")
     return "\n".join(parts)
 
 

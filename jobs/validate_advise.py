@@ -68,8 +68,7 @@ def measured_step(run_dir):
 def train_flags(row):
     """The train flags of one advise row."""
     flags = ["--algo", row["algo"], "--aggregation", row["aggregation"]]
-    if row.get("compressor", "none") != "none":
-        flags += ["--compressor", row["compressor"]]
+    flags += ["--compressor", row.get("compressor", "none")]  # "none" too: not the algorithm's default
     if "density" in row:
         flags += ["--density", str(row["density"])]
     if "bits" in row:
@@ -104,7 +103,9 @@ def main(argv=None):
     ap.add_argument("--fit", default="", help="alpha-beta fit file for advise (default: advise's short fit)")
     ap.add_argument("--links", default="", help="bench links --json file for advise (a straggler's slow link)")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--steps-per-epoch", type=int, default=96,
+                    help="a multiple of the sync period (default 8), so that every epoch of a periodic "
+                         "method holds as many synchronizations")
     ap.add_argument("--limit", type=int, default=0, help="validate only the first N methods of the ranking")
     ap.add_argument("--all-collectives", action="store_true", help="every (method, collective) row, not the best")
     ap.add_argument("--whatif", default="", help="node counts for advise's what-if predictions, e.g. 4,8")

@@ -68,6 +68,26 @@ def select_by_threshold(a, thr, need=None):
     return np.flatnonzero(mask)
 
 
+def _kth_score(a, k, work, mask):
+    """The k-th largest of the non-negative scores ``a``, using ``work`` and ``mask`` (size
+    of ``a``) as scratch. A vector that is mostly zeros (the decoded sum of sparse payloads
+    that a server re-compresses, a layer without gradient) makes ``np.partition`` crawl
+    over the equal values (about 14x slower at d = 1M), so only the positive scores are
+    partitioned when they are fewer than half; the value found is the same."""
+    n = a.size
+    np.greater(a, 0, out=mask)
+    c = int(np.count_nonzero(mask))
+    if c < k:
+        return a.dtype.type(0)
+    if 2 * c < n:
+        pos = np.compress(mask, a, out=work[:c])
+        pos.partition(c - k)
+        return pos[c - k]
+    work[...] = a
+    work.partition(n - k)
+    return work[n - k]
+
+
 def topk_indices(a, k, work=None, mask=None, ties=None):
     """Exact top-k of the scores ``a`` with the documented tie rule (lower index wins).
 
@@ -83,13 +103,10 @@ def topk_indices(a, k, work=None, mask=None, ties=None):
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     if work is None:
-        thr = kth_largest(a, k)
+        thr = _kth_score(a, k, np.empty_like(a), np.empty(a.shape, np.bool_))
         need = k - int(np.count_nonzero(a > thr))
         return select_by_threshold(a, thr, need)
-    n = a.size
-    work[...] = a
-    work.partition(n - k)
-    thr = work[n - k]
+    thr = _kth_score(a, k, work, mask)
     np.greater(a, thr, out=mask)
     need = k - int(np.count_nonzero(mask))
     np.equal(a, thr, out=ties)

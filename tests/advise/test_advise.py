@@ -190,3 +190,13 @@ def test_earlier_runs_mark_convergence(tmp_path):
     bad = _run_dir(tmp_path / "d", [1.0], {"algo": "no-such"})
     with pytest.raises(DataError, match="names no known algo"):
         read_runs([bad])
+
+
+def test_threshold_is_priced_only_when_named():
+    """threshold's payload follows the gradients' scale over training, so the default table
+    leaves it out; naming it with --compressor prices it."""
+    default = candidates(densities=(0.01,), bits=(4,))
+    assert default and not any(c["compressor"] == "threshold" for c in default)
+    assert any(c["compressor"] == "topk" for c in default)
+    named = candidates(compressors=["threshold"], densities=(0.01,), bits=(4,))
+    assert named and all(c["compressor"] == "threshold" for c in named)

@@ -39,6 +39,27 @@ def test_topk_ties_go_to_lower_index(seed):
         assert np.array_equal(p["indices"], oracle_topk(x, k_for_density(density, x.size)))
 
 
+@pytest.mark.parametrize("nonzero", [0, 3, 40, 999, 1000, 1001, 20_000, 60_000])
+def test_topk_of_a_mostly_zero_vector(nonzero):
+    """A vector that is mostly zeros (what a server re-compresses: a sum of sparse payloads)
+    takes the positive-scores path of the selection; fewer nonzeros than k fill the rest
+    with zeros in index order. With error feedback the memory keeps what was not sent."""
+    d, k_density = 100_000, 0.01  # k = 1000
+    rng = np.random.default_rng(nonzero)
+    x = np.zeros(d, np.float32)
+    where = rng.choice(d, nonzero, replace=False)
+    x[where] = rng.integers(-4, 5, nonzero)  # ties among the nonzeros too
+    x[where[: nonzero // 4]] = rng.standard_normal(nonzero // 4)
+    k = k_for_density(k_density, d)
+    memory = np.zeros(d, np.float32)
+    p = get_compressor("topk", density=k_density).compress(x, memory=memory)
+    want = oracle_topk(x, k)
+    assert np.array_equal(p["indices"], want)
+    kept = x.copy()
+    kept[want] = 0
+    assert np.array_equal(memory, kept)
+
+
 def test_topk_empty_vector():
     p = get_compressor("topk", density=0.1).compress(np.zeros(0, np.float32))
     assert p.count == 0 and p["indices"].size == 0
