@@ -414,9 +414,9 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     compute += _timed_median(lambda: bool(xp.isfinite(params).all()), probe_steps, sync) / StepGuard.CHECK_EVERY
     layers = model_layers(model)
     selfcomm = comm.split(comm.rank)
-    cands = candidates(algos=[base.algo] if "algo" in given else None,
-                       compressors=[base.compressor] if "compressor" in given else None,
-                       densities=densities, bits=bits)
+    algos = [base.algo] if "algo" in given else None
+    compressors = [base.compressor] if "compressor" in given else None
+    cands = candidates(algos=algos, compressors=compressors, densities=densities, bits=bits)
     measured, skipped, local = [], [], []
     for c in cands:
         why = None
@@ -448,9 +448,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
            "straggler_factor": slow,
            "rows": rank_rows(measured, n, lay.nodes, fit, collectives, slow),
            "whatif": {}, "skipped": skipped,
-           "left_out": [] if "compressor" in given else [
-               {"compressor": k, "why": v} for k, v in UNPRICED.items()
-               if any(k in (ALGORITHMS[a].compressors or ()) for a in ([base.algo] if "algo" in given else ALGORITHMS))]}
+           "left_out": [] if compressors else [{"compressor": k, "why": v} for k, v in UNPRICED.items()
+                                               if candidates(algos=algos, compressors=[k])]}
     for N in nodes_list:
         out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives, slow)
     del threads

@@ -18,7 +18,6 @@ from .base import DensityOperator, SparseCompressor
 __all__ = [
     "k_for_density",
     "kth_largest",
-    "select_by_threshold",
     "topk_indices",
     "TopK",
     "prepare",
@@ -47,25 +46,6 @@ def kth_largest(a, k):
     """The k-th largest value (1-based) of a 1-D NumPy array ``a`` (exact order statistic)."""
     n = a.size
     return np.partition(a, n - k)[n - k]
-
-
-def select_by_threshold(a, thr, need=None):
-    """Indices (ascending) with a > thr, plus the first ``need`` with a == thr (None: all).
-
-    Args:
-        a: 1-D NumPy array of scores (|p|).
-        thr: threshold scalar.
-        need: how many ties at ``thr`` to keep, in index order; None keeps every a >= thr.
-
-    Returns:
-        An int64 index array.
-    """
-    if need is None:
-        return np.flatnonzero(a >= thr)
-    mask = a > thr
-    ties = np.flatnonzero(a == thr)[:need]
-    mask[ties] = True
-    return np.flatnonzero(mask)
 
 
 def _kth_score(a, k, work, mask):
@@ -103,9 +83,7 @@ def topk_indices(a, k, work=None, mask=None, ties=None):
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     if work is None:
-        thr = _kth_score(a, k, np.empty_like(a), np.empty(a.shape, np.bool_))
-        need = k - int(np.count_nonzero(a > thr))
-        return select_by_threshold(a, thr, need)
+        work, mask, ties = np.empty_like(a), np.empty(a.shape, np.bool_), np.empty(a.shape, np.bool_)
     thr = _kth_score(a, k, work, mask)
     np.greater(a, thr, out=mask)
     need = k - int(np.count_nonzero(mask))
