@@ -22,15 +22,15 @@ vector, which it has just sent), so each transfer primitive comes in both kinds:
 * ``exchange-sent``: the same into the buffer just sent (a ring allgather step, the multi-PS
   return). ``fit["exchange-sent"]``.
 * ``concurrent``: every rank sends m bytes to each of several peers *at once* and receives
-  m bytes from each (nonblocking sends and receives posted together: the co-located
-  multi-PS, gossip with degree > 1). Concurrent flows share a node's link worse than one
+  m bytes from each (nonblocking sends and receives posted together: gossip with
+  degree > 1). Concurrent flows share a node's link worse than one
   flow each way (an emulated 100 Mbit/s link measured 1.8x the exchange's time per byte),
   so ``bench fit`` times an all-to-all of its n ranks and fits ``fit["concurrent"]``: one
   line (per message) alpha_c + m beta_c, where beta_c is the seconds per byte a rank sends
   while its n-1 flows run (``peers`` in the fit says how many). Without it (a fit from an
   older ``bench fit``, from 2 ranks, or from several ranks on each of several nodes, where
   the all-to-all mixes the two links) it is priced like ``exchange``: today's model.
-* ``concurrent-sent``: the same into the buffers just sent (the multi-PS return), priced
+* ``concurrent-sent``: the same into the buffers just sent, priced
   like ``concurrent`` (on a network the destination's cache does not matter; the fit does
   not time it apart, to stay short); without a concurrent fit, like ``exchange-sent``.
 * ``reduce``: one element-wise pass over m bytes (``fit["reduce"]``, measured per size;
@@ -55,7 +55,7 @@ its own vector (``-sent``) as into its scratch:
 algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) concurrent (+ conc.-sent)    reduce
 =====================  =========================  =========================  ===========================  ======================
 ring                                              (n-1) + (n-1) x S/n (*)                                 (n-1) x S/n (*)
-multi-ps (co-located)                             n = 2: as the ring         (n-1) + (n-1) x S/n (*)      (n-1) x S/n (*)
+multi-ps (co-located)                             (n-1) + (n-1) x S/n (*)                                 (n-1) x S/n (*)
 ps (rank 0 serves)     (n-1) + (n-1) x S                                                                  (n-1) x S
 ring-unpartitioned     (n-1) + (n-1) x S                                                                  (n-1) x S
 recursive              f + f x S                  log2 p x S (scratch only)                               f x S, sent: log2 p x S
@@ -63,9 +63,10 @@ gossip (degree d)                                 d = 1: 1 x S               d >
 sparse-allgather                                  (n-1) x 8 + (n-1) x P                                   n x P
 =====================  =========================  =========================  ===========================  ======================
 
-The multi-PS's concurrent terms are (n-1) x (alpha_c + S/n beta_c) per phase: each rank's
-n-1 shards leave at once (and n-1 arrive at once), where the ring sends one chunk per
-step. Recursive doubling stays on ``exchange``: its step is one Sendrecv with one peer,
+The co-located multi-PS runs each phase in n-1 pairwise rounds (one shard to rank r+i,
+one from rank r-i), so it is priced as the ring: one flow in and one out per rank at a
+time. Gossip with several neighbours is the concurrent pattern. Recursive doubling stays
+on ``exchange``: its step is one Sendrecv with one peer,
 which is exactly what the exchange primitive times (one flow each way, every pair at
 once), so its beta already is that pattern's; beta_c describes n-1 flows into and out of
 every node at once, which recursive doubling never has. The ring, the sparse allgather

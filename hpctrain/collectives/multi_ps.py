@@ -1,16 +1,20 @@
 """Multi-server parameter server: the vector is sharded over S servers; every worker sends
 shard s to server s, the servers reduce and send the result back (survey 003, §1.3.4:
-2(n-1)(alpha + S/n beta) when every rank is also a server, the ring's cost; here the n-1
-transfers of a rank run at once, priced on the concurrent all-to-all's fit, see
-:func:`cost_steps`).
+2(n-1)(alpha + S/n beta) when every rank is also a server, the ring's cost).
+
+Co-located, each phase runs in n - 1 pairwise rounds: in round i rank r sends to r + i and
+receives from r - i, so every rank has one flow in and one flow out at a time, as in the
+ring. (Posting all n - 1 transfers at once is an incast: on a rate-limited link the n - 1
+flows into a rank overflowed its queue and the allreduce took 1.7-2x the ring's time.)
 
 Two placements:
 
 * co-located (``servers=None``; the ``multi-ps`` allreduce): every rank is a worker and
   the server of shard r (S = n). The result is the reduction over all n ranks. Dense
   shards of at least the ring's ``PIPELINE_MIN_BYTES`` travel in ``SEGMENT_BYTES``
-  segments through two alternating segment buffers per peer, so the server's temporaries
-  stay 2(n-1) segments instead of a shard per peer (bit-identical results).
+  segments through two alternating segment buffers per peer (segment by segment, each in
+  n - 1 pairwise rounds), so the server's temporaries stay 2(n-1) segments instead of a
+  shard per peer (bit-identical results).
 * dedicated (``servers=k``): the last k ranks only aggregate, ranks 0..n-k-1 compute.
   Workers' ``buf`` ends with the reduction over the **n-k workers only** (servers
   contribute nothing); ``mean`` divides by n-k. A server's ``buf`` gives length and dtype
@@ -136,59 +140,61 @@ class MultiPS:
             self._whole_phase1(buf, shard, own, n, r, ufunc)
         if op == "mean":
             own /= n
-        # phase 2: every server sends its reduced shard to every other rank
-        reqs = [comm.irecv(shard((r - i) % n), (r - i) % n, tag=31) for i in range(1, n)]
-        reqs += [comm.isend(own, (r + i) % n, tag=31) for i in range(1, n)]
-        comm.waitall(reqs)
+        # phase 2: every server sends its reduced shard to every other rank, in pairwise rounds
+        for i in range(1, n):
+            comm.waitall([comm.irecv(shard((r - i) % n), (r - i) % n, tag=31), comm.isend(own, (r + i) % n, tag=31)])
         return buf
 
     def _segmented_phase1(self, shard, own, n, r, seg, ufunc):
         """Phase 1 for large dense shards: like the ring's pipeline, each peer's copy of my
-        shard arrives in segments through two alternating segment buffers per peer, and
-        segment k is reduced (in rank order) while segment k+1 arrives. The temporaries stay
+        shard arrives in segments through two alternating segment buffers per peer. Segment
+        k travels in n - 1 pairwise exchanges (round i: its piece of shard r+i to rank r+i,
+        rank r-i's piece of my shard in); segment k is reduced (in rank order) once its
+        n - 1 pieces are in, while the next exchange travels. The temporaries stay
         2 (n-1) segments long, so the working set does not grow by a shard per peer."""
         comm, red = self.comm, self.reducer
         sources = [(r - i) % n for i in range(1, n)]
-        sends = [comm.isend(shard(d)[k : k + seg], d, tag=_SEGMENT_TAG + k // seg)
-                 for d in ((r + i) % n for i in range(1, n)) for k in range(0, shard(d).size, seg)]
+        dests = [(r + i) % n for i in range(1, n)]
         halves = [[comm.buffers.scratch(("mps-seg", h, src), seg, own) for src in sources] for h in (0, 1)]
-
-        def post(k):
-            m = min(seg, own.size - k * seg)
-            return [comm.irecv(halves[k & 1][j][:m], src, tag=_SEGMENT_TAG + k) for j, src in enumerate(sources)]
-
         nseg = (own.size + seg - 1) // seg
-        reqs = post(0) if nseg else []
+        # shards differ by at most one element, so a peer's shard may have one segment more
+        rounds = [(k, j) for k in range(max((shard(d).size + seg - 1) // seg for d in range(n))) for j in range(n - 1)]
+
+        def post(e):
+            k, j = rounds[e]
+            reqs = []
+            if k < nseg:
+                m = min(seg, own.size - k * seg)
+                reqs.append(comm.irecv(halves[k & 1][j][:m], sources[j], tag=_SEGMENT_TAG + k))
+            piece = shard(dests[j])[k * seg : (k + 1) * seg]
+            if piece.size:
+                reqs.append(comm.isend(piece, dests[j], tag=_SEGMENT_TAG + k))
+            return reqs
+
         payloads = [None] * n
-        for k in range(nseg):
-            nxt = post(k + 1) if k + 1 < nseg else []
-            comm.waitall(reqs)
-            part = own[k * seg : (k + 1) * seg]
-            for j, src in enumerate(sources):
-                payloads[src] = halves[k & 1][j][: part.size]
-            payloads[r] = part
-            red.reduce_into(comm, part, payloads, [p.nbytes for p in payloads], ufunc)
-            reqs = nxt
-        comm.waitall(sends)  # the sends carry other shards than mine
+        reqs = post(0) if rounds else []
+        for e, (k, j) in enumerate(rounds):
+            comm.waitall(reqs)  # one exchange at a time: posting the next one early is an incast again
+            reqs = post(e + 1) if e + 1 < len(rounds) else []
+            if j == n - 2 and k < nseg:  # every piece of segment k is in
+                part = own[k * seg : (k + 1) * seg]
+                for jj, src in enumerate(sources):
+                    payloads[src] = halves[k & 1][jj][: part.size]
+                payloads[r] = part
+                red.reduce_into(comm, part, payloads, [p.nbytes for p in payloads], ufunc)
 
     def _whole_phase1(self, buf, shard, own, n, r, ufunc):
         """Phase 1 with whole-shard messages: shard s -> server s; my shard's copies reduced."""
         comm, red = self.comm, self.reducer
-        payloads, recvs = [None] * n, []
-        for i in range(1, n):
-            src = (r - i) % n
+        payloads, nbytes = [None] * n, [0] * n
+        for i in range(1, n):  # pairwise rounds: one flow in and one out per rank
+            src, dst = (r - i) % n, (r + i) % n
             payloads[src] = red.wire_buffer(comm, ("mps-in", src), own.size, buf)
-            recvs.append((src, comm.irecv(payloads[src], src, tag=30)))
-        sends = [comm.isend(red.encode(comm, shard((r + i) % n), ("mps-out", i)), (r + i) % n, tag=30)
-                 for i in range(1, n)]
-        counts = comm.waitall([q for _, q in recvs])
-        nbytes = [0] * n
-        for (src, _), c in zip(recvs, counts):
-            nbytes[src] = c
+            nbytes[src] = comm.waitall([comm.irecv(payloads[src], src, tag=30),
+                                        comm.isend(red.encode(comm, shard(dst), ("mps-out", i)), dst, tag=30)])[0]
         payloads[r] = red.encode(comm, own, ("mps-own",))
         nbytes[r] = own.size * own.dtype.itemsize
-        red.reduce_into(comm, own, payloads, nbytes, ufunc)  # the sends carry other shards
-        comm.waitall(sends)
+        red.reduce_into(comm, own, payloads, nbytes, ufunc)
 
     def _dedicated(self, buf, op, ufunc):
         comm, red = self.comm, self.reducer
@@ -229,22 +235,12 @@ def multi_ps_allreduce(comm, buf, op="sum"):
     return mps.allreduce(buf, op)
 
 
-#: the ring's transfer kinds and what they become when a rank's transfers run at once
-_CONCURRENT = {"exchange": "concurrent", "exchange-sent": "concurrent-sent"}
-
-
 def cost_steps(n, S, **_):
-    """The ring's bytes, messages and adds (see :mod:`hpctrain.collectives.cost`), but each
-    phase's n - 1 transfers of a rank run at once: phase 1 sends a shard (in segments above
-    ``PIPELINE_MIN_BYTES``) to every server and receives every worker's copy of its own
-    shard into scratch, phase 2 returns the reduced shard to everyone into the shards each
-    rank has sent. So their steps are ``concurrent`` (into scratch) and ``concurrent-sent``
-    (into the buffer just sent): (n-1) (alpha_c + S/n beta_c) each, on the all-to-all's fit.
-    Two ranks have one peer: the ring's exchanges."""
-    plan = _ring.cost_steps(n, S)
-    if n <= 2:
-        return plan
-    return [(_CONCURRENT.get(kind, kind), count, m) for kind, count, m in plan]
+    """The ring's bytes, messages and adds (see :mod:`hpctrain.collectives.cost`): each
+    phase is n - 1 pairwise exchanges of a shard S/n (phase 1 in segments above
+    ``PIPELINE_MIN_BYTES``, into scratch; phase 2 into the shards each rank has sent), one
+    flow in and one out per rank at a time, as in the ring."""
+    return _ring.cost_steps(n, S)
 
 
 def sent_bytes(n, S, **_):

@@ -23,21 +23,15 @@ def _fit(beta_c=None):
     return fit
 
 
-def test_multi_ps_pays_beta_c_and_the_ring_does_not():
-    n, S = 4, 4e6  # 1 MB shards: below the pipelining size, one message per peer and phase
-    without = cost.predict("multi-ps", n, S, _fit())
-    prev_mps, prev_ring = None, None
-    for beta_c in (B, 1.8 * B, 4 * B):
-        fit = _fit(beta_c)
-        mps, ring = cost.predict("multi-ps", n, S, fit), cost.predict("ring", n, S, fit)
-        # both phases: (n-1) x (alpha_c + S/n beta_c); the adds are the ring's (none in this fit)
-        assert mps == pytest.approx(2 * (n - 1) * (AC + S / n * beta_c), rel=1e-12)
-        assert ring == pytest.approx(2 * (n - 1) * (A + S / n * B), rel=1e-12)
-        if prev_mps is not None:
-            assert mps > prev_mps and ring == prev_ring  # grows with beta_c; the ring ignores it
-        prev_mps, prev_ring = mps, ring
-    # without the term, multi-ps is priced as today: the ring's exchanges
-    assert without == pytest.approx(cost.predict("ring", n, S, _fit()), rel=1e-12)
+def test_multi_ps_is_priced_as_the_ring_at_any_beta_c():
+    # pairwise rounds: one flow in and one out per rank, so beta_c (n-1 flows at once) is not its
+    for n in (3, 4, 8):
+        for S in (4e6, 3 * 2 * PIPELINE_MIN_BYTES):  # whole shards and segmented ones
+            for beta_c in (B, 1.8 * B, 4 * B):
+                fit = _fit(beta_c)
+                assert cost.predict("multi-ps", n, S, fit) == cost.predict("ring", n, S, fit)
+    n, S = 4, 4e6
+    assert cost.predict("multi-ps", n, S, _fit(4 * B)) == pytest.approx(2 * (n - 1) * (A + S / n * B), rel=1e-12)
 
 
 def test_concurrent_term_only_where_a_rank_has_several_flows():
@@ -59,11 +53,10 @@ def test_concurrent_term_only_where_a_rank_has_several_flows():
 
 def test_segmented_multi_ps_keeps_the_ring_bytes_and_messages():
     n, S = 3, 3 * 2 * PIPELINE_MIN_BYTES  # 8 MiB shards: segmented phase 1
-    ring, mps = cost.steps("ring", n, S), cost.steps("multi-ps", n, S)
-    rename = {"exchange": "concurrent", "exchange-sent": "concurrent-sent"}
-    assert mps == [(rename.get(k, k), c, m) for k, c, m in ring]
+    mps = cost.steps("multi-ps", n, S)
+    assert mps == cost.steps("ring", n, S)
     k = -(-(S / n) // SEGMENT_BYTES)
-    assert ("concurrent", (n - 1) * k, pytest.approx(S / n / k)) in mps
+    assert ("exchange", (n - 1) * k, pytest.approx(S / n / k)) in mps
 
 
 def test_fallbacks_and_slowed():
@@ -111,11 +104,11 @@ def test_fit_file_round_trip_with_and_without_the_term(tmp_path, monkeypatch):
         path = tmp_path / "fit.json"
         path.write_text(json.dumps({"fit": fit, "rows": []}))  # as bench fit --json writes it
         back = load_fit_file(str(path))
-        assert back == fit and cost.predict("multi-ps", n, S, back) == cost.predict("multi-ps", n, S, fit)
+        assert back == fit and cost.predict("gossip", n, S, back, degree=2) == cost.predict("gossip", n, S, fit, degree=2)
         cost.save_fit(fit)
         assert cost.load_fit() == fit
         assert (cost.concurrent_note(back) is None) == ("concurrent" in fit)
-    assert cost.predict("multi-ps", n, S, _fit(2.5 * B)) > cost.predict("multi-ps", n, S, _fit())
+    assert cost.predict("gossip", n, S, _fit(2.5 * B), degree=2) > cost.predict("gossip", n, S, _fit(), degree=2)
 
 
 @pytest.mark.parametrize("concurrent, needle", [
