@@ -39,7 +39,7 @@ from .compress import COMPRESSORS
 from .config import load_config
 from .errors import ConfigError, DataError, HpctrainError
 
-__all__ = ["candidates", "predict_row", "straggler_factor", "rank_rows", "run_advise", "format_table", "read_runs",
+__all__ = ["candidates", "predict_row", "straggler_factor", "healthy_fit", "rank_rows", "run_advise", "format_table", "read_runs",
            "load_fit_file", "read_json_file", "plot_whatif", "parse_grids", "format_report", "COLLECTIVES", "DENSITIES", "BITS"]
 
 #: the modelled allreduces a dense exchange is priced with (``hierarchical`` joins on several nodes)
@@ -155,11 +155,19 @@ def straggler_factor(links):
     Raises:
         ConfigError: the document holds no usable pairs.
     """
+    typical, inter, _ = _link_rates(links)
+    return max(1.0, typical / min(inter))
+
+
+def _link_rates(links):
+    """(typical node bandwidth, the inter-node pairs' bandwidths, {(a, b): bandwidth}) of a
+    ``bench links --json`` document (see :func:`straggler_factor`)."""
     from .bench.links import node_report
 
     pairs = links.get("pairs") if isinstance(links, dict) else None
     try:
         rates = [(p["hosts"][0] != p["hosts"][1], float(p["bytes_per_s"])) for p in pairs]
+        by_ranks = {tuple(sorted((int(p["a"]), int(p["b"])))): float(p["bytes_per_s"]) for p in pairs if "a" in p}
         report = node_report(links)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise ConfigError("--links: not a file of bench links --json (no pairs with hosts and bytes_per_s)") from None
@@ -167,7 +175,43 @@ def straggler_factor(links):
     if not inter or min(inter) <= 0 or not all(math.isfinite(r) for r in inter):
         raise ConfigError("--links: no measured pair bandwidths in it")
     typical = statistics.median(r["best_bytes_per_s"] for r in report) if report else statistics.median(inter)
-    return max(1.0, typical / min(inter))
+    return typical, inter, by_ranks
+
+
+def healthy_fit(fit, links, n):
+    """``fit`` as it would be on healthy links, when it was measured on this job's ``n`` ranks
+    *with* the slow link of ``links`` (advise's own short fit): each primitive already ran at
+    the pace of the slowest pair its pattern crosses (the ping-pongs ranks 0 and 1, the
+    exchanges the pairs 2i, 2i+1 at once, the all-to-all every pair), so its beta is divided
+    by that pair's slowdown; the straggler model (:func:`predict_row`) then applies the
+    slowdown once. Without this the slow link would be counted twice.
+
+    Returns:
+        (fit, {primitive group: slowdown divided out}); the fit unchanged (and {}) when the
+        links were measured on another number of ranks or no pattern crosses a slow pair.
+    """
+    typical, _, by_ranks = _link_rates(links)
+    if not by_ranks or max(max(p) for p in by_ranks) != n - 1:
+        return fit, {}
+
+    def seen(pairs):
+        return max([1.0] + [typical / by_ranks[p] for p in pairs if p in by_ranks and by_ranks[p] > 0])
+
+    groups = {("oneway", "oneway-sent"): seen([(0, 1)]),
+              ("exchange", "exchange-sent"): seen([(2 * i, 2 * i + 1) for i in range(n // 2)]),
+              ("concurrent", "concurrent-sent"): seen(list(by_ranks))}
+    out, divided = dict(fit), {}
+    for kinds, factor in groups.items():
+        if factor <= 1.0:
+            continue
+        divided["/".join(kinds)] = factor
+        for kind in kinds:
+            if fit.get(kind):
+                out[kind] = cost.slowed(fit[kind], 1.0 / factor)
+        if kinds[0] == "oneway":  # the survey's single line is the ping-pong's
+            top = cost.slowed({k: fit[k] for k in ("alpha", "beta", "segments") if k in fit}, 1.0 / factor)
+            out.update(top)
+    return out, divided
 
 
 def _exchange_slowdown(kind, collective, n, slow):
@@ -346,7 +390,7 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
 
 
 def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, densities=DENSITIES, bits=BITS,
-               collectives=COLLECTIVES, probe_steps=3, slow=1.0, ranks_per_node=None):
+               collectives=COLLECTIVES, probe_steps=3, slow=1.0, ranks_per_node=None, links=None):
     """Measure and predict (collective: every rank calls it).
 
     Args:
@@ -358,6 +402,8 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         runs: ``read_runs`` result (convergence marks) or None.
         probe_steps: timed steps of the model and of each candidate (after one warm-up).
         slow: the slowest link's slowdown (:func:`straggler_factor` of ``bench links``).
+        links: the ``bench links`` document itself: a short fit measured now is rebased to
+            healthy links with it (:func:`healthy_fit`).
         ranks_per_node: ranks per node of the what-if jobs (default: this job's, from the
             host names; emulated nodes that share one host name need it).
 
@@ -394,6 +440,11 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         res = run_fit(comm, size_sweep(1 << 10, 4 << 20, 4), [4 << 20], ["ring"], "float32", 3, 3, save=False,
                       max_rounds=3)  # bounded: seconds on a fast network, about a minute at 100 Mbit/s
         fit, fit_source = res["fit"], "measured now (short fit)"
+        if links is not None and slow > 1.0:
+            fit, divided = healthy_fit(fit, links, n)
+            if divided:
+                fit_source += ", rebased to healthy links (" + ", ".join(
+                    f"{k} {v:.1f}x" for k, v in divided.items()) + " slower in it)"
     xp = resolve_device(base.device, local_rank())
     threads = limit_threads(base.threads) if base.threads else None  # as the training run (kept alive below)
     data, model, steps_per_epoch, _ = agree(comm, lambda: _setup(base, comm, xp))

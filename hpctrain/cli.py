@@ -221,12 +221,14 @@ def advise(config, fit_path, links_path, nodes_list, ranks_per_node, run_dirs, d
     if plot_path:
         _need_matplotlib("--plot")
     fit = load_fit_file(fit_path) if fit_path else None
-    slow = straggler_factor(read_json_file(links_path, "--links")) if links_path else 1.0
+    links = read_json_file(links_path, "--links") if links_path else None
+    slow = straggler_factor(links) if links is not None else 1.0
     nodes, dens, bits, colls = parse_grids(nodes_list, densities, bits_grid, collectives)
     marks = read_runs(run_dirs) if run_dirs else None
     comm = _comm()
     res = run_advise(config, overrides, comm, fit=fit, nodes_list=nodes, runs=marks, densities=dens, bits=bits,
-                     collectives=colls, probe_steps=probe_steps, slow=slow, ranks_per_node=ranks_per_node)
+                     collectives=colls, probe_steps=probe_steps, slow=slow, ranks_per_node=ranks_per_node,
+                     links=links)
     if comm.rank != 0:
         return
     click.echo(format_report(res, top))

@@ -163,6 +163,42 @@ def test_straggler_factor_from_bench_links():
         straggler_factor({"rows": []})
 
 
+def test_a_fit_measured_with_the_straggler_is_rebased_before_it_is_slowed():
+    """advise's own fit on a job with a slow node already ran its exchanges at the slow
+    pair's pace: rebased to healthy links and slowed once by the straggler model, the ring
+    costs what it costs on the slow link, not the square of the slowdown."""
+    from hpctrain.advise import healthy_fit, straggler_factor
+    from hpctrain.collectives import cost
+
+    pair = lambda a, b, rate: {"a": a, "b": b, "hosts": [f"n{a}", f"n{b}"], "bytes_per_s": rate}  # noqa: E731
+    fast, slow_rate = 1e8, 1e7  # rank 2's node at a tenth of the rate
+    links = {"hosts": ["n0", "n1", "n2", "n3"],
+             "pairs": [pair(a, b, slow_rate if 2 in (a, b) else fast) for a in range(4) for b in range(a + 1, 4)]}
+    s = straggler_factor(links)
+    assert s == pytest.approx(10.0)
+    line = lambda b: {"segments": [{"alpha": 1e-5, "beta": b, "max_bytes": None}]}  # noqa: E731
+    healthy_beta = 1.0 / fast
+    # as bench fit measures on this job: the ping-pong 0 <-> 1 is healthy, the exchanges
+    # (pairs 0-1 and 2-3 at once) and the all-to-all run at the slow pair's pace
+    measured = {"alpha": 1e-5, "beta": healthy_beta, "oneway": line(healthy_beta), "exchange": line(10 * healthy_beta),
+                "exchange-sent": line(10 * healthy_beta), "concurrent": dict(line(10 * healthy_beta), peers=3)}
+    rebased, divided = healthy_fit(measured, links, 4)
+    assert divided == {"exchange/exchange-sent": pytest.approx(10.0), "concurrent/concurrent-sent": pytest.approx(10.0)}
+    assert rebased["oneway"] == measured["oneway"] and rebased["beta"] == healthy_beta
+    for kind in ("exchange", "exchange-sent", "concurrent"):
+        assert rebased[kind]["segments"][0]["beta"] == pytest.approx(healthy_beta)
+        assert rebased[kind]["segments"][0]["alpha"] == measured[kind]["segments"][0]["alpha"]
+    # the ring of 4 MB: slowed once = the measured fit's own price (its exchanges saw the slow link)
+    S = 4e6
+    once = cost.predict("ring", 4, S, cost.slowed(rebased, s))
+    assert once == pytest.approx(cost.predict("ring", 4, S, measured), rel=1e-9)
+    assert cost.predict("ring", 4, S, cost.slowed(measured, s)) > 5 * once  # what double counting gave
+    # links of another job size, or without a slow pair in the fit's patterns: unchanged
+    assert healthy_fit(measured, links, 8) == (measured, {})
+    healthy_links = {"hosts": links["hosts"], "pairs": [pair(a, b, fast) for a in range(4) for b in range(a + 1, 4)]}
+    assert healthy_fit(measured, healthy_links, 4) == (measured, {})
+
+
 def _run_dir(path, losses, cfg, finished=True):
     path.mkdir()
     with open(path / "metrics.jsonl", "w") as f:
