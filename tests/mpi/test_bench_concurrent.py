@@ -27,9 +27,9 @@ def test_bench_fit_writes_the_concurrent_term(mpirun, tmp_path):
     assert conc["segments"][-1]["max_bytes"] is None and all(s["beta"] >= 0 for s in conc["segments"])
     fit = load_fit_file(str(out))  # what advise --fit reads
     assert cost.concurrent_note(fit) is None
-    # multi-ps is priced on it: the concurrent line, not the exchange's
+    # gossip with two neighbours is priced on it: the concurrent line, not the exchange's
     m = 16384
     a_c, b_c = cost.link(fit, m, "concurrent")
     assert (a_c, b_c) == (conc["segments"][-1]["alpha"], conc["segments"][-1]["beta"])
-    plan = cost.steps("multi-ps", 4, 4 * m)
-    assert [k for k, _, _ in plan] == ["concurrent", "concurrent-sent", "reduce"]
+    plan = cost.steps("gossip", 4, 4 * m, degree=2)
+    assert [k for k, _, _ in plan][0] == "concurrent"
