@@ -35,6 +35,7 @@ from .collectives import get_allreduce
 from .collectives import cost
 from .compress import is_half_precision, is_lossless
 from .collectives.hierarchical import layout as node_layout
+from .collectives.half import HalfWire
 from .compress import COMPRESSORS
 from .config import load_config
 from .errors import ConfigError, DataError, HpctrainError
@@ -81,6 +82,9 @@ def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
                         else [{"bits": b} for b in bits] if "bits" in params else [{}])
                 for extra in grid:
                     out.append({"algo": name, "aggregation": agg, "compressor": comp or "none", **extra})
+                    if cls.bucketing == "free" and comp is None and (not compressors or "fp16" in compressors):
+                        out[-1]["fp16_allreduce"] = False  # and the same in float16 (--fp16-allreduce)
+                        out.append({**out[-1], "fp16_allreduce": True})
     return out
 
 
@@ -94,6 +98,8 @@ def method_label(c):
             text += f"({c['density']:g})"
         elif "bits" in c:
             text += f"({c['bits']}b)"
+    if c.get("fp16_allreduce"):
+        text += "+fp16"
     if len(ALGORITHMS[c["algo"]].aggregations) > 1:
         text += f" {c['aggregation']}"
     return text
@@ -272,8 +278,9 @@ def rank_rows(measured, n, nodes, fit, collectives=COLLECTIVES, slow=1.0):
             rows.append({"method": m["label"], **m["config"], "collective": c, **pred,
                          "converged": m.get("converged")})
     rows.sort(key=lambda r: r["step_s"])
-    fp32 = min((r["step_s"] for r in rows if r["algo"] == "dmsgd"), default=None)
-    fp16 = min((r["step_s"] for r in rows if is_half_precision(r.get("compressor"))), default=None)
+    fp32 = min((r["step_s"] for r in rows if r["algo"] == "dmsgd" and not r.get("fp16_allreduce")), default=None)
+    fp16 = min((r["step_s"] for r in rows if r.get("fp16_allreduce") or is_half_precision(r.get("compressor"))),
+               default=None)
     for i, r in enumerate(rows, 1):
         r["rank"] = i
         r["speedup_fp32"] = fp32 / r["step_s"] if fp32 and r["step_s"] > 0 else None
@@ -332,6 +339,8 @@ def _run_key(cfg):
     if knob is not None and not isinstance(knob, (int, float)):
         raise DataError(f"summary.json of a run: {knob!r} is not a density or a number of bits")
     agg = cfg.get("aggregation", "allreduce")
+    if cfg.get("fp16_allreduce") is True and comp == "none":
+        comp = "fp16-allreduce"  # the dense run in float16 is its own method
     return (cfg.get("algo"), agg, comp, None if knob is None else float(knob))
 
 
@@ -354,7 +363,8 @@ def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
     """Median seconds of one algorithm step on a one-rank communicator, of one decode of
     another rank's message (``Algorithm.decode_one``) and of one compress call, and the
     pattern for every n in ``sizes`` (its payload sizes from the steps' last payload)."""
-    ctx = AlgoContext(cfg, selfcomm, get_allreduce("ring"), params.size, *ctx_args)
+    reduce = get_allreduce("ring")
+    ctx = AlgoContext(cfg, selfcomm, HalfWire(reduce) if cfg.fp16_allreduce else reduce, params.size, *ctx_args)
     p = params.copy()
     alg = ALGORITHMS[cfg.algo](ctx, p)
     comp = getattr(alg, "comp", None)
@@ -491,8 +501,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     for i, m in enumerate(measured):
         m["compute_s"], m["local_s"], m["decode_s"], m["compress_s"] = (compute, *map(float, times[1 + 3 * i:4 + 3 * i]))
         if runs:
-            m["converged"] = runs.get((m["config"]["algo"], m["config"]["aggregation"], m["config"]["compressor"],
-                                       _knob(m["config"])))
+            m["converged"] = runs.get(_run_key(m["config"]))
     out = {"job": {"ranks": n, "nodes": lay.nodes, "ranks_per_node": per_node, "dim": int(params.size),
                    "model": base.model, "batch_size": base.batch_size},
            "fit_source": fit_source, "fit": fit, "fit_note": cost.concurrent_note(fit), "compute_s": compute,
@@ -505,11 +514,6 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
         out["whatif"][str(int(N))] = rank_rows(measured, int(N) * per_node, int(N), fit, collectives, slow)
     del threads
     return out
-
-
-def _knob(c):
-    v = c.get("density", c.get("bits"))
-    return None if v is None else float(v)
 
 
 def _bytes(b):

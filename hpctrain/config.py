@@ -117,6 +117,10 @@ class TrainConfig:
                              "each; unbound ranks: cores >= 2 x ranks on the node; with the cores full it measured "
                              "slower); --overlap forces it, --no-overlap turns it off (config: "
                              "true, false or \"auto\"); the banner says when it is off and why")
+    fp16_allreduce: bool = _f(False, "dense 16-bit baseline: the gradient's allreduce carries IEEE half precision "
+                              "(divided by the ranks, rounded to float16, summed in float16 by the collective, "
+                              "widened back; PyTorch DDP's fp16_compress_hook): half the bytes; algorithms that "
+                              "average the gradient (dsgd, dmsgd, adagrad)")
     bucket_size: float = _f(0.0, "MiB per gradient bucket after a small first one of 0.25 MiB (0: 25 MiB as "
                             "PyTorch DDP, or a quarter of a smaller model); with --no-overlap a size > 0 reduces "
                             "the buckets one after another after backward", check=_nonneg)
@@ -224,6 +228,9 @@ def validate(cfg):
     if allowed and cfg.compressor not in allowed:
         why = cls.refusal(COMPRESSORS[cfg.compressor])  # by capability
         raise ConfigError(f"{why} (it takes compressor {', '.join(allowed)})")
+    if cfg.fp16_allreduce and cls.bucketing != "free":
+        raise ConfigError(f"--fp16-allreduce: algo {cfg.algo} does not average the gradient with one allreduce "
+                          "(dsgd, dmsgd and adagrad do; compressed algorithms take --compressor fp16)")
     aggs = cls.aggregations
     if cfg.aggregation not in aggs:
         raise ConfigError(f"algo {cfg.algo} supports aggregation {', '.join(aggs)}; got {cfg.aggregation!r}")

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import time
+import types
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from .checkpoint import (
 )
 from .collectives import get_allreduce
 from .collectives.auto import chosen, describe
+from .collectives.half import HalfWire
 from .collectives.hierarchical import layout as node_layout
 from .comm import world
 from .comm.stall import start as start_stall_inspector
@@ -409,6 +411,9 @@ class _Run:
         self.grad = self.xp.zeros_like(self.params)
         allreduce = trace.wrap(get_allreduce(cfg.collective),
                                _COLLECTIVE_SPAN.get(cfg.collective, f"allreduce {cfg.collective}"))
+        # --fp16-allreduce: the gradient's allreduce in float16 (its casts timed as compression)
+        self.half = HalfWire(allreduce) if cfg.fp16_allreduce else None
+        allreduce = self.half or allreduce
         # --overlap / --bucket-size: the gradient's allreduce served by buckets (None: one call)
         # (auto: on where every rank has a free core for the thread; collective, so outside agree)
         spare = spare_cores(comm, force="--overlap" if cfg.overlap == "auto" else None) \
@@ -426,6 +431,9 @@ class _Run:
         # compute / compress / comm / other of the steps (on the GPU, each part waits for its kernels)
         self.clock = StepClock(comm, (lambda: synchronize(self.params)) if cfg.device == "gpu" else None)
         self.clock.time_compressors(self.algo)
+        if self.half is not None:
+            # the casts of the unbucketed path (the buckets' casts run inside the bucket reductions)
+            self.clock.time_compressors(types.SimpleNamespace(half=self.half))
         self.lr_at = make_schedule(cfg, self.steps_per_epoch)
         # the nodes the two-level collective found (MPI's shared-memory groups: the launcher's
         # or Slurm's placement), for the banner and summary.json
@@ -433,7 +441,8 @@ class _Run:
         # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
         sizes = self.algo.allreduce_sizes()
         if self.buckets is not None:  # the gradient's allreduce runs as one message per bucket
-            sizes = tuple(b.size * self.grad.dtype.itemsize for b in self.buckets.buckets)
+            wire = 2 if cfg.fp16_allreduce else self.grad.dtype.itemsize
+            sizes = tuple(b.size * wire for b in self.buckets.buckets)
         self.allreduce_choice = chosen(comm, cfg.collective, sizes)
         self.collective_used = describe(cfg.collective, self.allreduce_choice)
 
@@ -441,6 +450,7 @@ class _Run:
         """The run's first line."""
         cfg, comm, data = self.cfg, self.comm, self.data
         over = f" over {self.collective_used}" if self.collective_used else ""
+        over += " in float16 (--fp16-allreduce)" if cfg.fp16_allreduce else ""
         return (f"hpctrain {__version__}: {cfg.algo}{over} on {comm.size} "
                 f"rank{'s' if comm.size != 1 else ''}, {cfg.model} on {data.name} ({data.n_train_total} train / "
                 f"{data.n_test_total} test), {self.steps_per_epoch} steps/epoch, run dir {self.run_dir}"
@@ -495,7 +505,9 @@ def _gradient_buckets(cfg, comm, model, grad, spare=(True, "")):
     overlap = bool(cfg.overlap) and not crowded
     if not overlap and not cfg.bucket_size:
         return None, f"overlap off: {why}" if crowded else "overlap off"
-    buckets = BucketedAllreduce(comm, grad, layers, get_allreduce(cfg.collective), cfg.bucket_size or None,
+    reduce = get_allreduce(cfg.collective)
+    buckets = BucketedAllreduce(comm, grad, layers, HalfWire(reduce) if cfg.fp16_allreduce else reduce,
+                                cfg.bucket_size or None,
                                 overlap=overlap, spare=spare)  # the verdict agreed above: no second collective
     n, big = len(buckets.buckets), max(b.size for b in buckets.buckets) * grad.dtype.itemsize / (1 << 20)
     what = f"{n} bucket{'s' if n != 1 else ''} (largest {big:.3g} MiB)"

@@ -46,6 +46,7 @@ LR_GRIDS = {"momentum": (0.02, 0.05, 0.1), "sgd": (0.1, 0.2, 0.5), "adagrad": (0
 #: name -> the flags that pick the algorithm (s/d 0.01 for the sparsifiers)
 ALGOS = {
     "dmsgd": ["--algo", "dmsgd"],
+    "dmsgd-fp16": ["--algo", "dmsgd", "--fp16-allreduce"],  # the dense 16-bit baseline
     "gmc-d0.01": ["--algo", "gmc", "--density", "0.01"],
     "dgc-d0.01": ["--algo", "dgc", "--density", "0.01"],
     "mdsgd-d0.01": ["--algo", "mdsgd", "--density", "0.01"],
@@ -57,7 +58,7 @@ ALGOS = {
     "dpsgd-ring": ["--algo", "dpsgd", "--topology", "ring"],
 }
 #: the optimiser family of each method (which lr grid its sweep uses)
-FAMILY = {"dmsgd": "momentum", "gmc-d0.01": "momentum", "dgc-d0.01": "momentum", "mdsgd-d0.01": "momentum",
+FAMILY = {"dmsgd": "momentum", "dmsgd-fp16": "momentum", "gmc-d0.01": "momentum", "dgc-d0.01": "momentum", "mdsgd-d0.01": "momentum",
           "prsgd-momentum-I8": "momentum", "csgd-qsgd4": "sgd", "ecsgd-sign": "sgd", "doublesqueeze": "sgd",
           "local-sgd-H8": "sgd", "dpsgd-ring": "sgd"}
 

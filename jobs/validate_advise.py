@@ -73,6 +73,8 @@ def train_flags(row):
         flags += ["--density", str(row["density"])]
     if "bits" in row:
         flags += ["--bits", str(row["bits"])]
+    if row.get("fp16_allreduce"):
+        flags += ["--fp16-allreduce"]
     if row["collective"] != "-":
         flags += ["--collective", row["collective"]]
     return flags

@@ -253,6 +253,8 @@ CASES = [
     Case("typo-option", "a mistyped option", lambda t: ["train", "--lrr", "0.1"], "No such option '--lrr'. Did you mean '--lr'?"),
     Case("typo-command", "a mistyped command", lambda t: ["trian"], "No such command 'trian'"),
     Case("unknown-algo", "an unknown algorithm", _train("--algo", "sgdx"), "'sgdx' is not one of"),
+    Case("fp16-allreduce-compressed", "--fp16-allreduce with an algorithm that does not average the gradient",
+         _train("--algo", "gmc", "--fp16-allreduce"), "--fp16-allreduce: algo gmc does not average the gradient"),
     Case("unknown-collective", "an unknown collective", _train("--collective", "tree"), "'tree' is not one of"),
     Case("unknown-model", "an unknown model", _train("--model", "cnnn"), "unknown model 'cnnn'"),
     Case("model-bad-token", "a layer string with an unknown token", _train("--model", "conv:8:3,relu,pool:2,linear:10"),

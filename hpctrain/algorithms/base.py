@@ -181,7 +181,11 @@ class Algorithm:
         """
         if self.compressors or self.cfg.aggregation != "allreduce":
             return ()
-        return (self.ctx.dim * np.dtype(self.cfg.dtype).itemsize,)
+        return (self.ctx.dim * self.wire_itemsize(),)
+
+    def wire_itemsize(self):
+        """Bytes per coordinate of the gradient's allreduce: 2 with ``--fp16-allreduce``."""
+        return 2 if getattr(self.cfg, "fp16_allreduce", False) else np.dtype(self.cfg.dtype).itemsize
 
     def steps_per_sync(self):
         """Steps between this algorithm's communications (1: every step; H for local SGD)."""
@@ -249,6 +253,8 @@ class Algorithm:
         update w_{t+1} - w_t (what a server sends each worker: p ||w_t+1 - w_t||_0 over
         the p workers). The trainer turns the sums into 001's compression ratio
         (:func:`hpctrain.metrics.traffic_ratios`)."""
+        if getattr(self.cfg, "fp16_allreduce", False):  # a half is half a float32 value
+            up, down = up / 2, down / 2
         self.count("floats_up", up)
         self.count("floats_down", down)
 

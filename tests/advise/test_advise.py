@@ -107,18 +107,26 @@ def test_advise_on_two_ranks_writes_a_row_per_method(tmp_path):
     skipped = {s["method"] for s in doc["skipped"]}
     assert {r["method"] for r in doc["rows"]} | skipped == labels
     assert len(labels - skipped) >= 30
-    dense = [r for r in doc["rows"] if r["algo"] == "dmsgd"]
-    assert {r["collective"] for r in dense} == {"ring", "recursive", "multi-ps", "ps"}
+    dense = [r for r in doc["rows"] if r["algo"] == "dmsgd" and not r["fp16_allreduce"]]
+    half = [r for r in doc["rows"] if r["algo"] == "dmsgd" and r["fp16_allreduce"]]
+    assert {r["collective"] for r in dense} == {r["collective"] for r in half} == {"ring", "recursive", "multi-ps", "ps"}
     assert all(r["step_s"] == pytest.approx(r["compute_s"] + r["local_s"] + r["comm_s"]) for r in doc["rows"])
     ring = next(r for r in dense if r["collective"] == "ring")  # 2 ranks: one step each way, at the slow rate
     assert ring["comm_s"] == pytest.approx(2 * A + 2 * (doc["job"]["dim"] * 4 / 2) * B * 10, rel=1e-6)
+    ring16 = next(r for r in half if r["collective"] == "ring")  # the dense 16-bit baseline: half the bytes
+    assert ring16["method"] == "dmsgd+fp16" and ring16["bytes_per_step"] == pytest.approx(ring["bytes_per_step"] / 2)
+    assert ring16["comm_s"] == pytest.approx(2 * A + 2 * (doc["job"]["dim"] * 2 / 2) * B * 10, rel=1e-6)
+    fp16 = min(r["step_s"] for r in doc["rows"] if r.get("fp16_allreduce") or r["compressor"] == "fp16")
+    assert min(r["step_s"] for r in half) >= fp16  # x fp16: over the fastest half-precision row, dense or not
+    assert all(r["speedup_fp16"] == pytest.approx(fp16 / r["step_s"]) for r in doc["rows"])
+    assert all(r["speedup_fp32"] == pytest.approx(min(d["step_s"] for d in dense) / r["step_s"]) for r in doc["rows"])
     assert [r["step_s"] for r in doc["rows"]] == sorted(r["step_s"] for r in doc["rows"])
     assert dense[0]["converged"] and dense[0]["converged"].startswith(("yes", "no"))
     assert {r["converged"] for r in doc["rows"] if r["method"] == "mdsgd+topk(0.003)"} == {"no (acc 0.520)"}
     assert set(doc["whatif"]) == {"2", "8"}
     assert "hierarchical" in {r["collective"] for r in doc["whatif"]["8"]}
     assert doc["job"]["ranks_per_node"] == 1  # the what-if for 8 nodes: 8 ranks, the slow link's pace
-    ring8 = next(r for r in doc["whatif"]["8"] if r["algo"] == "dmsgd" and r["collective"] == "ring")
+    ring8 = next(r for r in doc["whatif"]["8"] if r["method"] == "dmsgd" and r["collective"] == "ring")
     assert ring8["comm_s"] == pytest.approx(14 * A + 14 / 8 * doc["job"]["dim"] * 4 * B * 10, rel=1e-6)
     assert "predicted on this job (2 ranks)" in res.stdout and "what-if: 8 nodes" in res.stdout
     assert list(tmp_path.iterdir())  # outputs only where named (tmp_path)
