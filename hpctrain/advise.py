@@ -82,7 +82,7 @@ def candidates(algos=None, compressors=None, densities=DENSITIES, bits=BITS):
                         else [{"bits": b} for b in bits] if "bits" in params else [{}])
                 for extra in grid:
                     out.append({"algo": name, "aggregation": agg, "compressor": comp or "none", **extra})
-                    if cls.bucketing == "free" and comp is None and (not compressors or "fp16" in compressors):
+                    if cls.bucketing == "free" and comp is None and (not compressors or any(map(is_half_precision, compressors))):
                         out[-1]["fp16_allreduce"] = False  # and the same in float16 (--fp16-allreduce)
                         out.append({**out[-1], "fp16_allreduce": True})
     return out
@@ -339,7 +339,7 @@ def _run_key(cfg):
     if knob is not None and not isinstance(knob, (int, float)):
         raise DataError(f"summary.json of a run: {knob!r} is not a density or a number of bits")
     agg = cfg.get("aggregation", "allreduce")
-    if cfg.get("fp16_allreduce") is True and comp == "none":
+    if cfg.get("fp16_allreduce") is True and is_lossless(comp):
         comp = "fp16-allreduce"  # the dense run in float16 is its own method
     return (cfg.get("algo"), agg, comp, None if knob is None else float(knob))
 

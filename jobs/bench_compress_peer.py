@@ -119,6 +119,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--ops", default="topk,approx-topk,randk,qsgd,minmax,sign,fp16")
     ap.add_argument("--json", default="")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="standard deviation of the test vector (1e-5: a gradient divided by the ranks, whose "
+                         "float16 values are mostly subnormal)")
     args = ap.parse_args()
     import torch
 
@@ -131,7 +134,7 @@ def main():
           f"{'torch GB/s':>11s} {'speed ratio':>12s} {'memcpy GB/s':>12s}")
     for size in args.sizes.split(","):
         d = parse_size(size)
-        x = np.random.default_rng(0).standard_normal(d).astype(np.float32)
+        x = (np.random.default_rng(0).standard_normal(d) * args.scale).astype(np.float32)
         out = np.empty_like(x)
         cp = _time(lambda: np.copyto(out, x), args.repeats)
         xt, outt = torch.from_numpy(x.copy()), torch.empty(d)

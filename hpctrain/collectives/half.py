@@ -13,6 +13,7 @@ additions between the collective's messages.
 
 import numpy as np
 
+from ..halfcast import cast_from_half, cast_to_half, half_scratch
 from ..xp import get_array_module
 
 __all__ = ["HalfWire"]
@@ -33,6 +34,7 @@ class HalfWire:
     def __init__(self, allreduce):
         self.allreduce = allreduce
         self._half = {}
+        self._scratch_blocks = half_scratch()
 
     def _scratch(self, buf):
         xp = get_array_module(buf)
@@ -48,15 +50,11 @@ class HalfWire:
         xp = get_array_module(buf)
         if scale != 1.0:
             xp.multiply(buf, buf.dtype.type(scale), out=buf)
-        half = self._scratch(buf)
-        with np.errstate(over="ignore"):
-            xp.copyto(half, buf, casting="same_kind")
-        return half
+        return cast_to_half(buf, self._scratch(buf), self._scratch_blocks)
 
     def decompress(self, half, buf):
         """``buf[...] = half`` (exact widening)."""
-        get_array_module(buf).copyto(buf, half)
-        return buf
+        return cast_from_half(half, buf, self._scratch_blocks)
 
     def __call__(self, comm, buf, op="sum"):
         if op not in ("sum", "mean") or buf.dtype.kind != "f":

@@ -5,6 +5,7 @@ kernels/fp16.cu converts in software with NumPy's rounding rules, bit for bit.
 
 import numpy as np
 
+from ..halfcast import BLOCK, cast_from_half, cast_to_half, half_scratch
 from . import gpu
 from .base import Compressor, Payload
 
@@ -27,18 +28,26 @@ class FP16(Compressor):
         @staticmethod
         def encode(op, x, step, rank):
             half = np.empty(x.size, np.float16)  # the payload (2 bytes a coordinate)
-            with np.errstate(over="ignore"):
-                np.copyto(half, x, casting="same_kind")
+            cast_to_half(x, half, _scratch(op))
             return Payload(op.name, x.size, x.dtype, x.size, {"values": half}, step=step)
 
         @staticmethod
         def decode(op, payload, out):
-            np.copyto(out, payload["values"])
+            cast_from_half(payload["values"], out, _scratch(op))
 
         @staticmethod
         def decode_add(op, payload, out):
             """out += widened values (exact widening, then the one rounding of the add)."""
-            np.add(out, payload["values"], out=out, dtype=out.dtype)
+            h = payload["values"]
+            if out.dtype != np.float32:
+                np.add(out, h, out=out, dtype=out.dtype)
+                return
+            sc = _scratch(op)
+            wide = op.scratch("wide", BLOCK, np.float32)
+            for i in range(0, out.size, BLOCK):
+                k = min(BLOCK, out.size - i)
+                cast_from_half(h[i:i + k], wide[:k], sc)
+                np.add(out[i:i + k], wide[:k], out=out[i:i + k])
 
     class Device:
         @staticmethod
@@ -48,6 +57,14 @@ class FP16(Compressor):
         @staticmethod
         def decode(op, payload, out):
             from_half(payload["values"], out)
+
+
+def _scratch(op):
+    """The operator's scratch of the host casts (:func:`hpctrain.halfcast.half_scratch`)."""
+    sc = op.__dict__.get("_half_scratch")
+    if sc is None:
+        sc = op.__dict__["_half_scratch"] = half_scratch()
+    return sc
 
 
 def to_half(x):
