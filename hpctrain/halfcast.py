@@ -31,7 +31,8 @@ BLOCK = 1 << 16
 
 def half_scratch(n=BLOCK):
     """The scratch of :func:`host_to_half` and :func:`host_from_half` for n values."""
-    return {"a": np.empty(n, np.uint32), "b": np.empty(n, np.uint32), "mask": np.empty(n, np.bool_)}
+    return {"a": np.empty(n, np.uint32), "b": np.empty(n, np.uint32), "m": np.empty(n, np.uint32),
+            "mask": np.empty(n, np.bool_)}
 
 
 def _blocks(cast, src, dst, scratch):
@@ -61,10 +62,25 @@ def cast_from_half(h, out, scratch):
     return out
 
 
+def _below(v, limit, m):
+    """m = all ones where uint32 ``v`` < ``limit`` (both below 2^31), else 0: branch-free
+    (a masked NumPy call on a mixed mask costs ten times a plain pass)."""
+    mi = m.view(np.int32)
+    np.subtract(v.view(np.int32), np.int32(limit), out=mi)
+    np.right_shift(mi, 31, out=mi)
+
+
+def _select(m, new, old):
+    """old = new where m is all ones, else old (``new`` is clobbered)."""
+    np.bitwise_xor(new, old, out=new)
+    np.bitwise_and(new, m, out=new)
+    np.bitwise_xor(old, new, out=old)
+
+
 def host_to_half(x, out, scratch):
     """``out[...] = x.astype(float16)`` for float32 ``x``, bit for bit, without NumPy's
     per-element slow path for subnormal results."""
-    a, b, mask = scratch["a"], scratch["b"], scratch["mask"]
+    a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     u = x.view(np.uint32)
     np.bitwise_and(u, _ABS, out=a)  # |x|
     np.right_shift(a, 13, out=b)  # normal results: rebias the exponent, round to nearest even
@@ -77,13 +93,12 @@ def host_to_half(x, out, scratch):
         for i in np.flatnonzero(mask):
             ai = int(a[i])
             b[i] = 0x7C00 if ai <= 0x7F800000 else max(0x7C01, 0x7C00 + ((ai & 0x7FFFFF) >> 13))
-    np.less(a, _MIN_NORMAL, out=mask)
-    if mask.any():  # subnormal halves: the float32 add rounds |x| to units of 2^-24
-        f = a.view(np.float32)
-        with np.errstate(all="ignore"):  # the other elements' bits may be NaN as floats
-            np.add(f, _HALF_MAGIC, out=f)
-        np.subtract(a, _HALF_MAGIC_BITS, out=a)
-        np.copyto(b, a, where=mask)
+    _below(a, _MIN_NORMAL, m)  # subnormal halves: the float32 add rounds |x| to units of 2^-24
+    f = a.view(np.float32)
+    with np.errstate(all="ignore"):  # the other elements' bits may be NaN as floats
+        np.add(f, _HALF_MAGIC, out=f)
+    np.subtract(a, _HALF_MAGIC_BITS, out=a)
+    _select(m, a, b)
     np.right_shift(u, 16, out=a)  # the sign
     np.bitwise_and(a, _SIGN, out=a)
     np.bitwise_or(b, a, out=b)
@@ -94,20 +109,21 @@ def host_to_half(x, out, scratch):
 def host_from_half(h, out, scratch):
     """``out[...] = h`` (float16 to float32, exact), bit for bit as NumPy's cast, without
     its per-element slow path for subnormals."""
-    a, mask = scratch["a"], scratch["mask"]
+    a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     o = out.view(np.uint32)
     np.copyto(o, h.view(np.uint16))
     np.bitwise_and(o, _SIGN, out=a)
     np.left_shift(a, 16, out=a)  # the sign
     np.bitwise_and(o, 0x7FFF, out=o)
+    _below(o, 0x400, m)  # zero and subnormals (exponent 0)
     np.left_shift(o, 13, out=o)
     np.add(o, np.uint32(0x38000000), out=o)  # rebias: right for normal halves
-    np.less(o, _MIN_NORMAL, out=mask)
-    if mask.any():  # zero and subnormals: 2^-14 (1 + m/1024) - 2^-14 = m 2^-24, exactly
-        np.add(o, np.uint32(1 << 23), out=o, where=mask)
-        np.subtract(out, np.float32(2.0 ** -14), out=out, where=mask)
+    np.add(o, np.uint32(1 << 23), out=b)  # subnormals: 2^-14 (1 + m/1024) - 2^-14 = m 2^-24, exactly
+    fb = b.view(np.float32)
+    np.subtract(fb, np.float32(2.0 ** -14), out=fb)
+    _select(m, b, o)
     np.greater_equal(o, _OVER, out=mask)
-    if mask.any():  # inf and NaN: the largest exponent
+    if mask.any():  # rare: inf and NaN, the largest exponent
         np.add(o, np.uint32(0x38000000), out=o, where=mask)
     np.bitwise_or(o, a, out=o)
     return out
