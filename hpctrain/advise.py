@@ -235,7 +235,8 @@ def predict_row(meas, n, nodes, fit, collective, slow=1.0):
     Args:
         meas: dict with ``compute_s``, ``local_s``, ``decode_s`` (one payload decode),
             ``compress_s`` (one compress call) and ``pattern`` (dict n -> list of
-            :class:`~hpctrain.algorithms.base.Exchange`).
+            :class:`~hpctrain.algorithms.base.Exchange`); ``reduce_s_per_byte`` where the
+            collective adds float16 (``--fp16-allreduce``): its reductions at that rate.
         collective: the allreduce of ``allreduce`` exchanges.
         slow: the slowest link's slowdown (:func:`straggler_factor`): lockstep exchanges
             run at its pace, a server's round has one slow worker.
@@ -249,6 +250,9 @@ def predict_row(meas, n, nodes, fit, collective, slow=1.0):
     for ex in pattern:
         factor = _exchange_slowdown(ex.kind, collective, n, slow)
         link = fit if factor == 1.0 else cost.slowed(fit, factor)
+        if meas.get("reduce_s_per_byte"):  # the collective adds float16 (--fp16-allreduce)
+            seg = {"segments": [{"alpha": 0.0, "beta": meas["reduce_s_per_byte"], "max_bytes": None}]}
+            link = dict(link, reduce=seg, **{"reduce-sent": seg})
         t = cost.exchange_time(ex.kind, n, ex.nbytes, link, nodes=nodes, collective=collective, **ex.options())
         b = cost.exchange_bytes(ex.kind, n, ex.nbytes, collective=collective, **ex.options())
         if t is None:
@@ -357,6 +361,16 @@ def _timed_median(fn, reps, sync, warmup=1):
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def _half_add_seconds(d, reps):
+    """Median seconds of one float16 addition of two d-vectors as the host collectives do it
+    (:func:`hpctrain.halfcast.half_add`): several times a float32 addition's cost."""
+    from .halfcast import half_add
+
+    a, b = np.ones(d, np.float16), np.ones(d, np.float16)
+    add = half_add()
+    return _timed_median(lambda: add(a, b, out=a), reps, lambda: None)
 
 
 def _measure_local(cfg, selfcomm, params, grad, ctx_args, reps, sizes, sync):
@@ -485,6 +499,7 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
             cfg = load_config(cfg_path, {**given, **c})
             loc, dec, comp_s, pattern = _measure_local(cfg, selfcomm, params, grad,
                                                        (steps_per_epoch, xp, {}, layers), probe_steps, sizes, sync)
+            add16 = _half_add_seconds(params.size, probe_steps) if cfg.fp16_allreduce and xp is np else 0.0
         except HpctrainError as exc:  # a configuration this model cannot run
             why = str(exc)
         failed = comm.allgather_array(np.array([why is not None], dtype=np.int8))[:, 0]
@@ -493,13 +508,16 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
                             "why": why or f"failed on rank {int(np.flatnonzero(failed)[0])}"})
             continue
         measured.append({"label": method_label(c), "config": c, "pattern": pattern})
-        local.append((loc, dec, comp_s))
+        local.append((loc, dec, comp_s, add16))
     # the slowest rank decides a synchronous step: the maximum over ranks of every time
-    times = np.array([compute] + [v for trio in local for v in trio], dtype=np.float64)
+    times = np.array([compute] + [v for four in local for v in four], dtype=np.float64)
     comm.native_allreduce(times, "max")
     compute = float(times[0]) + (cost.predict("recursive", n, 16, fit, nodes=lay.nodes) or 0.0) / StepGuard.CHECK_EVERY
     for i, m in enumerate(measured):
-        m["compute_s"], m["local_s"], m["decode_s"], m["compress_s"] = (compute, *map(float, times[1 + 3 * i:4 + 3 * i]))
+        m["compute_s"], m["local_s"], m["decode_s"], m["compress_s"], add16 = (
+            compute, *map(float, times[1 + 4 * i:5 + 4 * i]))
+        if add16 > 0:  # float16 additions: priced at their own rate, per byte of halves
+            m["reduce_s_per_byte"] = add16 / (2.0 * params.size)
         if runs:
             m["converged"] = runs.get(_run_key(m["config"]))
     out = {"job": {"ranks": n, "nodes": lay.nodes, "ranks_per_node": per_node, "dim": int(params.size),
