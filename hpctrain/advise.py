@@ -493,13 +493,16 @@ def run_advise(cfg_path, overrides, comm, fit=None, nodes_list=(), runs=None, de
     compressors = [base.compressor] if "compressor" in given else None
     cands = candidates(algos=algos, compressors=compressors, densities=densities, bits=bits)
     measured, skipped, local = [], [], []
+    half_add_s = None
     for c in cands:
         why = None
         try:
             cfg = load_config(cfg_path, {**given, **c})
             loc, dec, comp_s, pattern = _measure_local(cfg, selfcomm, params, grad,
                                                        (steps_per_epoch, xp, {}, layers), probe_steps, sizes, sync)
-            add16 = _half_add_seconds(params.size, probe_steps) if cfg.fp16_allreduce and xp is np else 0.0
+            add16 = 0.0
+            if cfg.fp16_allreduce and xp is np:  # the same addition for every such candidate: timed once
+                add16 = half_add_s = half_add_s or _half_add_seconds(params.size, probe_steps)
         except HpctrainError as exc:  # a configuration this model cannot run
             why = str(exc)
         failed = comm.allgather_array(np.array([why is not None], dtype=np.int8))[:, 0]

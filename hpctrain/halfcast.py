@@ -10,11 +10,13 @@ integer passes over cache-sized blocks, at the same speed for every value. Used 
 float16 additions.
 """
 
+import threading
+
 import numpy as np
 
 from .xp import get_array_module
 
-__all__ = ["BLOCK", "half_scratch", "host_to_half", "host_from_half", "cast_to_half", "cast_from_half", "half_add"]
+__all__ = ["BLOCK", "SCRATCH_DTYPES", "half_scratch", "host_to_half", "host_from_half", "cast_to_half", "cast_from_half", "half_add"]
 
 _ABS, _SIGN = np.uint32(0x7FFFFFFF), np.uint32(0x8000)
 _MIN_NORMAL = np.uint32(0x38800000)  # 2^-14: below it the half is subnormal (or zero)
@@ -29,10 +31,13 @@ _HALF_MAGIC_BITS = np.uint32(0x3F000000)
 BLOCK = 1 << 16
 
 
+#: the scratch arrays of :func:`host_to_half` and :func:`host_from_half`, by name
+SCRATCH_DTYPES = {"a": np.uint32, "b": np.uint32, "m": np.uint32, "mask": np.bool_}
+
+
 def half_scratch(n=BLOCK):
     """The scratch of :func:`host_to_half` and :func:`host_from_half` for n values."""
-    return {"a": np.empty(n, np.uint32), "b": np.empty(n, np.uint32), "m": np.empty(n, np.uint32),
-            "mask": np.empty(n, np.bool_)}
+    return {k: np.empty(n, dt) for k, dt in SCRATCH_DTYPES.items()}
 
 
 def _blocks(cast, src, dst, scratch):
@@ -140,9 +145,7 @@ class HalfAdd:
         self.x = np.empty(BLOCK, np.float32)
         self.y = np.empty(BLOCK, np.float32)
 
-    def __call__(self, a, b, out=None):
-        if out is None:
-            out = np.empty(a.shape, np.float16)
+    def __call__(self, a, b, out):
         n = a.size
         for i in range(0, n, BLOCK):
             k = min(BLOCK, n - i)
@@ -156,16 +159,11 @@ class HalfAdd:
         return out
 
 
-_local = None
+_local = threading.local()
 
 
 def half_add():
     """This thread's :class:`HalfAdd` (the communication thread of ``--overlap`` gets its own)."""
-    import threading
-
-    global _local
-    if _local is None:
-        _local = threading.local()
     add = getattr(_local, "add", None)
     if add is None:
         add = _local.add = HalfAdd()

@@ -441,7 +441,7 @@ class _Run:
         # what the collective runs for the algorithm's allreduce sizes (auto resolved; empty: none used)
         sizes = self.algo.allreduce_sizes()
         if self.buckets is not None:  # the gradient's allreduce runs as one message per bucket
-            wire = 2 if cfg.fp16_allreduce else self.grad.dtype.itemsize
+            wire = self.algo.wire_itemsize()
             sizes = tuple(b.size * wire for b in self.buckets.buckets)
         self.allreduce_choice = chosen(comm, cfg.collective, sizes)
         self.collective_used = describe(cfg.collective, self.allreduce_choice)

@@ -5,7 +5,7 @@ kernels/fp16.cu converts in software with NumPy's rounding rules, bit for bit.
 
 import numpy as np
 
-from ..halfcast import BLOCK, cast_from_half, cast_to_half, half_scratch
+from ..halfcast import BLOCK, SCRATCH_DTYPES, cast_from_half, cast_to_half
 from . import gpu
 from .base import Compressor, Payload
 
@@ -60,11 +60,9 @@ class FP16(Compressor):
 
 
 def _scratch(op):
-    """The operator's scratch of the host casts (:func:`hpctrain.halfcast.half_scratch`)."""
-    sc = op.__dict__.get("_half_scratch")
-    if sc is None:
-        sc = op.__dict__["_half_scratch"] = half_scratch()
-    return sc
+    """The host casts' scratch (:func:`hpctrain.halfcast.half_scratch`), from the operator's
+    own pool (:meth:`Compressor.scratch`)."""
+    return {k: op.scratch(f"half-{k}", BLOCK, np.dtype(dt)) for k, dt in SCRATCH_DTYPES.items()}
 
 
 def to_half(x):
