@@ -21,6 +21,7 @@ REPO = os.path.dirname(HERE)
 BIN = os.environ.get("HPCTRAIN_BIN") or os.path.join(REPO, ".venv", "bin")
 CONFIGS = os.path.join(HERE, "configs", "paper")
 LRS = (0.005, 0.01, 0.05, 0.1)
+SIGNUM_LR = 0.003
 
 
 def table1():
@@ -56,7 +57,8 @@ def adaalter():
 def cnn():
     """The non-convex experiments on the native cnn (jobs/configs/paper/cnn.toml, 14 epochs):
     000 mdsgd top-k / random-k at s/d 0.01 vs dmsgd; 001 gmc and dgc at s/d 0.01 and 0.001;
-    002 prsgd-momentum I in {1, 4, 8, 16}; 004 local-adaalter H in {1, 4, 8} vs adagrad."""
+    002 prsgd-momentum I in {1, 4, 8, 16}; 004 local-adaalter H in {1, 4, 8} vs adagrad;
+    PowerSGD at rank 1, 2 and 4; signSGD with majority vote (Signum, momentum 0.9)."""
     runs = [("dmsgd", {"algo": "dmsgd"})]
     runs += [(f"mdsgd-{c}-d0.01", {"algo": "mdsgd", "compressor": c, "density": 0.01}) for c in ("topk", "randk")]
     for d in (0.01, 0.001):
@@ -67,6 +69,11 @@ def cnn():
     runs.append(("adagrad", {"algo": "adagrad", **ada}))
     runs += [(f"adaalter-H{h}", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100, **ada})
              for h in (1, 4, 8)]
+    # PowerSGD as in its paper: compressed from the first step (warm-started Q, error feedback)
+    runs += [(f"powersgd-r{r}", {"algo": "powersgd", "rank": r}) for r in (1, 2, 4)]
+    # Signum with majority vote: a sign step moves every coordinate by lr, hence its own lr
+    # (the best of a one-epoch sweep over 1e-4, 3e-4, 1e-3, 3e-3, 1e-2; docs/results.md)
+    runs.append(("signsgd", {"algo": "signsgd", "lr": SIGNUM_LR}))
     return "cnn.toml", runs
 
 
