@@ -13,7 +13,8 @@ x is rounded to one of its two neighbouring knobs, up with probability frac(t),
 t = (x - lo) / delta, so E[Q(x)] = x (unbiased) and Var[Q(x)] = delta^2 frac(t)(1-frac(t))
 <= delta^2 / 4. The uniforms come from the counter RNG (seed, step, rank), so a CuPy run
 makes the same rounding decisions. All arithmetic is done in the input dtype with
-correctly rounded operations; bucket norms are float64 sums in index order. Codes are
+correctly rounded operations; bucket norms are float64 sums in a fixed lane order
+(:func:`bucket_stats`). Codes are
 bit-packed (pack.py);
 kernels/minmax.cu (and buckets.cu for the statistics) is the CUDA twin; the wire carries codes + scales (min and max, or the norm, per
 bucket in the input dtype).
@@ -30,21 +31,35 @@ from .pack import check_bits, decode_bytes, pack_codes, unpack_codes
 from .chunks import chunk_len, new_buffer, pieces
 from .rng import STREAM_QUANTIZE, counter_key, golden32_steps, hash32_into, uniform32
 
-__all__ = ["SCALINGS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "MinMax"]
+__all__ = ["SCALINGS", "LANES", "GROUPS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "MinMax"]
 
 SCALINGS = ("minmax", "norm")
 _KIND = {"minmax": 0, "norm": 1, "mean-abs": 2}
+
+
+#: a bucket's float64 sum runs in LANES interleaved lanes, folded GROUPS at a time (see
+#: :func:`bucket_stats`; kernels/buckets.cu spells the same order)
+LANES, GROUPS = 64, 8
 
 
 def bucket_stats(x, bucket, kind, scratch=new_buffer):
     """Per-bucket statistics, identical to kernels/buckets.cu ``bucket_stats`` (shared by the
     bucketed quantizers minmax, qsgd and sign).
 
+    Norm and mean are float64 sums of v_i = x_i * x_i or |x_i| in one fixed order, the same
+    on the GPU: the bucket's values, zero-padded to a multiple of 64, are summed in 64
+    interleaved lanes (lane k = v_k + v_{k+64} + v_{k+128} + ..., left to right); lane k
+    joins group k % 8 (group g = lane_g + lane_{g+8} + ... + lane_{g+56}, left to right);
+    the sum is group_0 + group_1 + ... + group_7, left to right. The padding changes no
+    sum (every v_i is >= +0 or NaN, and s + 0.0 == s). This order runs as contiguous
+    SIMD passes in NumPy, where the plain index order needs a transposing pass.
+
     Args:
         x: 1-D float32/float64 NumPy array.
         bucket: bucket size.
         kind: "minmax" -> (min, max); "norm" -> (l2 norm, None); "mean-abs" -> (mean |x|, None).
-            Norm and mean are float64 sums in index order, then cast to x's dtype.
+            Norm and mean are the float64 sums above, then square-rooted or divided by the
+            count, then cast to x's dtype.
         scratch: ``scratch(name, n, dtype)`` gives reusable buffers (an operator's
             :meth:`~hpctrain.compress.base.Compressor.scratch`); nothing of x's size is
             allocated, the sums run piece by piece (:mod:`hpctrain.compress.chunks`).
@@ -61,23 +76,25 @@ def bucket_stats(x, bucket, kind, scratch=new_buffer):
         zero = dt.type(0)
         return np.minimum.reduceat(x, starts) + zero, np.maximum.reduceat(x, starts) + zero
     nb = math.ceil(n / bucket)
-    sums = np.empty(nb, np.float64)
-    size = chunk_len(bucket, n)
-    v_all, c_all = scratch("stats-v", size, np.float64), scratch("stats-c", size, np.float64)
+    padded = -(-bucket // LANES) * LANES
+    rows = max(1, chunk_len(bucket, n) // bucket)
+    v_all = scratch("stats-v", rows * padded, np.float64)
+    lanes_all = scratch("stats-lanes", rows * LANES, np.float64)
+    groups = scratch("stats-groups", nb * GROUPS, np.float64).reshape(nb, GROUPS)
     for a, b, b0, r, w in pieces(n, bucket):
-        if r == 1:  # one bucket: a running sum (a contiguous reduce would sum pairwise)
-            xs, v, c = x[a:b], v_all[: b - a], c_all[: b - a]
-        else:  # buckets as columns: reducing over rows adds each column in index order
-            xs, v = x[a:b].reshape(r, w).T, v_all[: b - a].reshape(w, r)
+        wp = -(-w // LANES) * LANES
+        v = v_all[: r * wp].reshape(r, wp)
         if kind == "norm":
-            np.square(xs, out=v, dtype=np.float64)  # (a strided x * x runs at half the speed)
+            np.square(x[a:b].reshape(r, w), out=v[:, :w], dtype=np.float64)
         else:
-            np.abs(xs, out=v, dtype=np.float64)
-        if r == 1:
-            np.cumsum(v, out=c)
-            sums[b0] = c[-1]
-        else:
-            np.add.reduce(v, axis=0, out=sums[b0:b0 + r])
+            np.abs(x[a:b].reshape(r, w), out=v[:, :w], dtype=np.float64)
+        v[:, w:] = 0.0
+        # a reduction over a middle axis adds whole rows in order: sequential per lane
+        lanes = np.add.reduce(v.reshape(r, wp // LANES, LANES), axis=1, out=lanes_all[: r * LANES].reshape(r, LANES))
+        np.add.reduce(lanes.reshape(r, LANES // GROUPS, GROUPS), axis=1, out=groups[b0:b0 + r])
+    sums = groups[:, 0] + groups[:, 1]
+    for g in range(2, GROUPS):
+        sums += groups[:, g]
     if kind == "norm":
         return np.sqrt(sums).astype(dt), None
     counts = np.full(nb, float(bucket))

@@ -14,7 +14,7 @@ b = 8 -> s = 127. b = 1 leaves no room for a level and is refused.
 
 All arithmetic is in the input dtype with correctly rounded operations
 (r = (|v_i| / norm) * s, value = norm * (l / s), two roundings each); the norm is the float64
-sum of squares in index order, square-rooted and cast (as in minmax.bucket_stats). A
+sum of squares in the lane order of minmax.bucket_stats, square-rooted and cast. A
 norm of 0, or an r that is NaN (an infinite norm), gives level 0. The uniforms come from
 the counter RNG on (seed, step, rank), so the CUDA twin (kernels/qsgd.cu) makes the same
 rounding decisions. The wire carries the packed codes and one norm per bucket.

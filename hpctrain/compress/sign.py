@@ -1,8 +1,8 @@
 """sign: sign + scale (1 bit per coordinate): Q(x) = mean|x| * sign(x) per bucket (biased).
 
 The code is 1 where x < 0 (so +0.0 and -0.0 both decode to +scale); the scale of a
-bucket is its mean absolute value (float64 sum in index order / count, cast to the
-input dtype), which makes Q the l1-optimal sign compressor used with error feedback
+bucket is its mean absolute value (float64 sum in the lane order of minmax.bucket_stats / count,
+cast to the input dtype), which makes Q the l1-optimal sign compressor used with error feedback
 (survey, 1-bit quantization). kernels/sign.cu (and buckets.cu for the scales) is the CUDA twin.
 """
 

@@ -83,16 +83,49 @@ def test_constant_and_zero_buckets_exact():
             assert np.array_equal(out[8:16], x[8:16])
 
 
-def test_norm_bucket_stats_are_sequential_float64():
-    x = np.random.default_rng(5).standard_normal(1030).astype(np.float32)
-    s0, _ = bucket_stats(x, 512, "norm")
-    ref = []
-    for b in range(0, 1030, 512):
-        acc = 0.0
-        for v in x[b:b + 512].astype(np.float64):
-            acc = acc + v * v
-        ref.append(np.float32(math.sqrt(acc)))
-    assert np.array_equal(s0, np.array(ref, np.float32))
+def lane_order_sum(vals):
+    """A bucket's float64 sum in the documented order, written out element by element:
+    zero-pad to a multiple of 64, 64 interleaved lanes, lane k into group k % 8, groups 0..7."""
+    padded = list(vals) + [0.0] * (-len(vals) % 64)
+    lanes = []
+    for k in range(64):
+        acc = padded[k]
+        for j in range(k + 64, len(padded), 64):
+            acc = acc + padded[j]
+        lanes.append(acc)
+    groups = []
+    for g in range(8):
+        acc = lanes[g]
+        for k in range(g + 8, 64, 8):
+            acc = acc + lanes[k]
+        groups.append(acc)
+    acc = groups[0]
+    for g in groups[1:]:
+        acc = acc + g
+    return acc
+
+
+@pytest.mark.parametrize("n,bucket", [(1030, 512), (5000, 100), (700, 1000), (1, 1), (200, 7), (4096, 4096),
+                                      (70_001, 512)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["norm", "mean-abs"])
+def test_bucket_sums_run_in_the_documented_lane_order(n, bucket, dtype, kind):
+    # values spread over 40 decades: float64 sums of them round, so another order gives other bits
+    rng = np.random.default_rng(n + bucket)
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-20, 20, n)).astype(dtype)
+    got, _ = bucket_stats(x, bucket, kind)
+    want = []
+    for a in range(0, n, bucket):
+        vals = [float(v) * float(v) if kind == "norm" else abs(float(v)) for v in x[a:a + bucket]]
+        total = lane_order_sum(vals)
+        want.append(math.sqrt(total) if kind == "norm" else total / len(vals))
+    assert np.array_equal(got, np.array(want).astype(dtype))
+    # and the order matters on such data: the plain index-order sum differs somewhere
+    if dtype is np.float64 and n >= 5000:
+        seq = [sum(float(v) * float(v) if kind == "norm" else abs(float(v)) for v in x[a:a + bucket])
+               for a in range(0, n, bucket)]
+        seq = np.sqrt(seq) if kind == "norm" else np.array(seq) / np.diff(np.r_[0:n:bucket, n])
+        assert not np.array_equal(got, seq)
 
 
 def test_wire_size_formula():

@@ -100,6 +100,21 @@ def test_scatter_add(sim, dtype):
     check_scatter_add(sim[0], dtype=dtype)
 
 
+@pytest.mark.parametrize("bucket", [1, 7, 64, 100, 512, 1000])
+def test_bucket_sums_in_the_same_order(sim, bucket):
+    """bucket_stats' float64 sums on values spread over 40 decades, where every order of the
+    additions rounds differently: the kernel's lanes and groups are NumPy's."""
+    cp, cuda = sim
+    from hpctrain.compress.minmax import bucket_stats
+
+    rng = np.random.default_rng(bucket)
+    for dtype in (np.float32, np.float64):
+        x = (rng.standard_normal(5003) * 10.0 ** rng.uniform(-20, 20, 5003)).astype(dtype)
+        for kind in ("norm", "mean-abs"):
+            got, _ = cuda.bucket_stats(cp.asarray(x), bucket, kind)
+            assert same(cp, bucket_stats(x, bucket, kind)[0], got), (dtype, kind)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_gather_kernel(sim, dtype):
     """gather_* has no caller in the operators; its twin is NumPy fancy indexing."""
