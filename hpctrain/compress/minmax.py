@@ -202,10 +202,18 @@ def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None, fin
         t *= T(4294967296.0)  # exact: u < frac  <=>  bits < frac * 2**32
         h = hash32_into(key, a, h_all[:m], tmp_all[:m], steps[:m]).reshape(r, w)
         up = up_all[:m].reshape(r, w)
-        np.less(h, t, out=up)
+        if dt == np.float32:
+            # bits < t  <=>  bits < ceil(t) for integer bits, and ceil(t) <= 2**32 - 2**8
+            # (frac <= 1 - 2**-24): a uint32 comparison instead of one promoted to float64
+            np.ceil(t, out=t)
+            thr = tmp_all[:m].reshape(r, w)  # the hash's scratch, free again
+            np.copyto(thr, t, casting="unsafe")
+            np.less(h, thr, out=up)
+        else:
+            np.less(h, t, out=up)
         c = codes[a:b].reshape(r, w)
         np.copyto(c, fl, casting="unsafe")
-        c += up
+        c += up.view(np.uint8)
         if sign_shift is not None:
             neg = up.view(np.uint8)
             np.less(xs, T(0), out=up)
