@@ -61,6 +61,9 @@ def cnn():
     PowerSGD at rank 1, 2 and 4; signSGD with majority vote (Signum, momentum 0.9)."""
     runs = [("dmsgd", {"algo": "dmsgd"})]
     runs += [(f"mdsgd-{c}-d0.01", {"algo": "mdsgd", "compressor": c, "density": 0.01}) for c in ("topk", "randk")]
+    # random-k diverges at the base lr (a coordinate waits ~1/density steps in the memory): its own lr
+    runs += [(f"mdsgd-randk-d0.01-lr{lr}", {"algo": "mdsgd", "compressor": "randk", "density": 0.01, "lr": lr})
+             for lr in (0.01, 0.005)]
     for d in (0.01, 0.001):
         runs.append((f"gmc-d{d}", {"algo": "gmc", "density": d}))
         runs.append((f"dgc-d{d}", {"algo": "dgc", "density": d, "sparsity-warmup-epochs": 2}))
