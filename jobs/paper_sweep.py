@@ -77,6 +77,7 @@ def cnn():
     # Signum with majority vote: a sign step moves every coordinate by lr, hence its own lr
     # (the best of a one-epoch sweep over 1e-4, 3e-4, 1e-3, 3e-3, 1e-2; docs/results.md)
     runs.append(("signsgd", {"algo": "signsgd", "lr": SIGNUM_LR}))
+    runs.append(("signsgd-lr0.001", {"algo": "signsgd", "lr": 0.001}))  # the sweep's runner-up
     return "cnn.toml", runs
 
 
