@@ -63,7 +63,7 @@ def cnn():
     runs += [(f"mdsgd-{c}-d0.01", {"algo": "mdsgd", "compressor": c, "density": 0.01}) for c in ("topk", "randk")]
     # random-k diverges at the base lr (a coordinate waits ~1/density steps in the memory): its own lr
     runs += [(f"mdsgd-randk-d0.01-lr{lr}", {"algo": "mdsgd", "compressor": "randk", "density": 0.01, "lr": lr})
-             for lr in (0.01, 0.005)]
+             for lr in (0.01, 0.005, 0.002, 0.001)]
     for d in (0.01, 0.001):
         runs.append((f"gmc-d{d}", {"algo": "gmc", "density": d}))
         runs.append((f"dgc-d{d}", {"algo": "dgc", "density": d, "sparsity-warmup-epochs": 2}))
