@@ -60,6 +60,46 @@ def test_topk_of_a_mostly_zero_vector(nonzero):
     assert np.array_equal(memory, kept)
 
 
+SAMPLED = {
+    # the bound read off every 16th score holds ~2k candidates
+    "normal": lambda r, d: r.standard_normal(d),
+    # every 16th score is huge: the sample's bound leaves fewer than k candidates
+    "sample-misleads": lambda r, d: np.where(np.arange(d) % 16 == 0, 1e6, 1.0) * r.standard_normal(d),
+    # every 16th score is zero: the bound is 0 and says nothing
+    "sample-zeros": lambda r, d: np.where(np.arange(d) % 16 == 0, 0.0, 1.0) * r.standard_normal(d),
+    # a handful of values: the bound and the k-th largest sit inside large runs of ties
+    "ties-at-bound": lambda r, d: r.integers(-6, 7, d).astype(float),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAMPLED))
+@pytest.mark.parametrize("density", [0.0005, 0.01, 0.2])
+def test_topk_candidate_filter_is_exact(monkeypatch, case, density):
+    """At s/d <= 1/4 on a large vector the k-th largest is found among the scores above a
+    bound read off a strided sample; whether the sample guides or misleads, the selection
+    is the argsort oracle's and the memory keeps exactly what was not sent."""
+    from hpctrain.compress import topk
+
+    bounds = []
+    real = topk._candidate_bound
+    monkeypatch.setattr(topk, "_candidate_bound", lambda *a: bounds.append(real(*a)) or bounds[-1])
+    d = 1 << 17
+    x = SAMPLED[case](np.random.default_rng(len(case)), d).astype(np.float32)
+    k = k_for_density(density, d)
+    memory = np.zeros(d, np.float32)
+    p = get_compressor("topk", density=density).compress(x, memory=memory)
+    want = oracle_topk(x, k)
+    assert np.array_equal(p["indices"], want)
+    kept = x.copy()
+    kept[want] = 0
+    assert np.array_equal(memory, kept)
+    assert len(bounds) == 1  # the sampled path was taken
+    if case == "normal":  # and it kept at least k candidates, about j (the sample's rank) x 16
+        mean = k / topk.SAMPLE_STRIDE
+        j = 2 * mean + 4 * np.sqrt(mean) + 2
+        assert k <= np.count_nonzero(np.abs(x) >= bounds[0]) <= 1.5 * j * topk.SAMPLE_STRIDE
+
+
 def test_topk_empty_vector():
     p = get_compressor("topk", density=0.1).compress(np.zeros(0, np.float32))
     assert p.count == 0 and p["indices"].size == 0
