@@ -66,12 +66,14 @@ def cnn():
              for lr in (0.01, 0.005, 0.002, 0.001)]
     for d in (0.01, 0.001):
         runs.append((f"gmc-d{d}", {"algo": "gmc", "density": d}))
+        if d == 0.001:  # the one run past 0.5 points at the base lr: its own lr
+            runs += [(f"gmc-d{d}-lr{lr}", {"algo": "gmc", "density": d, "lr": lr}) for lr in (0.02, 0.1)]
         runs.append((f"dgc-d{d}", {"algo": "dgc", "density": d, "sparsity-warmup-epochs": 2}))
     runs += [(f"prsgd-I{i}", {"algo": "prsgd-momentum", "sync-period": i}) for i in (1, 4, 8, 16)]
     ada = {"lr": 0.1, "adagrad-eps": 0.01, "adagrad-b0": 1.0}
     runs.append(("adagrad", {"algo": "adagrad", **ada}))
     # AdaGrad lands below momentum SGD on this cnn: is it its lr? (its own two-point check)
-    runs += [(f"adagrad-lr{lr}", {"algo": "adagrad", **ada, "lr": lr}) for lr in (0.05, 0.2)]
+    runs += [(f"adagrad-lr{lr}", {"algo": "adagrad", **ada, "lr": lr}) for lr in (0.05, 0.2, 0.4)]
     runs += [(f"adaalter-H{h}", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100, **ada})
              for h in (1, 4, 8)]
     # PowerSGD as in its paper: compressed from the first step (warm-started Q, error feedback)
