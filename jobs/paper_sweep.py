@@ -73,7 +73,7 @@ def cnn():
     ada = {"lr": 0.1, "adagrad-eps": 0.01, "adagrad-b0": 1.0}
     runs.append(("adagrad", {"algo": "adagrad", **ada}))
     # AdaGrad lands below momentum SGD on this cnn: is it its lr? (its own two-point check)
-    runs += [(f"adagrad-lr{lr}", {"algo": "adagrad", **ada, "lr": lr}) for lr in (0.05, 0.2, 0.4)]
+    runs += [(f"adagrad-lr{lr}", {"algo": "adagrad", **ada, "lr": lr}) for lr in (0.05, 0.2, 0.4, 0.8)]
     runs += [(f"adaalter-H{h}", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100, **ada})
              for h in (1, 4, 8)]
     # PowerSGD as in its paper: compressed from the first step (warm-started Q, error feedback)

@@ -15,6 +15,20 @@ def oracle_topk(x, k):
     return np.sort(order[:k])
 
 
+def assert_topk_with_memory(x, density):
+    """Top-k with error feedback selects the oracle's indices and leaves in the memory
+    exactly what it did not send; returns k."""
+    k = k_for_density(density, x.size)
+    memory = np.zeros(x.size, np.float32)
+    p = get_compressor("topk", density=density).compress(x, memory=memory)
+    want = oracle_topk(x, k)
+    assert np.array_equal(p["indices"], want)
+    kept = x.copy()
+    kept[want] = 0
+    assert np.array_equal(memory, kept)
+    return k
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2, 7, 256, 1001, 50_000])
 @pytest.mark.parametrize("density", [0.001, 0.01, 0.3, 1.0])
@@ -50,14 +64,7 @@ def test_topk_of_a_mostly_zero_vector(nonzero):
     where = rng.choice(d, nonzero, replace=False)
     x[where] = rng.integers(-4, 5, nonzero)  # ties among the nonzeros too
     x[where[: nonzero // 4]] = rng.standard_normal(nonzero // 4)
-    k = k_for_density(k_density, d)
-    memory = np.zeros(d, np.float32)
-    p = get_compressor("topk", density=k_density).compress(x, memory=memory)
-    want = oracle_topk(x, k)
-    assert np.array_equal(p["indices"], want)
-    kept = x.copy()
-    kept[want] = 0
-    assert np.array_equal(memory, kept)
+    assert_topk_with_memory(x, k_density)
 
 
 SAMPLED = {
@@ -85,14 +92,7 @@ def test_topk_candidate_filter_is_exact(monkeypatch, case, density):
     monkeypatch.setattr(topk, "_candidate_bound", lambda *a: bounds.append(real(*a)) or bounds[-1])
     d = 1 << 17
     x = SAMPLED[case](np.random.default_rng(len(case)), d).astype(np.float32)
-    k = k_for_density(density, d)
-    memory = np.zeros(d, np.float32)
-    p = get_compressor("topk", density=density).compress(x, memory=memory)
-    want = oracle_topk(x, k)
-    assert np.array_equal(p["indices"], want)
-    kept = x.copy()
-    kept[want] = 0
-    assert np.array_equal(memory, kept)
+    k = assert_topk_with_memory(x, density)
     assert len(bounds) == 1  # the sampled path was taken
     if case == "normal":  # and it kept at least k candidates, about j (the sample's rank) x 16
         mean = k / topk.SAMPLE_STRIDE
