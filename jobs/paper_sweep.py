@@ -60,6 +60,7 @@ def cnn():
     002 prsgd-momentum I in {1, 4, 8, 16}; 004 local-adaalter H in {1, 4, 8} vs adagrad;
     PowerSGD at rank 1, 2 and 4; signSGD with majority vote (Signum, momentum 0.9)."""
     runs = [("dmsgd", {"algo": "dmsgd"})]
+    runs.append(("dmsgd-lr0.1", {"algo": "dmsgd", "lr": 0.1}))  # the baseline at the lr gmc 0.001 prefers
     runs += [(f"mdsgd-{c}-d0.01", {"algo": "mdsgd", "compressor": c, "density": 0.01}) for c in ("topk", "randk")]
     # random-k diverges at the base lr (a coordinate waits ~1/density steps in the memory): its own lr
     runs += [(f"mdsgd-randk-d0.01-lr{lr}", {"algo": "mdsgd", "compressor": "randk", "density": 0.01, "lr": lr})
