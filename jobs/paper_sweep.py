@@ -77,6 +77,9 @@ def cnn():
     runs += [(f"adagrad-lr{lr}", {"algo": "adagrad", **ada, "lr": lr}) for lr in (0.05, 0.2, 0.4, 0.8)]
     runs += [(f"adaalter-H{h}", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100, **ada})
              for h in (1, 4, 8)]
+    # and at AdaGrad's best lr of its check (0.4)
+    runs += [(f"adaalter-H{h}-lr0.4", {"algo": "local-adaalter", "sync-period": h, "adaalter-warmup": 100,
+                                        **ada, "lr": 0.4}) for h in (4, 8)]
     # PowerSGD as in its paper: compressed from the first step (warm-started Q, error feedback)
     runs += [(f"powersgd-r{r}", {"algo": "powersgd", "rank": r}) for r in (1, 2, 4)]
     # Signum with majority vote: a sign step moves every coordinate by lr, hence its own lr.
