@@ -362,6 +362,9 @@ def bench_compress_cmd(ops, sizes, device, density, repeats, warmup, dtype, json
     counts = [parse_size(text) for text in sizes.split(",")]
     _bench_fits(max(counts) * (np.dtype(dtype).itemsize * 4 + 8), f"--sizes {max(counts)} elements and their copies")
     rows = run_compress_bench(names, counts, device=device, repeats=repeats, warmup=warmup, dtype=dtype)
+    if device == "cpu":
+        from . import jit
+        click.echo(jit.describe())
     click.echo(format_compress_table(rows))
     if json_path:
         _write_json(json_path, rows)

@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from . import jit
 from .xp import get_array_module
 
 __all__ = ["BLOCK", "SCRATCH_DTYPES", "half_scratch", "host_to_half", "host_from_half", "cast_to_half", "cast_from_half", "half_add"]
@@ -53,6 +54,8 @@ def cast_to_half(x, out, scratch):
     block by block (:func:`host_to_half`; ``scratch`` from :func:`half_scratch`), any other
     array as NumPy or CuPy casts it."""
     if x.dtype == np.float32 and isinstance(x, np.ndarray):
+        if _compiled(x, out):
+            return jit.to_half(x, out)
         return _blocks(host_to_half, x, out, scratch)
     with np.errstate(over="ignore"):
         get_array_module(x).copyto(out, x, casting="same_kind")
@@ -62,6 +65,8 @@ def cast_to_half(x, out, scratch):
 def cast_from_half(h, out, scratch):
     """``out[...] = h`` widened exactly (:func:`host_from_half` for a float32 host ``out``)."""
     if out.dtype == np.float32 and isinstance(out, np.ndarray):
+        if _compiled(h, out):
+            return jit.from_half(h, out)
         return _blocks(host_from_half, h, out, scratch)
     get_array_module(out).copyto(out, h)
     return out
@@ -82,9 +87,16 @@ def _select(m, new, old):
     np.bitwise_xor(old, new, out=old)
 
 
+def _compiled(*arrays):
+    """Whether :mod:`hpctrain.jit` casts these arrays (Numba there, all contiguous)."""
+    return jit.enabled() and all(a.flags.c_contiguous for a in arrays)
+
+
 def host_to_half(x, out, scratch):
     """``out[...] = x.astype(float16)`` for float32 ``x``, bit for bit, without NumPy's
-    per-element slow path for subnormal results."""
+    per-element slow path for subnormal results (one compiled loop with :mod:`hpctrain.jit`)."""
+    if _compiled(x, out):
+        return jit.to_half(x, out)
     a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     u = x.view(np.uint32)
     np.bitwise_and(u, _ABS, out=a)  # |x|
@@ -113,7 +125,9 @@ def host_to_half(x, out, scratch):
 
 def host_from_half(h, out, scratch):
     """``out[...] = h`` (float16 to float32, exact), bit for bit as NumPy's cast, without
-    its per-element slow path for subnormals."""
+    its per-element slow path for subnormals (one compiled loop with :mod:`hpctrain.jit`)."""
+    if _compiled(h, out):
+        return jit.from_half(h, out)
     a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     o = out.view(np.uint32)
     np.copyto(o, h.view(np.uint16))

@@ -1,7 +1,8 @@
 """hpctrain's compressors against what a GRACE user writes in plain PyTorch ops, in one run.
 
 For each operator and size (float32, one thread): compress + decompress time of hpctrain's
-NumPy operator and of a PyTorch peer (``torch.topk``, ``randperm``, stochastic rounding
+host operator (NumPy, or its loops compiled by Numba: the first line printed says which)
+and of a PyTorch peer (``torch.topk``, ``randperm``, stochastic rounding
 with ``torch.rand`` into int8/uint8 codes, ``x >= 0`` packed with ``np.packbits``,
 ``x.half()``), each side's GB/s (4 d bytes / time) and a memcpy of the same buffer as the
 memory-speed floor. Minimum and median of ``--repeats`` runs after one warm-up.
@@ -20,6 +21,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from hpctrain import jit  # noqa: E402
 from hpctrain.compress import get_compressor  # noqa: E402
 
 DENSITY, BITS = 0.01, 4
@@ -128,6 +130,7 @@ def main():
     torch.set_num_threads(1)
     peers = _torch_peers(torch)
     rows = []
+    print(jit.describe())
     print(f"one thread, {args.repeats} repeats; density {DENSITY}, {BITS}-bit qsgd/minmax; "
           f"compress + decompress, ms (min / median), GB/s = 4 d bytes / median")
     print(f"{'operator':12s} {'d':>9s} {'hpctrain ms':>15s} {'torch ms':>15s} {'hpctrain GB/s':>14s} "

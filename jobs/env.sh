@@ -1,10 +1,10 @@
 # Source me: create (once) and activate the project's virtual environment with the extras
-# in $HPCTRAIN_EXTRAS (default "mpich"). Works on a fresh Debian machine with Python 3.10+.
+# in $HPCTRAIN_EXTRAS (default "mpich,jit"). Works on a fresh Debian machine with Python 3.10+.
 #   HPCTRAIN_VENV=/path/to/venv   use another venv location (default: <repo>/.venv)
 set -euo pipefail
 HPCTRAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HPCTRAIN_VENV=${HPCTRAIN_VENV:-$HPCTRAIN_ROOT/.venv}
-HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich}
+HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich,jit}
 
 if [ ! -x "$HPCTRAIN_VENV/bin/python" ]; then
   if ! python3 -m venv "$HPCTRAIN_VENV" 2>/dev/null; then

@@ -2,7 +2,7 @@
 # Set up .venv with the test extras and run the whole test suite (it launches real
 # `mpiexec -n N` jobs). Extra arguments go to pytest. Fails if no test ran.
 set -euo pipefail
-HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich,test,plot,kernels}
+HPCTRAIN_EXTRAS=${HPCTRAIN_EXTRAS:-mpich,test,plot,kernels,jit}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$HPCTRAIN_ROOT"
 # PyTorch (CPU build) for the torch: model adapter's tests; optional for users. The pinned

@@ -25,11 +25,12 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .. import jit
 from . import gpu
 from .base import Compressor, Payload, check_coded, coded_layout
 from .pack import check_bits, decode_bytes, pack_codes, unpack_codes
 from .chunks import chunk_len, new_buffer, pieces
-from .rng import STREAM_QUANTIZE, counter_key, golden32_steps, hash32_into, uniform32
+from .rng import STREAM_QUANTIZE, counter_key, golden32_steps, hash32_into, key32, uniform32
 
 __all__ = ["SCALINGS", "LANES", "GROUPS", "bucket_stats", "knobs", "quantize_codes", "dequantize", "MinMax"]
 
@@ -76,6 +77,20 @@ def bucket_stats(x, bucket, kind, scratch=new_buffer):
         zero = dt.type(0)
         return np.minimum.reduceat(x, starts) + zero, np.maximum.reduceat(x, starts) + zero
     nb = math.ceil(n / bucket)
+    if jit.enabled() and x.flags.c_contiguous:
+        sums = jit.lane_sums(x, bucket, kind == "norm", scratch("stats-sums", nb, np.float64))
+    else:
+        sums = _lane_sums_numpy(x, bucket, kind, nb, scratch)
+    if kind == "norm":
+        return np.sqrt(sums).astype(dt), None
+    counts = np.full(nb, float(bucket))
+    counts[-1] = n - (nb - 1) * bucket
+    return (sums / counts).astype(dt), None
+
+
+def _lane_sums_numpy(x, bucket, kind, nb, scratch):
+    """The float64 sums of :func:`bucket_stats` ("norm": x_i**2, else |x_i|) per bucket."""
+    n = x.size
     padded = -(-bucket // LANES) * LANES
     rows = max(1, chunk_len(bucket, n) // bucket)
     v_all = scratch("stats-v", rows * padded, np.float64)
@@ -95,11 +110,7 @@ def bucket_stats(x, bucket, kind, scratch=new_buffer):
     sums = groups[:, 0] + groups[:, 1]
     for g in range(2, GROUPS):
         sums += groups[:, g]
-    if kind == "norm":
-        return np.sqrt(sums).astype(dt), None
-    counts = np.full(nb, float(bucket))
-    counts[-1] = n - (nb - 1) * bucket
-    return (sums / counts).astype(dt), None
+    return sums
 
 
 def knobs(scaling, s0, s1, levels):
@@ -172,8 +183,11 @@ def stochastic_codes(op, x, key, lo, div, top, scaled=None, sign_shift=None, fin
         Unpacked uint8 codes (``op``'s scratch of x's size; read before the next call).
     """
     n, dt = x.size, x.dtype
-    size = chunk_len(op.bucket_size, n)
     codes = op.scratch("codes", n, np.uint8)
+    if jit.enabled() and x.flags.c_contiguous:
+        return jit.stochastic_codes(x, op.bucket_size, div if lo is None else lo, div, top, scaled or 0,
+                                    -1 if sign_shift is None else sign_shift, key32(key), codes)
+    size = chunk_len(op.bucket_size, n)
     t_all, fl_all = op.scratch("q-t", size, dt), op.scratch("q-fl", size, dt)
     h_all, tmp_all = op.scratch("q-h", size, np.uint32), op.scratch("q-tmp", size, np.uint32)
     up_all = op.scratch("q-up", size, np.bool_)
@@ -278,7 +292,10 @@ class MinMax(Compressor):
         def decode(op, packed, s0, s1, out):
             """From the packed codes: code (as a float, through a byte table) * delta + lo."""
             lo, delta = knobs(op.scaling, s0, s1, op.levels)
-            decode_bytes(op, packed, op.bits, np.arange(op.levels + 1, dtype=out.dtype), out)
+            table = np.arange(op.levels + 1, dtype=out.dtype)
+            if jit.decode(packed, op.bits, op.bucket_size, table, delta, lo, out):
+                return
+            decode_bytes(op, packed, op.bits, table, out)
             for a, b, b0, r, w in pieces(out.size, op.bucket_size):
                 o = out[a:b].reshape(r, w)
                 o *= delta[b0:b0 + r, None]

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..xp import get_array_module
+from .. import jit
 from . import gpu
 
 __all__ = ["VALID_BITS", "check_bits", "packed_size", "pack_bits", "unpack_bits", "pack_into", "unpack_into", "pack_codes", "unpack_codes", "decode_bytes"]
@@ -82,6 +83,8 @@ def pack_into(codes, bits, out):
     if bits == 1:
         out[...] = np.packbits(codes, bitorder="little")  # n / 8 bytes: the payload's own size
         return out
+    if jit.enabled() and codes.flags.c_contiguous:
+        return jit.pack(codes, bits, out)
     per = 8 // bits
     full = n // per
     body = out[:full]

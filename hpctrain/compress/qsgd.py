@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .. import jit
 from . import gpu
 from .base import Compressor, Payload, check_coded
 from .chunks import pieces
@@ -154,6 +155,8 @@ class QSGD(Compressor):
             c = np.arange(1 << op.bits, dtype=np.uint32)
             table = (c & np.uint32(op.levels)).astype(out.dtype) / out.dtype.type(op.levels)
             np.negative(table, out=table, where=(c >> np.uint32(op.bits - 1)).astype(bool))
+            if jit.decode(packed, op.bits, op.bucket_size, table, norms, None, out):
+                return
             decode_bytes(op, packed, op.bits, table, out)
             for a, b, b0, r, w in pieces(out.size, op.bucket_size):
                 out[a:b].reshape(r, w)[...] *= norms[b0:b0 + r, None]

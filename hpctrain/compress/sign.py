@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from .. import jit
 from . import gpu
 from .base import Compressor, Payload, coded_layout
 from .pack import decode_bytes, pack_bits, unpack_bits
@@ -44,15 +45,14 @@ class Sign(Compressor):
     class Host:
         @staticmethod
         def encode(op, x):
+            """(mean-|x| scale per bucket, packed codes): code i (x_i < 0) -> bit i % 8 of
+            byte i // 8 (pack.py's layout, kernels/pack.cu)."""
             scale, _ = bucket_stats(x, op.bucket_size, "mean-abs", op.scratch)
+            if jit.enabled() and x.flags.c_contiguous:
+                return scale, jit.sign_pack(x, np.empty(-(-x.size // 8), np.uint8))
             neg = op.scratch("neg", x.size, np.bool_)
             np.less(x, x.dtype.type(0), out=neg)
-            return scale, neg
-
-        @staticmethod
-        def pack(neg):
-            """Code i -> bit i % 8 of byte i // 8 (pack.py's layout, kernels/pack.cu)."""
-            return np.packbits(neg, bitorder="little")
+            return scale, np.packbits(neg, bitorder="little")
 
         @staticmethod
         def decode(op, packed, scale, out):
@@ -61,7 +61,10 @@ class Sign(Compressor):
             n = out.size
             if scale.size != math.ceil(n / op.bucket_size):
                 raise ValueError(f"sign payload has {scale.size} scales for {n} coordinates")
-            decode_bytes(op, packed, 1, np.array([1.0, -1.0], dtype=out.dtype), out)
+            table = np.array([1.0, -1.0], dtype=out.dtype)
+            if jit.decode(packed, 1, op.bucket_size, table, scale, None, out):
+                return
+            decode_bytes(op, packed, 1, table, out)
             for a, b, b0, r, w in pieces(n, op.bucket_size):
                 out[a:b].reshape(r, w)[...] *= scale[b0:b0 + r, None]
 
@@ -87,8 +90,11 @@ class Sign(Compressor):
                     gpu.grid(n), (gpu.BLOCK,), (codes, np.uint64(n), np.uint64(op.bucket_size), scale, out))
 
     def _compress(self, x, step, rank):
-        scale, codes = self.path(x).encode(self, x)
-        packed = self.Host.pack(codes) if self.path(x) is self.Host else pack_bits(codes, 1)
+        if self.path(x) is self.Host:
+            scale, packed = self.Host.encode(self, x)
+        else:
+            scale, codes = self.Device.encode(self, x)
+            packed = pack_bits(codes, 1)
         return Payload(self.name, x.size, x.dtype, x.size, {"codes": packed, "scales": scale},
                        step=step, bits=1, aux=self.bucket_size)
 
