@@ -10,8 +10,9 @@ operations and the same order as the NumPy path (and the CUDA twins): the bucket
 :data:`~hpctrain.compress.minmax.GROUPS` at a time, t = (x - lo) / div or (|x| / div) * s
 clamped to [0, top] (NaN -> 0), the round-up test hash32(key, i) < ceil(frac * 2**32)
 (float32) or < frac * 2**32 (float64), the decode table[code] * scale (+ lo), and
-float32 -> float16 rounding to nearest even (NumPy's, NaN payloads included) in integer
-operations, widening by a table of NumPy's own widened halves. No
+float32 <-> float16 casts (NumPy's rounding to nearest even and its NaN payloads): by
+the CPU's own conversion instructions where it has them (x86 F16C, 64-bit ARM), else in
+integer operations and a table of NumPy's own widened halves. No
 fast-math: the compiler may vectorise, never reassociate. Tests compare every loop
 with the NumPy path on the same inputs (tests/compress/test_jit.py).
 
@@ -98,8 +99,10 @@ def _build():
             out[b] = s
         return out
 
-    @jit
-    def stochastic_codes(x, bucket, lo, div, zero, topv, s, two32, is32, scaled, sign_shift, key32, codes):
+    inline = njit(inline="always", boundscheck=False)
+
+    @inline
+    def codes_body(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes, QSGD, IS32):
         n = x.size
         base = np.uint32(np.uint32(key32) + g32)  # counter i: key32 + (i + 1) * GOLDEN32
         for b in range(div.size):
@@ -109,7 +112,7 @@ def _build():
             e = min(a + bucket, n)
             for i in range(a, e):
                 xi = x[i]
-                if scaled > 0:  # QSGD
+                if QSGD:
                     t = (abs(xi) / d) * s
                 else:
                     t = (xi - o) / d
@@ -123,32 +126,56 @@ def _build():
                 z = np.uint32(z ^ (z >> np.uint32(15)))
                 z = np.uint32(z * l2)
                 z = np.uint32(z ^ (z >> np.uint32(16)))
-                if is32:  # ceil(f) <= 2**32 - 2**8: an integer compare, as the NumPy path
+                if IS32:  # ceil(f) <= 2**32 - 2**8: an integer compare, as the NumPy path
                     up = np.int64(z) < np.int64(np.ceil(f))
                 else:
                     up = np.float64(z) < np.float64(f)
                 c = np.int64(fl) + up
-                if sign_shift >= 0:
+                if QSGD:
                     c += np.int64(xi < zero) << sign_shift
                 codes[i] = np.uint8(c)
         return codes
 
+    # one compiled loop per (form, dtype): the flags are constants inside each
     @jit
-    def pack(codes, bits, out):
+    def codes_qsgd32(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes):
+        return codes_body(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes, True, True)
+
+    @jit
+    def codes_qsgd64(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes):
+        return codes_body(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes, True, False)
+
+    @jit
+    def codes_minmax32(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes):
+        return codes_body(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes, False, True)
+
+    @jit
+    def codes_minmax64(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes):
+        return codes_body(x, bucket, lo, div, zero, topv, s, two32, sign_shift, key32, codes, False, False)
+
+    @inline
+    def pack_body(codes, out, LOGPER, BITS):
         n = codes.size
-        per = 8 // bits
-        full = n // per
+        full = n >> LOGPER
         for j in range(full):
-            byte = np.uint8(0)
-            for t in range(per):
-                byte |= np.uint8(codes[j * per + t] << np.uint8(t * bits))
-            out[j] = byte
-        if n > full * per:
-            byte = np.uint8(0)
-            for t in range(n - full * per):
-                byte |= np.uint8(codes[full * per + t] << np.uint8(t * bits))
-            out[full] = byte
+            byte = np.uint32(0)
+            for t in range(1 << LOGPER):
+                byte |= np.uint32(codes[(j << LOGPER) + t]) << np.uint32(t * BITS)
+            out[j] = np.uint8(byte)
+        if n > full << LOGPER:
+            byte = np.uint32(0)
+            for t in range(n - (full << LOGPER)):
+                byte |= np.uint32(codes[(full << LOGPER) + t]) << np.uint32(t * BITS)
+            out[full] = np.uint8(byte)
         return out
+
+    @jit
+    def pack2(codes, out):
+        return pack_body(codes, out, 2, 2)
+
+    @jit
+    def pack4(codes, out):
+        return pack_body(codes, out, 1, 4)
 
     @jit
     def sign_pack(x, out):
@@ -167,38 +194,79 @@ def _build():
             out[full] = byte
         return out
 
-    @jit
-    def decode(packed, bits, bucket, table, scale, lo, add_lo, out):
+    @inline
+    def decode_body(packed, bucket, table, scale, lo, out, LOGPER, BITS, ADD):
         n = out.size
-        per = 8 // bits
-        mask = np.uint8((1 << bits) - 1)
+        mask = np.uint32((1 << BITS) - 1)
+        slot = (1 << LOGPER) - 1
         for b in range(scale.size):
             sc = scale[b]
             o = lo[b]
             a = b * bucket
             e = min(a + bucket, n)
-            for i in range(a, e):
-                c = (packed[i // per] >> np.uint8((i % per) * bits)) & mask
-                v = table[c] * sc
-                out[i] = v + o if add_lo else v
+            i = a
+            while i < e and (i & slot):  # a bucket that starts inside a byte
+                c = (np.uint32(packed[i >> LOGPER]) >> np.uint32((i & slot) * BITS)) & mask
+                out[i] = table[c] * sc + o if ADD else table[c] * sc
+                i += 1
+            for j in range(i >> LOGPER, e >> LOGPER):  # whole bytes
+                byte = np.uint32(packed[j])
+                for t in range(1 << LOGPER):
+                    c = (byte >> np.uint32(t * BITS)) & mask
+                    out[(j << LOGPER) + t] = table[c] * sc + o if ADD else table[c] * sc
+            i = max(i, (e >> LOGPER) << LOGPER)
+            while i < e:  # a bucket that ends inside a byte
+                c = (np.uint32(packed[i >> LOGPER]) >> np.uint32((i & slot) * BITS)) & mask
+                out[i] = table[c] * sc + o if ADD else table[c] * sc
+                i += 1
         return out
 
+    # one compiled loop per code width, with and without the offset
     @jit
-    def to_half(xu, out):
-        one, top = np.uint32(1), np.uint32(31)
+    def decode1(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 3, 1, False)
+
+    @jit
+    def decode2(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 2, 2, False)
+
+    @jit
+    def decode4(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 1, 4, False)
+
+    @jit
+    def decode8(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 0, 8, False)
+
+    @jit
+    def decode1_lo(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 3, 1, True)
+
+    @jit
+    def decode2_lo(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 2, 2, True)
+
+    @jit
+    def decode4_lo(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 1, 4, True)
+
+    @jit
+    def decode8_lo(packed, bucket, table, scale, lo, out):
+        return decode_body(packed, bucket, table, scale, lo, out, 0, 8, True)
+
+    @jit
+    def to_half(x, xu, out):
+        one = np.uint32(1)
         for i in range(xu.size):
             u = xu[i]
             a = np.uint32(u & np.uint32(0x7FFFFFFF))
             # normal halves: rebias the exponent, round to nearest even on the 13 dropped bits
             nrm = np.uint32(np.uint32(((a >> np.uint32(13)) & one) + a + np.uint32(0xC8000FFF)) >> np.uint32(13))
-            # subnormal halves: |x| / 2**-24 rounded to nearest even, in integers
-            e = a >> np.uint32(23)
-            mant = (a & np.uint32(0x7FFFFF)) | (np.uint32(e != 0) << np.uint32(23))
-            sh = np.uint32(min(np.uint32(126) - max(e, one), top))
-            q = mant >> sh
-            rem = mant & ((one << sh) - one)
-            hw = one << (sh - one)
-            sub = q + np.uint32((rem > hw) | ((rem == hw) & ((q & one) != 0)))
+            # subnormal halves (|x| < 2**-14): units of 2**-24, |x| * 2**24 exact, rounded to
+            # nearest even by rint; anything else (NaN too) is cut to 0 here and not selected
+            y = abs(x[i]) * np.float32(16777216.0)
+            y = y if y < np.float32(2048.0) else np.float32(0.0)
+            sub = np.uint32(np.int32(np.rint(y)))
             # inf, beyond 65504 + half an ulp, NaN (keeps its top significand bits, never 0)
             nan = np.uint32(max(np.uint32(0x7C01), np.uint32(0x7C00) + ((a & np.uint32(0x7FFFFF)) >> np.uint32(13))))
             big = np.uint32(0x7C00) if a <= np.uint32(0x7F800000) else nan
@@ -213,10 +281,76 @@ def _build():
             out[i] = table[v & np.uint32(0x7FFF)] | ((v & np.uint32(0x8000)) << np.uint32(16))
         return out
 
+    half_loops = {"integer": (to_half, from_half)}
+    if _hardware_half():
+        half_loops["hardware"] = _hardware_half_loops(jit)
+    _STATE["half_loops"] = half_loops
+    to_half, from_half = half_loops.get("hardware", half_loops["integer"])
     with np.errstate(all="ignore"):  # NumPy's own widening of every non-negative half
         table = np.arange(1 << 15, dtype=np.uint16).view(np.float16).astype(np.float32).view(np.uint32)
-    _STATE.update(lane_sums=lane_sums, stochastic_codes=stochastic_codes, pack=pack, sign_pack=sign_pack,
-                  decode=decode, to_half=to_half, from_half=from_half, half_table=table)
+    _STATE.update(lane_sums=lane_sums, sign_pack=sign_pack, to_half=to_half, from_half=from_half, half_table=table)
+    _STATE["codes"] = {(True, True): codes_qsgd32, (True, False): codes_qsgd64, (False, True): codes_minmax32,
+                       (False, False): codes_minmax64}
+    _STATE["pack"] = {2: pack2, 4: pack4}
+    _STATE["decode"] = {(1, False): decode1, (2, False): decode2, (4, False): decode4, (8, False): decode8,
+                        (1, True): decode1_lo, (2, True): decode2_lo, (4, True): decode4_lo, (8, True): decode8_lo}
+
+
+def _hardware_half():
+    """Whether the CPU converts float16 itself (x86 with F16C, 64-bit ARM) and Numba compiles
+    for this CPU (``NUMBA_CPU_NAME`` unset or "host")."""
+    import platform
+
+    if os.environ.get("NUMBA_CPU_NAME", "host") != "host":
+        return False
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    import llvmlite.binding as llb
+
+    return bool(llb.get_host_cpu_features().get("f16c", False))
+
+
+def _hardware_half_loops(jit):
+    """The casts through the CPU's own conversion (``vcvtps2ph`` / ``vcvtph2ps``: round to
+    nearest even, exact widening), with NaNs taken from the integer rule: the hardware
+    quiets a signalling NaN, NumPy keeps its top significand bits as they are."""
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def f32_to_f16_bits(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+        return types.uint16(types.float32), codegen
+
+    @intrinsic
+    def f16_to_f32_bits(typingctx, h):
+        def codegen(context, builder, signature, args):
+            wide = builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+            return builder.bitcast(wide, ir.IntType(32))
+        return types.uint32(types.uint16), codegen
+
+    @jit
+    def to_half_hw(x, xu, out):
+        for i in range(xu.size):
+            u = xu[i]
+            a = np.uint32(u & np.uint32(0x7FFFFFFF))
+            nan = np.uint32(max(np.uint32(0x7C01), np.uint32(0x7C00) + ((a & np.uint32(0x7FFFFF)) >> np.uint32(13))))
+            nan |= (u >> np.uint32(16)) & np.uint32(0x8000)
+            out[i] = np.uint16(nan) if a > np.uint32(0x7F800000) else f32_to_f16_bits(x[i])
+        return out
+
+    @jit
+    def from_half_hw(h, table, out):  # (table unused: the same call as the integer loop's)
+        for i in range(h.size):
+            v = np.uint32(h[i])
+            o = v & np.uint32(0x7FFF)
+            nan = np.uint32((o << np.uint32(13)) + np.uint32(0x70000000)) | ((v & np.uint32(0x8000)) << np.uint32(16))
+            out[i] = nan if o > np.uint32(0x7C00) else f16_to_f32_bits(h[i])
+        return out
+
+    return to_half_hw, from_half_hw
 
 
 def lane_sums(x, bucket, square, out):
@@ -229,15 +363,16 @@ def stochastic_codes(x, bucket, lo, div, top, scaled, sign_shift, key32, codes):
     """Unpacked uint8 codes into ``codes`` (x's size), as
     :func:`hpctrain.compress.minmax.stochastic_codes`: ``scaled`` > 0 is QSGD's level count
     (t = (|x| / div) * s, ``lo`` ignored), 0 the min/max form t = (x - lo) / div;
-    ``sign_shift`` >= 0 ors in (x < 0) << sign_shift; ``key32`` the stream's 32-bit key."""
+    QSGD ors in (x < 0) << ``sign_shift``; ``key32`` is the stream's 32-bit key."""
     T = x.dtype.type
-    return _STATE["stochastic_codes"](x, int(bucket), lo, div, T(0), T(top), T(scaled), T(4294967296.0),
-                                      x.dtype == np.float32, int(scaled), int(sign_shift), np.uint32(key32), codes)
+    loop = _STATE["codes"][scaled > 0, x.dtype == np.float32]
+    return loop(x, int(bucket), lo, div, T(0), T(top), T(scaled), T(4294967296.0), max(int(sign_shift), 0),
+                np.uint32(key32), codes)
 
 
 def pack(codes, bits, out):
-    """:func:`hpctrain.compress.pack.pack_into` (codes < 2**bits) for 2, 4 or 8 bits."""
-    return _STATE["pack"](codes, int(bits), out)
+    """:func:`hpctrain.compress.pack.pack_into` (codes < 2**bits) for 2 or 4 bits."""
+    return _STATE["pack"][int(bits)](codes, out)
 
 
 def sign_pack(x, out):
@@ -256,14 +391,13 @@ def decode(packed, bits, bucket, table, scale, lo, out):
     """
     if not (enabled() and np.isfinite(scale).all() and (lo is None or np.isfinite(lo).all())):
         return False
-    add = lo is not None
-    _STATE["decode"](packed, int(bits), int(bucket), table, scale, scale if lo is None else lo, add, out)
+    _STATE["decode"][int(bits), lo is not None](packed, int(bucket), table, scale, scale if lo is None else lo, out)
     return True
 
 
 def to_half(x, out):
     """``out[...] = x.astype(float16)`` for contiguous float32 ``x`` and float16 ``out``, bit for bit."""
-    _STATE["to_half"](x.view(np.uint32), out.view(np.uint16))
+    _STATE["to_half"](x, x.view(np.uint32), out.view(np.uint16))
     return out
 
 

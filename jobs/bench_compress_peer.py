@@ -5,7 +5,7 @@ host operator (NumPy, or its loops compiled by Numba: the first line printed say
 and of a PyTorch peer (``torch.topk``, ``randperm``, stochastic rounding
 with ``torch.rand`` into int8/uint8 codes, ``x >= 0`` packed with ``np.packbits``,
 ``x.half()``), each side's GB/s (4 d bytes / time) and a memcpy of the same buffer as the
-memory-speed floor. Minimum and median of ``--repeats`` runs after one warm-up.
+memory-speed floor. Minimum and median of ``--repeats`` runs after three warm-up runs.
 
     python jobs/bench_compress_peer.py [--sizes 1M,8M] [--repeats 9] [--json OUT]
 """
@@ -86,8 +86,9 @@ def _torch_peers(torch):
             "fp16": (fp16, fp16_out)}
 
 
-def _time(fn, repeats):
-    fn()
+def _time(fn, repeats, warmup=3):
+    for _ in range(warmup):  # compiled loops load, allocators and page tables settle (both sides)
+        fn()
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()

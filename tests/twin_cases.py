@@ -7,7 +7,7 @@ for bit: same indices, codes, scales, values, header and wire bytes.
 
 import numpy as np
 
-from hpctrain.compress import get_compressor
+from hpctrain.compress import COMPRESSORS, get_compressor
 from hpctrain.compress.fp16 import to_half
 from hpctrain.compress.randk import randk_keys
 from hpctrain.compress.rng import counter_key, hash_u64, uniform, uniform32
@@ -29,6 +29,10 @@ OPS = [
     ("minmax", {"bits": 8}), ("qsgd", {"bits": 2}), ("qsgd", {"bits": 4, "bucket_size": 100}), ("qsgd", {"bits": 8}),
     ("sign", {}), ("sign", {"bucket_size": 1000}),
 ]
+# an operator registered later is covered at its benchmark parameters without an edit here
+# (a layer-wise one needs its layers, so its own tests drive it)
+OPS += [(name, dict(cls.bench_params)) for name, cls in sorted(COMPRESSORS.items())
+        if name not in {op[0] for op in OPS} and not cls.layerwise]
 # operators whose kernels use shared memory, atomics, barriers or warp votes
 SELECTION_OPS = [op for op in OPS if op[0] in ("topk", "approx-topk", "threshold", "randk")]
 

@@ -76,21 +76,29 @@ def test_a_wrong_loop_is_caught(monkeypatch):
     """The comparison can fail: a loop that rounds every coordinate down differs."""
     x = _vector(4105, np.float32)
     good = _roundtrip(monkeypatch, "1", "qsgd", {"bits": 4}, x)
-    real = jit._STATE["stochastic_codes"]
+    real = jit._STATE["codes"][True, True]  # QSGD on float32
 
-    def down(x, bucket, lo, div, zero, topv, s, two32, is32, scaled, sign_shift, key32, codes):
-        real(x, bucket, lo, div, zero, topv, s, two32, is32, scaled, sign_shift, np.uint32(key32), codes)
+    def down(*args):
+        codes = real(*args)
         codes[::7] &= np.uint8(0xF8)  # drop the level of every 7th code
         return codes
 
-    monkeypatch.setitem(jit._STATE, "stochastic_codes", down)
+    monkeypatch.setitem(jit._STATE, "codes", {**jit._STATE["codes"], (True, True): down})
     assert _roundtrip(monkeypatch, "1", "qsgd", {"bits": 4}, x) != good
 
 
-def test_half_casts_equal_numpys_on_every_kind_of_float32(monkeypatch):
+@pytest.mark.parametrize("kind", ["integer", "hardware"])
+def test_half_casts_equal_numpys_on_every_kind_of_float32(monkeypatch, kind):
     """Random bit patterns (NaNs with payloads, infs, subnormals, halfway cases) and values
-    around the half's limits, each way, against NumPy's astype."""
+    around the half's limits, each way, against NumPy's astype; both the integer loops and,
+    where the CPU has them, its conversion instructions."""
     monkeypatch.setenv("HPCTRAIN_JIT", "1")
+    assert jit.enabled()
+    if kind not in jit._STATE["half_loops"]:
+        pytest.skip("this CPU has no float16 conversion instructions (x86 F16C, 64-bit ARM)")
+    to_half, from_half = jit._STATE["half_loops"][kind]
+    monkeypatch.setitem(jit._STATE, "to_half", to_half)
+    monkeypatch.setitem(jit._STATE, "from_half", from_half)
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)
     edges = np.array([0x33000000, 0x33000001, 0x387FE000, 0x387FF000, 0x38800000, 0x477FE000, 0x477FEFFF,

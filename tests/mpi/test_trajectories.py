@@ -2,7 +2,9 @@
 and 3 ranks, must end with the parameters whose SHA-256 was recorded in
 tests/data/trajectories-Nranks.json.
 
-The pin guards refactors: a change that moves any trajectory by one bit fails here. A
+The pin guards refactors: a change that moves any trajectory by one bit, or stops running a
+pinned case, fails here; a case the worker runs without a pin (a newly registered operator
+or algorithm) is reported as a warning, so registering one needs no edit here. A
 change that *means* to alter an algorithm's semantics re-records its cases with
 ``OPENBLAS_CORETYPE=C mpiexec -n N python tests/workers/pin_trajectories.py OUT.json CASE...``
 for every kernel set C of the file and says why in its commit.
@@ -16,6 +18,7 @@ NumPy version, a CPU without AVX2) the test is skipped with that reason.
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -70,6 +73,10 @@ def test_trajectories_match_pins(mpirun, tmp_path, n):
            env={"OPENBLAS_CORETYPE": coretype})
     with open(out) as f:
         now = json.load(f)
-    assert sorted(now) == sorted(cases), "the set of cases changed: re-record the pins"
-    moved = [k for k in now if now[k] != cases[k]]
+    missing = sorted(set(cases) - set(now))
+    assert not missing, f"{len(missing)} pinned cases no longer run: {missing}"
+    moved = [k for k in cases if now[k] != cases[k]]
     assert not moved, f"{len(moved)} trajectories moved (OpenBLAS {coretype} kernels): {moved}"
+    unpinned = sorted(set(now) - set(cases))
+    if unpinned:  # a newly registered algorithm or operator: nothing of it to preserve yet
+        warnings.warn(f"{len(unpinned)} cases have no pin yet, record them with pin_trajectories.py: {unpinned}")
