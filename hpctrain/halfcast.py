@@ -94,9 +94,8 @@ def _compiled(*arrays):
 
 def host_to_half(x, out, scratch):
     """``out[...] = x.astype(float16)`` for float32 ``x``, bit for bit, without NumPy's
-    per-element slow path for subnormal results (one compiled loop with :mod:`hpctrain.jit`)."""
-    if _compiled(x, out):
-        return jit.to_half(x, out)
+    per-element slow path for subnormal results (NumPy passes; :func:`cast_to_half` takes the
+    compiled loop of :mod:`hpctrain.jit` instead when there is one)."""
     a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     u = x.view(np.uint32)
     np.bitwise_and(u, _ABS, out=a)  # |x|
@@ -125,9 +124,8 @@ def host_to_half(x, out, scratch):
 
 def host_from_half(h, out, scratch):
     """``out[...] = h`` (float16 to float32, exact), bit for bit as NumPy's cast, without
-    its per-element slow path for subnormals (one compiled loop with :mod:`hpctrain.jit`)."""
-    if _compiled(h, out):
-        return jit.from_half(h, out)
+    its per-element slow path for subnormals (NumPy passes; :func:`cast_from_half` takes the
+    compiled loop of :mod:`hpctrain.jit` instead when there is one)."""
     a, b, m, mask = scratch["a"], scratch["b"], scratch["m"], scratch["mask"]
     o = out.view(np.uint32)
     np.copyto(o, h.view(np.uint16))
@@ -165,11 +163,11 @@ class HalfAdd:
             k = min(BLOCK, n - i)
             sc = {key: v[:k] for key, v in self.scratch.items()}
             x, y = self.x[:k], self.y[:k]
-            host_from_half(a[i:i + k], x, sc)
-            host_from_half(b[i:i + k], y, sc)
+            cast_from_half(a[i:i + k], x, sc)
+            cast_from_half(b[i:i + k], y, sc)
             with np.errstate(all="ignore"):  # inf - inf is NaN, as in NumPy's float16 add
                 np.add(x, y, out=x)
-            host_to_half(x, out[i:i + k], sc)
+            cast_to_half(x, out[i:i + k], sc)
         return out
 
 

@@ -1,11 +1,23 @@
 """The host float16 casts in integer passes equal NumPy's casts bit for bit: every float16
 widened, and float32 bit patterns drawn at random (NaNs, infinities, subnormals included)
-plus the rounding boundaries, across block edges."""
+plus the rounding boundaries, across block edges; on the NumPy passes and, with Numba, on
+the compiled loops (hpctrain.jit) alike."""
 
 import numpy as np
 import pytest
 
 from hpctrain.halfcast import BLOCK, cast_from_half, cast_to_half, half_scratch
+
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def host_path(request, monkeypatch):
+    """Every test once on the NumPy integer passes and once on the compiled loops."""
+    if request.param == "compiled":
+        pytest.importorskip("numba", reason="the compiled loops need numba (pip install hpctrain[jit])")
+    monkeypatch.setenv("HPCTRAIN_JIT", "1" if request.param == "compiled" else "0")
+    return request.param
+
 
 EDGES = [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0x7F802000, 0xFFFFFFFF,
          0x477FEFFF, 0x477FF000, 0x477FE000, 0x47800000, 0x38800000, 0x387FFFFF, 0x387FF000,
