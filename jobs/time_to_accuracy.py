@@ -147,15 +147,20 @@ def _load(d):
         per = r.get("bytes_sent_per_rank", [0])
         b += sum(per) / max(len(per), 1)
         rows.append((t, b, float(r["test_accuracy"])))
-    return rows
+    parts = [sum(float(r.get(k, 0.0)) for r in recs) / max(len(recs), 1) for k in _PARTS]
+    return rows, parts
+
+
+#: the parts of an epoch's step time in metrics.jsonl (they add up to it; defined in README.md)
+_PARTS = ("compute_time", "compress_time", "comm_time", "other_time")
 
 
 def table(args):
-    runs = {}
+    runs, parts = {}, {}
     for name in ALGOS:
         d = os.path.join(args.root, name)
         if os.path.exists(os.path.join(d, "summary.json")):
-            runs[name] = _load(d)
+            runs[name], parts[name] = _load(d)
     if not runs:
         sys.exit(f"time_to_accuracy.py: no finished runs under {args.root}")
     target = args.target
@@ -164,12 +169,14 @@ def table(args):
     base_t = runs["dmsgd"][-1][0] if "dmsgd" in runs else None
     lines = [f"target test accuracy {target:.4f}" + (" (dmsgd's final minus 0.5 points)" if args.target is None else ""),
              "", "| algorithm | epochs | wall time (s) | bytes sent per rank | final test acc | time to target (s) |"
-             " time to target / dmsgd's wall time |", "|---|---:|---:|---:|---:|---:|---:|"]
+             " time to target / dmsgd's wall time | epoch: compute / compress / comm / other (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, rows in runs.items():
         hit = next((t for t, _, a in rows if target is not None and a >= target), None)
         ratio = f"{hit / base_t:.3f}" if hit is not None and base_t else "-"
         lines.append(f"| {name} | {len(rows)} | {rows[-1][0]:.1f} | {rows[-1][1]:.3g} | {rows[-1][2]:.4f} | "
-                     f"{'%.1f' % hit if hit is not None else 'not reached'} | {ratio} |")
+                     f"{'%.1f' % hit if hit is not None else 'not reached'} | {ratio} | "
+                     + " / ".join(f"{p:.1f}" if p else "0" for p in parts[name]) + " |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(args.root, "table.md"), "w") as f:
         f.write(text)

@@ -11,10 +11,14 @@ import pytest
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs", "time_to_accuracy.py")
 
 
-def fake(root, name, accs, wall, sent):
+def fake(root, name, accs, wall, sent, compress=0.0):
     d = root / name
     d.mkdir(parents=True)
-    recs = [{"epoch": e + 1, "train_loss": 1.0, "test_accuracy": a, "wall_time": wall, "bytes_sent_per_rank": [sent, sent]}
+    # the epoch's parts: compute 0.1 of the wall time, then compress (epoch e: compress * e), comm takes the rest
+    # but 0.5 s of other
+    recs = [{"epoch": e + 1, "train_loss": 1.0, "test_accuracy": a, "wall_time": wall, "bytes_sent_per_rank": [sent, sent],
+             "compute_time": 0.1 * wall, "compress_time": compress * (e + 1),
+             "comm_time": 0.9 * wall - compress * (e + 1) - 0.5, "other_time": 0.5}
             for e, a in enumerate(accs)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     (d / "summary.json").write_text(json.dumps({"config": {"algo": name}}))
@@ -23,16 +27,17 @@ def fake(root, name, accs, wall, sent):
 def test_table_times_to_target(tmp_path):
     pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
     fake(tmp_path, "dmsgd", [0.80, 0.85, 0.86], 100.0, 1000)
-    fake(tmp_path, "gmc-d0.01", [0.84, 0.856, 0.87], 10.0, 10)      # target 0.855 at epoch 2: 20 s
+    fake(tmp_path, "gmc-d0.01", [0.84, 0.856, 0.87], 10.0, 10, compress=1.0)  # target 0.855 at epoch 2: 20 s
     fake(tmp_path, "local-sgd-H8", [0.5, 0.6, 0.7], 5.0, 1)         # never
     res = subprocess.run([sys.executable, SCRIPT, "table", "--root", tmp_path], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
     table = (tmp_path / "table.md").read_text()
     assert "target test accuracy 0.8550" in table
-    assert "| dmsgd | 3 | 300.0 | 3e+03 | 0.8600 | 300.0 | 1.000 |" in table
-    assert "| gmc-d0.01 | 3 | 30.0 | 30 | 0.8700 | 20.0 | 0.067 |" in table
-    assert "| local-sgd-H8 | 3 | 15.0 | 3 | 0.7000 | not reached | - |" in table
+    # the last column: each part's mean over the epochs (gmc's compress: (1 + 2 + 3) / 3 = 2 s, so comm 9 - 2 - 0.5)
+    assert "| dmsgd | 3 | 300.0 | 3e+03 | 0.8600 | 300.0 | 1.000 | 10.0 / 0 / 89.5 / 0.5 |" in table
+    assert "| gmc-d0.01 | 3 | 30.0 | 30 | 0.8700 | 20.0 | 0.067 | 1.0 / 2.0 / 6.5 / 0.5 |" in table
+    assert "| local-sgd-H8 | 3 | 15.0 | 3 | 0.7000 | not reached | - | 0.5 / 0 / 4.0 / 0.5 |" in table
     assert (tmp_path / "accuracy-time.png").exists() and (tmp_path / "accuracy-bytes.png").exists()
 
 
