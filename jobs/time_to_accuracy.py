@@ -17,10 +17,11 @@ DIR/lr.json, each method's lr with the best final test accuracy, and DIR/sweep.m
 
 ``run`` trains every algorithm (at its lr from ``--lr-file`` when given) in turn as one MPI job on ``--nodes`` emulated nodes (network
 namespaces behind ``--rate`` links, ``hpctrain cluster run``; needs root), on the MLP with
-d ~ 1 M parameters (hidden 1260) on Fashion-MNIST, and writes DIR/NAME/{metrics.jsonl,
-summary.json}; runs whose summary.json exists are skipped (restartable). ``table`` (also
-run after ``run``) writes DIR/table.md: wall time, bytes per rank, final test accuracy and
-time to a target accuracy (default: dmsgd's final accuracy minus 0.5 points), and the plots
+d ~ 1 M parameters (hidden 1260) or the native CNN (``--model cnn``, d = 225,034) on
+Fashion-MNIST, and writes DIR/NAME/{metrics.jsonl, summary.json}; runs whose summary.json
+exists are skipped (restartable). ``table`` (also run after ``run``) writes DIR/table.md:
+wall time, bytes per rank, final test accuracy, time to a target accuracy (default: dmsgd's
+final accuracy minus 0.5 points) and the mean epoch's compute / compress / comm / other, and the plots
 DIR/accuracy-time.png and DIR/accuracy-bytes.png (``hpctrain plot --x time|bytes``).
 Every command line is printed.
 """
@@ -42,7 +43,8 @@ MODELS = {
 BASE = MODELS["mlp"]
 #: learning-rate grids by optimiser family: heavy-ball momentum (effective step lr / (1 - 0.9)),
 #: plain SGD steps (no momentum term), AdaGrad's normalised steps
-LR_GRIDS = {"momentum": (0.02, 0.05, 0.1), "sgd": (0.1, 0.2, 0.5), "adagrad": (0.05, 0.1, 0.2)}
+LR_GRIDS = {"momentum": (0.02, 0.05, 0.1), "sgd": (0.1, 0.2, 0.5), "adagrad": (0.05, 0.1, 0.2),
+            "sign": (0.0003, 0.001, 0.003)}  # sign steps: every coordinate moves by lr
 #: name -> the flags that pick the algorithm (s/d 0.01 for the sparsifiers)
 ALGOS = {
     "dmsgd": ["--algo", "dmsgd"],
@@ -56,11 +58,13 @@ ALGOS = {
     "local-sgd-H8": ["--algo", "local-sgd", "--sync-period", "8"],
     "prsgd-momentum-I8": ["--algo", "prsgd-momentum", "--sync-period", "8"],
     "dpsgd-ring": ["--algo", "dpsgd", "--topology", "ring"],
+    "powersgd-r2": ["--algo", "powersgd", "--rank", "2"],
+    "signsgd": ["--algo", "signsgd"],  # Signum with majority vote (momentum 0.9)
 }
 #: the optimiser family of each method (which lr grid its sweep uses)
 FAMILY = {"dmsgd": "momentum", "dmsgd-fp16": "momentum", "gmc-d0.01": "momentum", "dgc-d0.01": "momentum", "mdsgd-d0.01": "momentum",
           "prsgd-momentum-I8": "momentum", "csgd-qsgd4": "sgd", "ecsgd-sign": "sgd", "doublesqueeze": "sgd",
-          "local-sgd-H8": "sgd", "dpsgd-ring": "sgd"}
+          "local-sgd-H8": "sgd", "dpsgd-ring": "sgd", "powersgd-r2": "momentum", "signsgd": "sign"}
 
 
 def _bin(name):

@@ -43,13 +43,15 @@ def test_table_times_to_target(tmp_path):
 
 def test_sweep_picks_each_methods_best_lr(tmp_path):
     # finished sweep runs (summary.json present) are read, not re-run
-    for name, accs in (("dmsgd", {0.02: 0.84, 0.05: 0.86, 0.1: 0.85}), ("ecsgd-sign", {0.1: 0.80, 0.2: 0.79, 0.5: 0.83})):
+    # each method's own family grid: heavy-ball momentum, plain steps, sign steps (signsgd moves every coordinate by lr)
+    for name, accs in (("dmsgd", {0.02: 0.84, 0.05: 0.86, 0.1: 0.85}), ("ecsgd-sign", {0.1: 0.80, 0.2: 0.79, 0.5: 0.83}),
+                       ("signsgd", {0.0003: 0.81, 0.001: 0.85, 0.003: 0.84})):
         for lr, acc in accs.items():
             d = tmp_path / "sweep" / name / f"lr{lr}"
             d.mkdir(parents=True)
             (d / "summary.json").write_text(json.dumps({"final_test_accuracy": acc}))
-    res = subprocess.run([sys.executable, SCRIPT, "sweep", "--root", tmp_path, "--algos", "dmsgd,ecsgd-sign"],
+    res = subprocess.run([sys.executable, SCRIPT, "sweep", "--root", tmp_path, "--algos", "dmsgd,ecsgd-sign,signsgd"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert json.loads((tmp_path / "lr.json").read_text()) == {"dmsgd": 0.05, "ecsgd-sign": 0.5}
+    assert json.loads((tmp_path / "lr.json").read_text()) == {"dmsgd": 0.05, "ecsgd-sign": 0.5, "signsgd": 0.001}
     assert "| dmsgd | 0.02: 0.8400 | 0.05: 0.8600 | 0.1: 0.8500 | 0.05 |" in (tmp_path / "sweep.md").read_text()
