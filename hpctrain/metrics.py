@@ -118,7 +118,10 @@ class StepClock:
 
     def time_compressors(self, owner):
         """Time the compressors held by ``owner`` (an algorithm: its attributes, and the
-        lists, tuples and dicts among them), and those their ``independent`` returns."""
+        lists, tuples and dicts among them), those their ``independent`` returns, and the
+        owner's own ``compress_methods``."""
+        for name in getattr(owner, "compress_methods", {}):
+            setattr(owner, name, self._timer(getattr(owner, name), "compress", outermost=True))
         for value in list(vars(owner).values()):
             if isinstance(value, dict):
                 value = list(value.values())

@@ -130,7 +130,12 @@ _MPI_CALLS = ("send", "recv", "sendrecv", "waitall", "wait", "native_allreduce",
 def _compressor_classes():
     from .compress.base import Compressor
 
-    todo, seen = [Compressor], []
+    return _subclasses(Compressor)
+
+
+def _subclasses(root):
+    """``root`` and every class derived from it."""
+    todo, seen = [root], []
     while todo:
         c = todo.pop()
         if c not in seen:
@@ -151,6 +156,12 @@ def start(comm):
     for cls in _compressor_classes():
         for meth, name in (("compress", "compress"), ("decompress", "decompress"),
                            ("decompress_add", "decompress")):
+            if meth in cls.__dict__:
+                _patch(cls, meth, name, "compress", outermost=True)
+    from .algorithms.base import Algorithm
+
+    for cls in _subclasses(Algorithm):  # algorithms that encode in their own code
+        for meth, name in cls.__dict__.get("compress_methods", {}).items():
             if meth in cls.__dict__:
                 _patch(cls, meth, name, "compress", outermost=True)
 

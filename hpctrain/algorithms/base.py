@@ -139,6 +139,12 @@ class Algorithm:
         unbiased_with: compressors (``"none"`` for an algorithm that takes none) under
             which its update is unbiased, E[w_t - w_{t+1}] = lr * mean gradient, at
             momentum 0 (the Monte-Carlo test of tests/mpi/test_unbiased.py checks each).
+        compress_methods: for an algorithm that encodes and decodes in its own code rather
+            than through a compression operator (PowerSGD's projections, signSGD's
+            packing and vote): method name -> ``"compress"`` or ``"decompress"``. The
+            step clock counts those calls as ``compress_time`` and ``--trace`` records
+            them as compression, as it does a compression operator's calls; they must not
+            communicate.
 
     Args:
         ctx: the :class:`AlgoContext`.
@@ -156,6 +162,7 @@ class Algorithm:
     aggregations = ("allreduce",)
     unbiased_with = ()
     bucketing = "whole"
+    compress_methods = {}
 
     def __init__(self, ctx, params):
         self.ctx = ctx

@@ -162,26 +162,37 @@ class PowerSGD(Algorithm):
             grad[off:off + s] = flat[o:o + s]
             o += s
 
+    # the compression (counted as compress_time, traced as compression), between the allreduces
+    compress_methods = {"_project_p": "compress", "_project_q": "compress", "_expand": "decompress"}
+
+    def _project_p(self, views):
+        for g, e, p, q in views:
+            g += e                      # M = G + E
+            self.ctx.xp.matmul(g, q, out=p)  # P = M Q
+
+    def _project_q(self, views):
+        for g, e, p, q in views:
+            orthogonalise(p)
+            self.ctx.xp.matmul(g.T, p, out=q)  # Q = M^T P^
+
+    def _expand(self, views):
+        for g, e, p, q in views:
+            e[...] = g                  # E = M - P^ Q^T
+            self.ctx.xp.matmul(p, q.T, out=g)
+            e -= g
+
     def compress_average(self, grad, t):
         """Replace ``grad`` by the workers' PowerSGD average (in place)."""
         if t < self.start or not self.matrices:
             self.allreduce(self.comm, grad, "mean")
             self.count_traffic(grad.size, grad.size)
             return grad
-        xp = self.ctx.xp
         views = self._bind(grad)
-        for g, e, p, q in views:
-            g += e                      # M = G + E
-            xp.matmul(g, q, out=p)      # P = M Q
+        self._project_p(views)
         self.allreduce(self.comm, self.ps, "mean")
-        for g, e, p, q in views:
-            orthogonalise(p)
-            xp.matmul(g.T, p, out=q)    # Q = M^T P^
+        self._project_q(views)
         self.allreduce(self.comm, self.qs, "mean")
-        for g, e, p, q in views:
-            e[...] = g                  # E = M - P^ Q^T
-            xp.matmul(p, q.T, out=g)
-            e -= g
+        self._expand(views)
         self._average_dense(grad)
         self.count_traffic(self.wire_values(), self.wire_values())
         return grad

@@ -73,6 +73,7 @@ class SignSGD(Algorithm):
     state_names = ("velocity",)
     state_policies = {"velocity": "mean"}
     unbiased_with = ()
+    compress_methods = {"_encode": "compress", "_vote": "decompress", "_unpack_vote": "decompress"}
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
@@ -82,20 +83,33 @@ class SignSGD(Algorithm):
         self.nbytes = (params.size + 7) // 8
         self.codec = _PackedSigns(ctx.xp, self.nbytes)
 
+    def _encode(self, x):
+        """sign(x), packed (the compression: its time is ``compress_time``)."""
+        return pack_signs(x)
+
+    def _vote(self, rows):
+        """The majority vote of the packed sign rows, into ``self.vote`` (decoding)."""
+        return majority_vote(rows, self.vote.size, self.vote)
+
+    def _unpack_vote(self, packed):
+        """The packed vote as it came down the wire, into ``self.vote`` (+1 or -1)."""
+        xp = self.ctx.xp
+        self.vote[...] = xp.where(xp.unpackbits(packed)[:self.vote.size] == 1, 1, -1)
+        return self.vote
+
     def _gather_vote(self, bits):
-        comm, n, d = self.comm, self.comm.size, self.vote.size
+        comm, n = self.comm, self.comm.size
         xp = self.ctx.xp
         if self.cfg.aggregation == "ps" and n > 1:
             def serve(rows):
-                return pack_signs(majority_vote(xp.stack(rows), d, self.vote))
+                return self._encode(self._vote(xp.stack(rows)))
 
             reply = server_round(comm, bits, serve, up=self.codec, down=self.codec)
             # every rank (the server too) steps with the vote as it went down the wire
-            self.vote[...] = xp.where(xp.unpackbits(reply)[:d] == 1, 1, -1)
-            return self.vote
+            return self._unpack_vote(reply)
         gathered = xp.empty(n * self.nbytes, dtype=np.uint8)
         ring_allgatherv(comm, (bits,), (gathered,), np.full(n, self.nbytes, dtype=np.int64))
-        return majority_vote(gathered.reshape(n, self.nbytes), d, self.vote)
+        return self._vote(gathered.reshape(n, self.nbytes))
 
     def allreduce_sizes(self):
         """None: the votes travel by allgather (or to the servers), never by allreduce."""
@@ -121,7 +135,7 @@ class SignSGD(Algorithm):
             m += (1 - self.momentum) * grad
         else:
             m[...] = grad
-        vote = self._gather_vote(pack_signs(m))
+        vote = self._gather_vote(self._encode(m))
         d = params.size
         self.count_traffic(d / 32, d / 32)  # one bit each way, in 32-bit float units
         params -= lr * vote

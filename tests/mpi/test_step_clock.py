@@ -22,8 +22,14 @@ def _run(tmp_path, *args):
 
 
 @pytest.mark.mpi
-def test_compressed_job_parts_add_up_to_the_step_time(tmp_path):
-    res, recs, summary = _run(tmp_path, "--algo", "ecsgd", "--compressor", "sign", "--trace", tmp_path / "t.json")
+@pytest.mark.parametrize("algo", [
+    ("--algo", "ecsgd", "--compressor", "sign"),                 # a compression operator
+    ("--algo", "powersgd", "--rank", "2"),                       # compress_methods: the projections
+    ("--algo", "signsgd", "--lr", "0.001"),                      # the packing and the vote
+    ("--algo", "signsgd", "--lr", "0.001", "--aggregation", "ps"),  # the vote at the server
+], ids=["ecsgd-sign", "powersgd", "signsgd", "signsgd-ps"])
+def test_compressed_job_parts_add_up_to_the_step_time(tmp_path, algo):
+    res, recs, summary = _run(tmp_path, *algo, "--trace", tmp_path / "t.json")
     for r in recs:
         parts = [r[p] for p in PARTS]
         assert all(v >= 0 for v in parts[:3]), r
@@ -45,3 +51,17 @@ def test_compressed_job_parts_add_up_to_the_step_time(tmp_path):
 def test_uncompressed_job_has_no_compress_time(tmp_path):
     _, recs, _ = _run(tmp_path, "--algo", "dmsgd", "-q")
     assert all(r["compress_time"] == 0 and r["compute_time"] > 0 and r["comm_time"] > 0 for r in recs)
+
+
+def test_declared_compress_methods_are_the_algorithms_own():
+    """Every name in an algorithm's compress_methods is a method of that class and says
+    compress or decompress (a misspelt one would go untimed in the trace)."""
+    from hpctrain.algorithms import ALGORITHMS
+
+    declared = 0
+    for cls in ALGORITHMS.values():
+        for meth, kind in cls.__dict__.get("compress_methods", {}).items():
+            assert callable(cls.__dict__.get(meth)), (cls.name, meth)
+            assert kind in ("compress", "decompress"), (cls.name, meth, kind)
+            declared += 1
+    assert declared >= 6  # PowerSGD's three, signSGD's three
