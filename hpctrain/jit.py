@@ -18,7 +18,10 @@ with the NumPy path on the same inputs (tests/compress/test_jit.py).
 
 Numba is optional: without it, or with ``HPCTRAIN_JIT=0`` in the environment, the
 operators run their NumPy paths, which stay the reference. The loops are compiled on
-first use in a process (about a second each) and cached on disk by Numba.
+first use in each process (about a second each) and not cached on disk: they are built
+inside :func:`_build` (Numba is imported only there), and Numba's cache keys such a loop by
+its closure, which differs in every process, so every process would add copies to the
+package's ``__pycache__`` without ever reading one back.
 """
 
 import os
@@ -65,7 +68,7 @@ def _build():
     from .compress.rng import GOLDEN32, _L1, _L2
 
     g32, l1, l2 = np.uint32(GOLDEN32), np.uint32(_L1), np.uint32(_L2)
-    jit = njit(cache=True, boundscheck=False, nogil=True)
+    jit = njit(cache=False, boundscheck=False, nogil=True)  # see the module docstring
 
     @jit
     def lane_sums(x, bucket, square, out):

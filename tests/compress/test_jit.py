@@ -128,3 +128,31 @@ def test_float16_addition_equals_numpys(monkeypatch):
         ref = np.add(a, b)
     same = out.view(np.uint16) == ref.view(np.uint16)
     assert np.all(same | (np.isnan(out) & np.isnan(ref)))  # which NaN payload an add keeps is NumPy's choice
+
+
+def test_loops_leave_no_files_beside_the_package(tmp_path):
+    """Every loop compiled in a fresh process writes nothing into the package's directory
+    (Numba's on-disk cache would add copies of the loops there on every run)."""
+    import os
+    import subprocess
+    import sys
+
+    pkg = os.path.dirname(jit.__file__)
+
+    def numba_files():
+        return sorted(os.path.join(r, f) for r, _, fs in os.walk(pkg) for f in fs if f.endswith((".nbi", ".nbc")))
+
+    before = numba_files()
+    code = ("import numpy as np\n"
+            "from hpctrain import halfcast, jit\n"
+            "from hpctrain.compress import get_compressor\n"
+            "assert jit.enabled()\n"
+            "x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)\n"
+            "for name, kw in [('qsgd', {'bits': 4, 'seed': 1}), ('minmax', {'bits': 2, 'seed': 1}), ('sign', {}),"
+            " ('fp16', {})]:\n"
+            "    c = get_compressor(name, **kw)\n"
+            "    c.decompress(c.compress(x), np.empty_like(x))\n")
+    env = dict(os.environ, HPCTRAIN_JIT="1")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
+    assert numba_files() == before, "the compiled loops wrote files beside the package"
