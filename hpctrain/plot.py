@@ -126,15 +126,18 @@ def plot_runs(run_dirs, out, x=None):
 
 
 def _draw(plt, runs, x, out, fmt):
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     xs = [x] if x else ["epoch", "bytes"]
     fig, axes = plt.subplots(len(xs), 2, figsize=(11, 4 * len(xs)), squeeze=False)
-    for label, recs in runs:
+    for i, (label, recs) in enumerate(runs):
         ser = series(recs)
         loss = [r["train_loss"] for r in recs]
         acc = [r["test_accuracy"] for r in recs]
+        style = ("-", "--", ":", "-.")[i // 10 % 4]  # after the 10 colours of the cycle, a new line style
         for row, key in enumerate(xs):
-            axes[row, 0].plot(ser[key], loss, marker="o", label=label)
-            axes[row, 1].plot(ser[key], acc, marker="o", label=label)
+            axes[row, 0].plot(ser[key], loss, marker="o", linestyle=style, label=label)
+            axes[row, 1].plot(ser[key], acc, marker="o", linestyle=style, label=label)
     for row, key in enumerate(xs):
         for col, y in enumerate(("train loss", "test accuracy")):
             ax = axes[row, col]
@@ -143,13 +146,21 @@ def _draw(plt, runs, x, out, fmt):
             ax.grid(True, alpha=0.3)
             if key in ("bytes", "time"):
                 ax.set_xscale("log")
+                lo, hi = ax.get_xlim()
+                # ticks at 1, 2, 5 per decade over a short span, labelled plainly (matplotlib's own
+                # labelled minor ticks overlap there)
+                subs = (1.0, 2.0, 5.0) if lo > 0 and hi / lo < 100 else (1.0,)
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
         axes[row, 0].set_yscale("log")
-    axes[0, 1].legend(fontsize=8)
     fig.tight_layout()
+    # the legend beside the plots, not over them (the saved image grows to hold it)
+    axes[0, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp-{os.getpid()}")
     try:
         with io_errors(out):
-            fig.savefig(tmp, dpi=100, format=fmt)
+            fig.savefig(tmp, dpi=100, format=fmt, bbox_inches="tight")
             os.replace(tmp, out)
     finally:
         plt.close(fig)
