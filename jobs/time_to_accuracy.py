@@ -151,12 +151,10 @@ def _load(d):
         per = r.get("bytes_sent_per_rank", [0])
         b += sum(per) / max(len(per), 1)
         rows.append((t, b, float(r["test_accuracy"])))
-    parts = [sum(float(r.get(k, 0.0)) for r in recs) / max(len(recs), 1) for k in _PARTS]
+    from hpctrain.metrics import StepClock  # the parts of an epoch's step time (one definition)
+
+    parts = [sum(float(r.get(f"{k}_time", 0.0)) for r in recs) / max(len(recs), 1) for k in StepClock.PARTS]
     return rows, parts
-
-
-#: the parts of an epoch's step time in metrics.jsonl (they add up to it; defined in README.md)
-_PARTS = ("compute_time", "compress_time", "comm_time", "other_time")
 
 
 def table(args):

@@ -91,6 +91,8 @@ class PowerSGD(Algorithm):
     bucketing = "layerwise"
     state_names = ("velocity", "memory", "qs")
     state_policies = {"velocity": "replicated", "memory": "sum", "qs": "replicated"}
+    # the compression between the allreduces (counted as compress_time, traced as compression)
+    compress_methods = {"_project_p": "compress", "_project_q": "compress", "_expand": "decompress"}
 
     def __init__(self, ctx, params):
         super().__init__(ctx, params)
@@ -161,9 +163,6 @@ class PowerSGD(Algorithm):
         for off, s in self.dense:
             grad[off:off + s] = flat[o:o + s]
             o += s
-
-    # the compression (counted as compress_time, traced as compression), between the allreduces
-    compress_methods = {"_project_p": "compress", "_project_q": "compress", "_expand": "decompress"}
 
     def _project_p(self, views):
         for g, e, p, q in views:

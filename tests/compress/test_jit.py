@@ -144,7 +144,7 @@ def test_loops_leave_no_files_beside_the_package(tmp_path):
 
     before = numba_files()
     code = ("import numpy as np\n"
-            "from hpctrain import halfcast, jit\n"
+            "from hpctrain import jit\n"
             "from hpctrain.compress import get_compressor\n"
             "assert jit.enabled()\n"
             "x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)\n"
