@@ -22,6 +22,7 @@ The evaluated model is the server's.
 
 import numpy as np
 
+from ..collectives.ps import GO
 from ..collectives.ps_round import SERVER
 from ..collectives.tags import TAGS
 from .base import Algorithm, Exchange
@@ -66,7 +67,8 @@ class ASGD(Algorithm):
             for src in range(n):
                 if src == SERVER:
                     g, v = grad, int(self.version[0])
-                else:
+                else:  # each worker on its turn, as in every parameter-server round
+                    comm.send(GO, src, tag=TAGS["ps-go"])
                     comm.recv(self.tmp, src, tag=TAGS["async-grad"])
                     comm.recv(self.ver, src, tag=TAGS["async-version"])
                     g, v = self.tmp, int(self.ver[0])
@@ -81,6 +83,7 @@ class ASGD(Algorithm):
             if accepted:
                 self.server_model -= (lr / accepted) * total
         else:
+            comm.recv(GO, SERVER, tag=TAGS["ps-go"])
             comm.send(grad, SERVER, tag=TAGS["async-grad"])
             comm.send(self.version, SERVER, tag=TAGS["async-version"])
         self.count_traffic(grad.size, 0)

@@ -56,7 +56,7 @@ algorithm              oneway (+ oneway-sent)     exchange (+ exchange-sent) con
 =====================  =========================  =========================  ===========================  ======================
 ring                                              (n-1) + (n-1) x S/n (*)                                 (n-1) x S/n (*)
 multi-ps (co-located)                             (n-1) + (n-1) x S/n (*)                                 (n-1) x S/n (*)
-ps (rank 0 serves)     (n-1) + (n-1) x S                                                                  (n-1) x S
+ps (rank 0 serves)     (n-1) + (n-1) x S (**)                                                             (n-1) x S
 ring-unpartitioned     (n-1) + (n-1) x S                                                                  (n-1) x S
 recursive              f + f x S                  log2 p x S (scratch only)                               f x S, sent: log2 p x S
 gossip (degree d)                                 d = 1: 1 x S               d > 1: d x S (scratch only)  2d x S, sent: 1 x S
@@ -75,12 +75,16 @@ server matches its workers' messages one at a time (the up phase is serial) and 
 replies leave one link whose bytes the model already adds up (oneway), so neither uses
 the concurrent term.
 
+(**) and n-1 empty messages before them (``oneway`` of 0 bytes: the server gives each worker
+its turn to send, so that n-1 vectors never arrive into its link at once).
+
 (*) pipelined above ``PIPELINE_MIN_BYTES`` per chunk, see below. p is the largest power of
 two <= n, f = 1 if n != p (the fold), P the sparse payload bytes per rank. With one link
 for all patterns, no delta and no overhead this is the survey's table: ring and multi-ps
 2(n-1) alpha + 2(n-1)/n S beta, ps 2(n-1)(alpha + S beta) (its single PS with N workers
 and one extra server costs 2N(alpha + S beta); here rank 0 is server and worker, so
-N = n-1), recursive doubling log2 n (alpha + S beta).
+N = n-1; the server's n-1 turns, empty messages, add (n-1) alpha), recursive doubling
+log2 n (alpha + S beta).
 
 Chunks (shards) of at least the ring's ``PIPELINE_MIN_BYTES`` travel in
 k = ceil((S/n) / SEGMENT_BYTES) segments in the reduce-scatter (the multi-PS gather) and

@@ -4,10 +4,12 @@ The survey's (003) single parameter server: every worker sends its message to th
 (which is also a worker), the server combines them and sends one reply to every worker.
 Algorithms supply the math (``serve``); this module owns the messages, their order and
 their tags (:data:`~hpctrain.collectives.tags.TAGS`). Cost: (n-1) up-messages into one
-rank and (n-1) replies out of it, serialized at the server: 2(n-1)(alpha + M beta).
+rank, each after its turn (an empty message, as in :mod:`.ps`), and (n-1) replies out of
+it, serialized at the server: 2(n-1)(alpha + M beta) + (n-1) alpha.
 """
 
 from .payload_p2p import PAYLOAD
+from .ps import GO
 from .tags import TAGS
 
 __all__ = ["SERVER", "server_round"]
@@ -34,23 +36,34 @@ def server_round(comm, mine, serve, up=PAYLOAD, down=PAYLOAD, server=SERVER):
     """
     n, r = comm.size, comm.rank
     if r == server:
-        messages = [mine if src == server else up.recv(comm, src, TAGS["ps-up"]) for src in range(n)]
+        messages = [mine if src == server else _turn(comm, up, src) for src in range(n)]
         reply = serve(messages)
         for dst in range(n):
             if dst != server:
                 down.send(comm, reply, dst, TAGS["ps-down"])
         return reply
+    comm.recv(GO, server, TAGS["ps-go"])
     up.send(comm, mine, server, TAGS["ps-up"])
     return down.recv(comm, server, TAGS["ps-down"])
 
 
+def _turn(comm, up, src):
+    """Worker ``src``'s message, sent when the server gives it its turn: one worker sends at
+    a time, as the server reads them, so their messages never crowd into its link at once
+    (a switch's shallow buffer drops such an incast, and the flows stall)."""
+    comm.send(GO, src, TAGS["ps-go"])
+    return up.recv(comm, src, TAGS["ps-up"])
+
+
 def cost_steps(n, S, down=None, messages=1, down_messages=None, **_):
-    """One server round: n - 1 messages of S bytes into the server one after another, n - 1
-    replies of ``down`` bytes (default S) out of it, into the workers' buffers; each in
-    ``messages`` (``down_messages``) messages, the extra ones small (a length, a version)."""
+    """One server round: n - 1 turns (empty messages), n - 1 messages of S bytes into the
+    server one after another, n - 1 replies of ``down`` bytes (default S) out of it, into
+    the workers' buffers; each in ``messages`` (``down_messages``) messages, the extra ones
+    small (a length, a version)."""
     down = S if down is None else down
     dm = messages if down_messages is None else down_messages
-    return [("oneway", n - 1, S), ("oneway-sent", n - 1, down), ("oneway", (n - 1) * (messages + dm - 2), 8.0)]
+    return [("oneway", n - 1, 0), ("oneway", n - 1, S), ("oneway-sent", n - 1, down),
+            ("oneway", (n - 1) * (messages + dm - 2), 8.0)]
 
 
 def sent_bytes(n, S, down=None, **_):
@@ -59,6 +72,6 @@ def sent_bytes(n, S, down=None, **_):
 
 
 def sent_messages(n, S, down=None, messages=1, down_messages=None, **_):
-    """Messages all ranks send together in one round: n - 1 up and n - 1 down, of
-    ``messages`` and ``down_messages`` messages each."""
-    return (n - 1) * (messages + (messages if down_messages is None else down_messages))
+    """Messages all ranks send together in one round: n - 1 turns, n - 1 up and n - 1
+    down, of ``messages`` and ``down_messages`` messages each."""
+    return (n - 1) * (1 + messages + (messages if down_messages is None else down_messages))

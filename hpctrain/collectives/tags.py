@@ -13,6 +13,7 @@ TAGS = {
     "sparse-data": 51,      # ring allgatherv (one tag per gathered array: 51, 52, ...)
     "ps-up": 300,           # workers -> server (parameter-server round)
     "ps-down": 310,         # server -> workers
+    "ps-go": 320,           # server -> a worker: its turn to send up (empty)
     "ring-hop": 420,        # unpartitioned compressed ring: rank r -> r + 1
     "ring-final": 430,      # the ring's final result, forwarded once around
     "async-grad": 600,      # asynchronous SGD: a gradient to the server

@@ -36,7 +36,8 @@ def test_prediction_is_the_hand_formula():
     assert row["local_s"] == pytest.approx(1e-3 + (n - 1) * 1e-4)  # every other rank's payload decoded
     local = _measured("y", {"algo": "local-sgd"}, {n: [Exchange("allreduce", S, per_step=1 / 8)]})
     assert predict_row(local, n, 1, FIT, "ps")["comm_s"] == pytest.approx(
-        2 * (n - 1) * (A + S * B) / 8, rel=1e-9)  # the server: 2(n-1)(alpha + S beta), every 8th step
+        (2 * (n - 1) * (A + S * B) + (n - 1) * A) / 8, rel=1e-9)  # the server: 2(n-1)(alpha + S beta)
+    # and each worker's turn, every 8th step
 
 
 def test_serial_recompression_is_on_the_critical_path():
@@ -155,7 +156,7 @@ def test_a_slow_link_slows_lockstep_exchanges_fully_and_a_server_round_by_one_wo
     assert ring == pytest.approx(2 * (n - 1) * A + 2 * (n - 1) / n * S * B * slow, rel=1e-9)
     ps = predict_row(dense, n, n, FIT, "ps", slow)["comm_s"]
     factor = (n - 2 + slow) / (n - 1)
-    assert ps == pytest.approx(2 * (n - 1) * (A + S * B * factor), rel=1e-9)
+    assert ps == pytest.approx(2 * (n - 1) * (A + S * B * factor) + (n - 1) * A, rel=1e-9)
     assert predict_row(dense, n, n, FIT, "ring", 1.0)["comm_s"] < ring
 
 

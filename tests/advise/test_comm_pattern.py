@@ -49,7 +49,8 @@ def test_exchange_time_is_the_survey_formula_on_one_link():
     fit = {"alpha": a, "beta": b}
     n, S = 8, 1 << 20
     assert cost.exchange_time("allgather", n, S, fit) == pytest.approx((a + 8 * b) + (n - 1) * (a + S * b), rel=1e-12)
-    assert cost.exchange_time("ps", n, S, fit, down=S / 2) == pytest.approx((n - 1) * (2 * a + 1.5 * S * b), rel=1e-12)
+    # a parameter-server round: each worker's turn (an empty message), its message up, the reply
+    assert cost.exchange_time("ps", n, S, fit, down=S / 2) == pytest.approx((n - 1) * (3 * a + 1.5 * S * b), rel=1e-12)
     assert cost.exchange_time("gossip", n, S, fit, degree=2) == pytest.approx(2 * (a + S * b), rel=1e-12)
     ring = cost.exchange_time("allreduce", n, 4096.0, fit, collective="ring")
     assert ring == pytest.approx(2 * (n - 1) * a + 2 * (n - 1) / n * 4096 * b, rel=1e-12)
@@ -58,7 +59,7 @@ def test_exchange_time_is_the_survey_formula_on_one_link():
     # a payload sent after its length: one more small message per transfer, each direction
     assert cost.exchange_time("ps", n, S, fit, messages=2) - cost.exchange_time("ps", n, S, fit) == pytest.approx(
         2 * (n - 1) * (a + 8 * b), rel=1e-9)
-    assert cost.exchange_messages("ps", n, S, messages=2, down_messages=1) == 3 * (n - 1)
+    assert cost.exchange_messages("ps", n, S, messages=2, down_messages=1) == 4 * (n - 1)
     assert cost.exchange_messages("allreduce", n, S, collective="ring") == n * 2 * (n - 1)
     # 8 MiB chunks go as eight 1 MiB segments in the reduce-scatter, whole in the allgather
     assert cost.exchange_messages("allreduce", n, 64 * 2 ** 20, collective="ring") == n * (n - 1) * (8 + 1)

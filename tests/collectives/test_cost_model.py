@@ -20,8 +20,9 @@ def test_survey_formulas():
     ring = cost.predict("ring", n, S, {"alpha": a, "beta": b})
     assert ring == pytest.approx(2 * (n - 1) * a + 2 * (n - 1) / n * S * b)
     ps = cost.predict("ps", n, S, {"alpha": a, "beta": b})
-    assert ps == pytest.approx(2 * (n - 1) * (a + S * b))
-    assert cost.predict("ring-unpartitioned", n, S, FIT) == cost.predict("ps", n, S, FIT)
+    assert ps == pytest.approx(2 * (n - 1) * (a + S * b) + (n - 1) * a)  # + each worker's turn
+    unpartitioned = cost.predict("ring-unpartitioned", n, S, {"alpha": a, "beta": b})
+    assert unpartitioned == pytest.approx(2 * (n - 1) * (a + S * b))  # the survey's, turns apart
     assert cost.predict("multi-ps", n, S, FIT) == cost.predict("ring", n, S, FIT)
     assert cost.predict("recursive", 8, S, {"alpha": a, "beta": b}) == pytest.approx(3 * (a + S * b))
     assert cost.predict("mpi", n, S, FIT) is None
@@ -145,7 +146,8 @@ def test_each_step_is_priced_by_its_own_primitive():
         assert cost.predict("ring", n, S, RICH) == pytest.approx(ring)
         assert cost.predict("multi-ps", n, S, RICH) == pytest.approx(ring - 4e-6)
         # workers' vectors into the server's scratch, the result back into the workers' vectors
-        assert cost.predict("ps", n, S, RICH) == pytest.approx((n - 1) * (one(S) + one_sent(S) + red(S)))
+        # (each after its turn: an empty message)
+        assert cost.predict("ps", n, S, RICH) == pytest.approx((n - 1) * (one(0) + one(S) + one_sent(S) + red(S)))
     assert cost.predict("recursive", 4, S, RICH) == pytest.approx(2 * (ex(S) + sent(S)) + 1e-6)
     # 5 ranks: fold one rank in (one hop into scratch, one back into its vector, one hot add),
     # then log2(4) doubling steps

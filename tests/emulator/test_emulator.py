@@ -96,6 +96,27 @@ def test_a_transfer_cannot_beat_the_configured_rate(cluster, tmp_path, rate, nod
     assert "tbf" in qdisc and "100Mbit" in qdisc
 
 
+def _dropped(ns, dev):
+    out = subprocess.run(["ip", "netns", "exec", ns, "tc", "-s", "qdisc", "show", "dev", dev], capture_output=True,
+                         text=True, check=True).stdout
+    return int(out.split("dropped", 1)[1].split(",", 1)[0])
+
+
+@pytest.mark.mpi
+def test_a_node_never_drops_its_own_packets_nor_ps_workers_the_servers(cluster, tmp_path):
+    # the server of a single-PS allreduce sends 2 results of 512 KiB at once: a host queues
+    # them on its NIC (a 5 ms queue, 62 KB at 100 Mbit/s, dropped most of them, and TCP's
+    # retransmission timeouts then made some steps 200 ms slower)
+    c = cluster(3, 1, "100mbit")
+    _run(c, [os.path.join(WORKERS, "repeat_allreduce.py"), "ps", 512 << 10, 4], tmp_path, timeout=120)
+    assert [_dropped(c.ns(i), "eth0") for i in (1, 2, 3)] == [0, 0, 0]
+    qdisc = subprocess.run(["ip", "netns", "exec", c.switch, "tc", "qdisc", "show", "dev", "p1"],
+                           capture_output=True, text=True).stdout
+    assert "lat 5ms" in qdisc  # the switch's port keeps a shallow buffer ...
+    # ... which the workers never crowd: each sends on its turn, so nothing is lost into the server
+    assert _dropped(c.switch, "p1") == 0
+
+
 def test_teardown_is_idempotent_and_complete(emulator_ok):
     c = Cluster(3, 1, "1gbit", name=f"hpct-d{os.getpid() % 100000}")
     try:
