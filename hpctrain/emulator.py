@@ -36,9 +36,6 @@ __all__ = ["Cluster", "ClusterError", "ClusterUnavailable", "available", "parse_
 STATE_DIR = os.environ.get("HPCTRAIN_CLUSTER_DIR", "/run/hpctrain-cluster")
 #: every node's NIC is called this inside its namespace (so FI_TCP_IFACE is one value)
 NIC = "eth0"
-#: a node's own egress queue (bytes, tc notation): never full under MPI's few sockets, each
-#: of which TCP Small Queues holds to ``net.ipv4.tcp_limit_output_bytes`` (1-4 MiB)
-HOST_QUEUE = "32mb"
 _PREFIX_RE = re.compile(r"^hpct-[A-Za-z0-9]{1,8}$")
 _RATE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmg]?)(bit|bps)?\s*$", re.I)
 
@@ -308,20 +305,10 @@ class Cluster:
             json.dump(self.describe(), f, indent=1)
 
     def _tbf(self, i, how):
-        """Add (or change) the rate limit of node ``i``'s link, both directions.
-
-        The switch's port into the node queues 5 ms of traffic and drops beyond it (a
-        shallow switch buffer: several nodes sending into one node lose packets there). The
-        node's own NIC queue holds what its sockets hand it (``HOST_QUEUE``, above what TCP
-        Small Queues lets a few sockets queue): a host paces its own packets onto the wire
-        and does not drop them, where a 5 ms queue dropped bursts of a few hundred KiB and
-        stalled their flows for TCP's 200 ms retransmission timeout.
-        """
-        rate = self.node_rate(i)
-        for where, dev, queue in ((self.ns(i), NIC, ["limit", HOST_QUEUE]),  # node -> switch
-                                  (self.switch, f"p{i}", ["latency", "5ms"])):  # switch -> node
+        """Add (or change) the rate limit of node ``i``'s link, both directions."""
+        for where, dev in ((self.ns(i), NIC), (self.switch, f"p{i}")):  # node -> switch, switch -> node
             _sh(["ip", "netns", "exec", where, "tc", "qdisc", how, "dev", dev, "root", "tbf",
-                 "rate", rate, "burst", "128kb", *queue])
+                 "rate", self.node_rate(i), "burst", "128kb", "latency", "5ms"])
 
     def set_rate(self, i, rate):
         """Change node ``i``'s link rate (tc notation) on a cluster that is up, e.g. to make

@@ -8,7 +8,9 @@ The server's link carries 2(n-1)S bytes: the bottleneck the ring removes.
 A worker sends when the server gives it its turn (an empty message): the up phase is
 serial at the server anyway, and n - 1 vectors sent at once into its link overflow a
 switch's shallow buffer (incast), whose losses stall the flows. The turns cost n - 1
-latencies more than the survey's 2(n-1)(alpha + S beta).
+latencies more than the survey's 2(n-1)(alpha + S beta). The replies leave one at a time
+too: they share the server's link either way, and n - 1 bursts at once overflow a short
+queue on it (an emulated node's, ``docs/cluster.md``).
 """
 
 import numpy as np
@@ -45,7 +47,8 @@ def ps_allreduce(comm, buf, op="sum"):
             ufunc(buf, tmp, out=buf)
         if op == "mean":
             buf /= n
-        comm.waitall([comm.isend(buf, dst, tag=21) for dst in range(1, n)])
+        for dst in range(1, n):  # one reply at a time, as one link carries them anyway
+            comm.send(buf, dst, tag=21)
     else:
         comm.recv(GO, ROOT, tag=22)
         comm.send(buf, ROOT, tag=20)

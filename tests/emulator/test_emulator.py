@@ -103,17 +103,12 @@ def _dropped(ns, dev):
 
 
 @pytest.mark.mpi
-def test_a_node_never_drops_its_own_packets_nor_ps_workers_the_servers(cluster, tmp_path):
-    # the server of a single-PS allreduce sends 2 results of 512 KiB at once: a host queues
-    # them on its NIC (a 5 ms queue, 62 KB at 100 Mbit/s, dropped most of them, and TCP's
-    # retransmission timeouts then made some steps 200 ms slower)
+def test_ps_workers_never_crowd_the_servers_link(cluster, tmp_path):
+    # 2 workers of a single-PS allreduce of 512 KiB: sent at once, they overflow the switch
+    # port's 5 ms queue into the server (62 KB at 100 Mbit/s) and TCP's retransmission
+    # timeouts stall the step; each sends on its turn, so nothing is lost on that port
     c = cluster(3, 1, "100mbit")
     _run(c, [os.path.join(WORKERS, "repeat_allreduce.py"), "ps", 512 << 10, 4], tmp_path, timeout=120)
-    assert [_dropped(c.ns(i), "eth0") for i in (1, 2, 3)] == [0, 0, 0]
-    qdisc = subprocess.run(["ip", "netns", "exec", c.switch, "tc", "qdisc", "show", "dev", "p1"],
-                           capture_output=True, text=True).stdout
-    assert "lat 5ms" in qdisc  # the switch's port keeps a shallow buffer ...
-    # ... which the workers never crowd: each sends on its turn, so nothing is lost into the server
     assert _dropped(c.switch, "p1") == 0
 
 
