@@ -22,8 +22,7 @@ The evaluated model is the server's.
 
 import numpy as np
 
-from ..collectives.ps import GO
-from ..collectives.ps_round import SERVER
+from ..collectives.ps_round import SERVER, give_turn, wait_turn
 from ..collectives.tags import TAGS
 from .base import Algorithm, Exchange
 
@@ -68,7 +67,7 @@ class ASGD(Algorithm):
                 if src == SERVER:
                     g, v = grad, int(self.version[0])
                 else:  # each worker on its turn, as in every parameter-server round
-                    comm.send(GO, src, tag=TAGS["ps-go"])
+                    give_turn(comm, src)
                     comm.recv(self.tmp, src, tag=TAGS["async-grad"])
                     comm.recv(self.ver, src, tag=TAGS["async-version"])
                     g, v = self.tmp, int(self.ver[0])
@@ -83,7 +82,7 @@ class ASGD(Algorithm):
             if accepted:
                 self.server_model -= (lr / accepted) * total
         else:
-            comm.recv(GO, SERVER, tag=TAGS["ps-go"])
+            wait_turn(comm, SERVER)
             comm.send(grad, SERVER, tag=TAGS["async-grad"])
             comm.send(self.version, SERVER, tag=TAGS["async-version"])
         self.count_traffic(grad.size, 0)

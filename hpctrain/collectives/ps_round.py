@@ -12,7 +12,7 @@ from .payload_p2p import PAYLOAD
 from .ps import GO
 from .tags import TAGS
 
-__all__ = ["SERVER", "server_round"]
+__all__ = ["SERVER", "server_round", "give_turn", "wait_turn"]
 
 #: the rank that plays the parameter server (it is also a worker)
 SERVER = 0
@@ -42,16 +42,26 @@ def server_round(comm, mine, serve, up=PAYLOAD, down=PAYLOAD, server=SERVER):
             if dst != server:
                 down.send(comm, reply, dst, TAGS["ps-down"])
         return reply
-    comm.recv(GO, server, TAGS["ps-go"])
+    wait_turn(comm, server)
     up.send(comm, mine, server, TAGS["ps-up"])
     return down.recv(comm, server, TAGS["ps-down"])
 
 
+def give_turn(comm, worker):
+    """Server side: let ``worker`` send its message up now. One worker sends at a time, as
+    the server reads them, so their messages never crowd into its link at once (a switch's
+    shallow buffer drops such an incast, and the flows stall)."""
+    comm.send(GO, worker, TAGS["ps-go"])
+
+
+def wait_turn(comm, server):
+    """Worker side: wait until ``server`` gives this rank its turn to send up."""
+    comm.recv(GO, server, TAGS["ps-go"])
+
+
 def _turn(comm, up, src):
-    """Worker ``src``'s message, sent when the server gives it its turn: one worker sends at
-    a time, as the server reads them, so their messages never crowd into its link at once
-    (a switch's shallow buffer drops such an incast, and the flows stall)."""
-    comm.send(GO, src, TAGS["ps-go"])
+    """Worker ``src``'s message, sent on its turn."""
+    give_turn(comm, src)
     return up.recv(comm, src, TAGS["ps-up"])
 
 
